@@ -1,0 +1,1 @@
+"""nvs_sqa package."""
