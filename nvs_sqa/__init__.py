@@ -1,1 +1,26 @@
-"""nvs_sqa package."""
+"""NVS-SQA: no-reference quality of neurally synthesized scenes (re-implementation, spec nvs_sqa.md)."""
+
+from nvs_sqa.assessor import NSSScore, QualityAssessor
+from nvs_sqa.frames import FrameError, list_frames, natural_sort_key, read_frame
+from nvs_sqa.models import SequenceModel, SequenceModelConfig, ViewEncoder, ViewEncoderConfig, build_model
+from nvs_sqa.ridge import RidgeReadout, fit_ridge
+from nvs_sqa.weights import fetch_official_weights, read_ridge_pickle, require_official_weights
+
+__all__ = [
+    "FrameError",
+    "NSSScore",
+    "QualityAssessor",
+    "RidgeReadout",
+    "SequenceModel",
+    "SequenceModelConfig",
+    "ViewEncoder",
+    "ViewEncoderConfig",
+    "build_model",
+    "fetch_official_weights",
+    "fit_ridge",
+    "list_frames",
+    "natural_sort_key",
+    "read_frame",
+    "read_ridge_pickle",
+    "require_official_weights",
+]

@@ -1,0 +1,114 @@
+"""Time our NVS-SQA app against the official `nvs-sqa` 0.1.1 package on the same NSS folders.
+
+The official package is pip-installed with --no-deps --target into a temporary folder and run in its own
+process (both packages are called `nvs_sqa`); ours also runs in its own process with the same thread count.
+Writes a section with per-NSS seconds, the ratio and the max feature difference into
+docs/benchmarks_nvs_sqa.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+
+_OFFICIAL = r"""
+import glob, json, os, sys, time, torch
+torch.set_num_threads(int(sys.argv[2]))
+import nvs_sqa
+assert nvs_sqa.__file__.startswith(sys.argv[1]), nvs_sqa.__file__
+from nvs_sqa import QualityAssessor
+qa = QualityAssessor(device="cpu")
+out = {}
+for folder in sys.argv[3:]:
+    paths = sorted(p for p in glob.glob(os.path.join(folder, "*.*")) if p.rsplit(".", 1)[-1].lower() in ("png", "jpg", "jpeg"))
+    t = time.perf_counter()
+    f = qa.predict_features_from_views(paths)
+    out[folder] = {"seconds": time.perf_counter() - t, "feature": [float(v) for v in f.reshape(-1)]}
+print("RESULT" + json.dumps(out))
+"""
+
+_OURS = r"""
+import json, sys, time, torch
+torch.set_num_threads(int(sys.argv[1]))
+from nvs_sqa.assessor import QualityAssessor
+qa = QualityAssessor(device="cpu", decode_threads=int(sys.argv[1]))
+out = {}
+for folder in sys.argv[2:]:
+    t = time.perf_counter()
+    r = qa.score_nss_folder(folder)
+    out[folder] = {"seconds": time.perf_counter() - t, "feature": [float(v) for v in r.feature]}
+print("RESULT" + json.dumps(out))
+"""
+
+
+def _run(cmd: list[str], env: dict[str, str], cwd: str) -> dict:
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=cwd)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{cmd[:3]} failed:\n{proc.stderr[-3000:]}")
+    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT"))
+    return json.loads(line[len("RESULT") :])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("folders", nargs="+", type=Path, help="NSS folders of frames")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks_nvs_sqa.md")
+    args = p.parse_args()
+    folders = [str(f.resolve()) for f in args.folders]
+    with tempfile.TemporaryDirectory() as tmp:
+        target = Path(tmp) / "official"
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "--no-deps",
+                "--target",
+                str(target),
+                "nvs-sqa==0.1.1",
+            ],
+            check=True,
+        )
+        env = dict(os.environ, PYTHONPATH=str(target))
+        t0 = time.time()
+        off = _run([sys.executable, "-c", _OFFICIAL, str(target), str(args.threads), *folders], env, tmp)
+        ours = _run([sys.executable, "-c", _OURS, str(args.threads), *folders], dict(os.environ), str(REPO))
+        wall = time.time() - t0
+    lines = [
+        "## NVS-SQA app vs official nvs-sqa 0.1.1",
+        "",
+        f"`python bench/nvs_sqa_app.py` on {platform.node()} ({os.cpu_count()} CPUs, torch threads "
+        f"{args.threads}, fp32, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}); each side in its own "
+        f"process, run one after the other (total {wall:.0f} s). Seconds = frame decoding + network per NSS.",
+        "",
+        "| NSS | official s | ours s | ratio ours/official | max abs feature diff |",
+        "|---|---|---|---|---|",
+    ]
+    for f in folders:
+        a, b = off[f], ours[f]
+        diff = float(np.abs(np.asarray(a["feature"]) - np.asarray(b["feature"])).max())
+        lines.append(
+            f"| {Path(f).name} | {a['seconds']:.2f} | {b['seconds']:.2f} | {b['seconds'] / a['seconds']:.2f} | {diff:.2e} |"
+        )
+    text = "\n".join(lines) + "\n"
+    print(text)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,331 @@
+"""YAML configs validated against nested frozen dataclasses, plus the shared command line.
+
+The dataclass is the schema and the YAML holds the values (STYLE 2.4): unknown keys and wrong types are
+rejected with the key path and a "did you mean" hint, so that a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import os
+import re
+import types
+import typing
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Literal, TypeVar, Union
+
+import torch
+import yaml
+
+T = TypeVar("T")
+
+_ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class ConfigError(ValueError):
+    """A config file or override does not match its schema."""
+
+
+# ----------------------------------------------------------------------------------------------- CLI
+def _default_devices() -> str:
+    return "0" if torch.cuda.is_available() else "cpu"
+
+
+def build_parser(description: str) -> argparse.ArgumentParser:
+    """Parser with the flags every script shares; scripts add their own flags on top."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("-c", "--config", type=Path, default=None, help="experiment YAML file")
+    parser.add_argument(
+        "-d",
+        "--devices",
+        default=_default_devices(),
+        help='devices: "cpu", "0", "0-3" or "0,2" (several GPUs start one DDP process each)',
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, dotted key, YAML-parsed value (repeatable), e.g. train.lr=1e-3",
+    )
+    parser.add_argument(
+        "--resume",
+        nargs="?",
+        const="auto",
+        default=None,
+        metavar="PATH|auto",
+        help='resume from a checkpoint file, or "auto" for the latest one in the output dir',
+    )
+    parser.add_argument("-o", "--out-dir", type=Path, default=None, help="run directory (overrides config)")
+    return parser
+
+
+def parse_cli(description: str = "", argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse the shared flags only (for scripts that add none of their own)."""
+    return build_parser(description).parse_args(argv)
+
+
+def cli_overrides(args: argparse.Namespace, out_dir_key: str = "train.out_dir") -> list[str]:
+    """The --set overrides plus -o/--out-dir turned into an override of `out_dir_key`."""
+    overrides = list(getattr(args, "overrides", None) or [])
+    if getattr(args, "out_dir", None) is not None:
+        overrides.append(f"{out_dir_key}={args.out_dir}")
+    return overrides
+
+
+# ------------------------------------------------------------------------------------------ loading
+def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path}: top level must be a mapping, got {type(data).__name__}")
+    base_name = data.pop("defaults", None)
+    if base_name is None:
+        return data
+    if seen:
+        raise ConfigError(f"config file {path}: only one level of `defaults:` include is allowed")
+    base = _read_yaml(path.parent / str(base_name), seen + (path,))
+    return _deep_merge(base, data)
+
+
+def _deep_merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _deep_merge(dict(out[key]), value)
+        else:
+            out[key] = value
+    return out
+
+
+def _expand_env(value: Any, where: str) -> Any:
+    if isinstance(value, dict):
+        return {k: _expand_env(v, f"{where}.{k}" if where else str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand_env(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if not isinstance(value, str):
+        return value
+
+    def repl(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in os.environ:
+            return os.environ[name]
+        if default is not None:
+            return default
+        raise ConfigError(
+            f"{where}: environment variable ${{{name}}} is not set (set it, or override the key with --set)"
+        )
+
+    return _ENV_RE.sub(repl, value)
+
+
+def _apply_override(data: dict[str, Any], item: str, schema: type) -> None:
+    if "=" not in item:
+        raise ConfigError(f"override {item!r} must look like key.path=value")
+    key, raw = item.split("=", 1)
+    key = key.strip()
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override {item!r}: value is not valid YAML: {exc}") from exc
+    parts = key.split(".")
+    node: dict[str, Any] = data
+    cls: Any = schema
+    for depth, part in enumerate(parts):
+        names = [f.name for f in dataclasses.fields(cls)] if dataclasses.is_dataclass(cls) else None
+        path = ".".join(parts[: depth + 1])
+        if names is not None and part not in names:
+            raise ConfigError(
+                f"override {item!r}: unknown key {path!r}{_suggest(part, names, parts[:depth])}"
+            )
+        if depth == len(parts) - 1:
+            node[part] = value
+            return
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+        cls = _field_type(cls, part) if names is not None else None
+        cls = _dataclass_in(cls)
+
+
+def _suggest(name: str, valid: Iterable[str], prefix: list[str]) -> str:
+    valid = list(valid)
+    close = difflib.get_close_matches(name, valid, n=1, cutoff=0.5)
+    pre = ".".join(prefix) + "." if prefix else ""
+    if close:
+        return f" (did you mean {pre + close[0]!r}?)"
+    return f" (valid keys: {', '.join(valid)})"
+
+
+def _field_type(cls: type, name: str) -> Any:
+    return typing.get_type_hints(cls)[name]
+
+
+def _dataclass_in(tp: Any) -> Any:
+    """The dataclass inside `tp` (itself, or the non-None member of an Optional), else None."""
+    if dataclasses.is_dataclass(tp):
+        return tp
+    if typing.get_origin(tp) in (Union, types.UnionType):
+        for arg in typing.get_args(tp):
+            if dataclasses.is_dataclass(arg):
+                return arg
+    return None
+
+
+def _convert(value: Any, tp: Any, where: str) -> Any:
+    """Check `value` against annotation `tp` and convert YAML types (lists -> tuples, dicts -> dataclasses)."""
+    if tp is Any:
+        return value
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _convert(value, arg, where)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(f"{where}: {value!r} matches none of {_type_name(tp)} ({'; '.join(errors)})")
+    if origin is Literal:
+        if value not in typing.get_args(tp):
+            raise ConfigError(f"{where}: {value!r} is not one of {list(typing.get_args(tp))}")
+        return value
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: expected a mapping for {tp.__name__}, got {value!r}")
+        return _build(tp, value, where)
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        args = typing.get_args(tp)
+        if origin is list:
+            item_t = args[0] if args else Any
+            return [_convert(v, item_t, f"{where}[{i}]") for i, v in enumerate(value)]
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_convert(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
+        if args and len(args) != len(value):
+            raise ConfigError(f"{where}: expected {len(args)} items, got {len(value)}")
+        if not args:
+            return tuple(value)
+        return tuple(_convert(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        args = typing.get_args(tp)
+        if not args:
+            return dict(value)
+        return {_convert(k, args[0], where): _convert(v, args[1], f"{where}.{k}") for k, v in value.items()}
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true/false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            # YAML 1.1 reads "1e-4" (no dot) as a string; accept it when it parses as a number.
+            if isinstance(value, str):
+                try:
+                    return float(value)
+                except ValueError:
+                    pass
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    if tp is Path:
+        if not isinstance(value, (str, Path)):
+            raise ConfigError(f"{where}: expected a path string, got {value!r}")
+        return Path(value)
+    if isinstance(tp, type) and isinstance(value, tp):
+        return value
+    raise ConfigError(f"{where}: cannot check value {value!r} against type {_type_name(tp)}")
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _build(cls: type[T], data: Mapping[str, Any], where: str) -> T:
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    prefix = f"{where}." if where else ""
+    for key in data:
+        if key not in fields:
+            raise ConfigError(
+                f"unknown key {prefix + str(key)!r}{_suggest(str(key), fields, where.split('.') if where else [])}"
+            )
+    kwargs = {}
+    for name, field in fields.items():
+        if name in data:
+            kwargs[name] = _convert(data[name], hints[name], prefix + name)
+        elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"missing required key {prefix + name!r} ({_type_name(hints[name])})")
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where or cls.__name__}: {exc}") from exc
+
+
+def load_config(path: str | Path | None, schema: type[T], overrides: Iterable[str] = ()) -> T:
+    """YAML file (optional) + `key.path=value` overrides -> validated instance of `schema`."""
+    if not dataclasses.is_dataclass(schema):
+        raise TypeError(f"schema must be a dataclass type, got {schema!r}")
+    data = _read_yaml(Path(path)) if path is not None else {}
+    for item in overrides:
+        _apply_override(data, item, schema)
+    data = _expand_env(data, "")
+    try:
+        return _build(schema, data, "")
+    except ConfigError as exc:
+        if path is not None:
+            raise ConfigError(f"{path}: {exc}") from exc
+        raise
+
+
+# ------------------------------------------------------------------------------------------- saving
+def config_to_dict(cfg: Any) -> Any:
+    """Dataclass tree -> plain dict/list/str/number tree (YAML- and weights_only-safe)."""
+    if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
+        return {f.name: config_to_dict(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
+    if isinstance(cfg, Mapping):
+        return {str(k): config_to_dict(v) for k, v in cfg.items()}
+    if isinstance(cfg, (list, tuple)):
+        return [config_to_dict(v) for v in cfg]
+    if isinstance(cfg, Path):
+        return str(cfg)
+    return cfg
+
+
+def save_config(cfg: Any, run_dir: Path) -> Path:
+    """Write the resolved config as run_dir/config.yaml, so a run can be reproduced from its folder."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / "config.yaml"
+    tmp = path.with_name(f".config.yaml.tmp-{os.getpid()}")
+    tmp.write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,95 @@
+"""Correlation between predicted and subjective quality scores (SRCC, PLCC, KRCC) with bootstrap CIs.
+
+``plcc_logistic`` applies the standard 4-parameter logistic mapping (VQEG) fitted with
+``scipy.optimize.curve_fit`` before Pearson; the official NVS-SQA code uses the raw ``plcc``.
+All scores: higher is better, in [-1, 1].
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from scipy import optimize, stats
+
+__all__ = ["srcc", "plcc", "krcc", "plcc_logistic", "logistic4", "fit_logistic4", "bootstrap_ci"]
+
+
+def _as_pair(x, y) -> tuple[np.ndarray, np.ndarray]:
+    x = np.asarray(x.detach().cpu() if hasattr(x, "detach") else x, dtype=np.float64).ravel()
+    y = np.asarray(y.detach().cpu() if hasattr(y, "detach") else y, dtype=np.float64).ravel()
+    if x.shape != y.shape:
+        raise ValueError(f"x and y differ in length: {x.size} vs {y.size}")
+    if x.size < 2:
+        raise ValueError(f"need at least 2 paired scores, got {x.size}")
+    if not (np.isfinite(x).all() and np.isfinite(y).all()):
+        raise ValueError("scores contain NaN or inf")
+    return x, y
+
+
+def srcc(x, y) -> float:
+    """Spearman rank-order correlation (scipy.stats.spearmanr)."""
+    x, y = _as_pair(x, y)
+    return float(stats.spearmanr(x, y)[0])
+
+
+def plcc(x, y) -> float:
+    """Pearson linear correlation on the raw scores (scipy.stats.pearsonr)."""
+    x, y = _as_pair(x, y)
+    return float(stats.pearsonr(x, y)[0])
+
+
+def krcc(x, y) -> float:
+    """Kendall rank correlation, tau-b (scipy.stats.kendalltau)."""
+    x, y = _as_pair(x, y)
+    return float(stats.kendalltau(x, y)[0])
+
+
+def logistic4(x: np.ndarray, b1: float, b2: float, b3: float, b4: float) -> np.ndarray:
+    """(b1 - b2) / (1 + exp(-(x - b3) / |b4|)) + b2: monotone map from objective to subjective scale."""
+    z = np.clip(-(x - b3) / (abs(b4) + 1e-12), -500, 500)
+    return (b1 - b2) / (1.0 + np.exp(z)) + b2
+
+
+def fit_logistic4(x, y) -> np.ndarray:
+    """Least-squares fit of :func:`logistic4` mapping x to y; returns (b1, b2, b3, b4)."""
+    x, y = _as_pair(x, y)
+    sx = float(np.std(x)) or 1.0
+    p0 = [float(np.max(y)), float(np.min(y)), float(np.mean(x)), sx]
+    params, _ = optimize.curve_fit(logistic4, x, y, p0=p0, maxfev=20000)
+    return params
+
+
+def plcc_logistic(x, y) -> float:
+    """Pearson correlation between logistic4(x) (fitted to y) and y."""
+    x, y = _as_pair(x, y)
+    return float(stats.pearsonr(logistic4(x, *fit_logistic4(x, y)), y)[0])
+
+
+def bootstrap_ci(
+    fn: Callable[[np.ndarray, np.ndarray], float],
+    x,
+    y,
+    n: int = 1000,
+    alpha: float = 0.05,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile bootstrap (1 - alpha) interval of fn(x, y), resampling pairs with replacement.
+
+    Resamples on which fn is undefined (NaN, e.g. a constant draw) are dropped.
+    """
+    x, y = _as_pair(x, y)
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
+    rng = np.random.default_rng(seed)
+    vals = []
+    for _ in range(n):
+        idx = rng.integers(0, x.size, x.size)
+        with np.errstate(all="ignore"):
+            v = fn(x[idx], y[idx])
+        if np.isfinite(v):
+            vals.append(v)
+    if not vals:
+        raise ValueError("every bootstrap resample gave an undefined statistic")
+    lo, hi = np.quantile(vals, [alpha / 2, 1 - alpha / 2])
+    return float(lo), float(hi)

@@ -1,0 +1,83 @@
+"""LPIPS v0.1 through the ``lpips`` package, with ImageNet trunks converted offline (no downloads).
+
+``lpips.LPIPS(pnet_rand=True)`` builds a random trunk (torchvision would otherwise download
+ImageNet weights); the package's own v0.1 linear heads are loaded by it, and the trunk comes from
+``common.weights`` (``python scripts/fetch_weights.py lpips``). Lower is better; range [0, inf).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+from torch import Tensor, nn
+
+from common.weights import WeightsError, lpips_trunk_path
+
+__all__ = ["LPIPSMetric", "trunk_to_lpips_keys"]
+
+
+def trunk_to_lpips_keys(trunk_sd: dict[str, Tensor], lpips_net: nn.Module) -> dict[str, Tensor]:
+    """Map torchvision ``features.N.*`` keys onto the lpips slices (``sliceK.N.*``) that hold index N."""
+    where: dict[str, str] = {}
+    for name, _ in lpips_net.named_parameters():
+        slice_name, idx, leaf = name.split(".")
+        where[f"features.{idx}.{leaf}"] = f"{slice_name}.{idx}.{leaf}"
+    unknown = sorted(set(trunk_sd) - set(where))
+    if unknown:
+        raise WeightsError(f"trunk keys with no place in the lpips network: {unknown}")
+    return {where[k]: v for k, v in trunk_sd.items()}
+
+
+class LPIPSMetric(nn.Module):
+    """Per-image LPIPS distance. forward((B,3,H,W), (B,3,H,W)) in [0, 1] -> (B,).
+
+    ``scale_inputs=True`` maps [0, 1] to the [-1, 1] range the network expects (correct usage).
+    ``scale_inputs=False`` feeds the tensors unchanged, reproducing SMCL's real-world protocol that
+    passes [0, 1] images straight in (smcl.md §5.2). Parameters are frozen; gradients still flow to
+    the inputs, so it can serve as a loss.
+    """
+
+    higher_is_better = False
+
+    def __init__(self, net: str = "alex", scale_inputs: bool = True) -> None:
+        super().__init__()
+        import lpips  # third-party, imported lazily: it is heavy
+
+        names = {"alex": "alex", "vgg": "vgg"}
+        if net not in names:
+            raise ValueError(f"net must be 'alex' or 'vgg', got {net!r}")
+        trunk_path = lpips_trunk_path(net)
+        if not trunk_path.is_file():
+            raise WeightsError(
+                f"LPIPS {net} trunk {trunk_path} is missing; run `python scripts/fetch_weights.py lpips`"
+            )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # torchvision's deprecated `pretrained` arg
+            model = lpips.LPIPS(net=names[net], version="0.1", pretrained=True, pnet_rand=True, verbose=False)
+        trunk = torch.load(trunk_path, map_location="cpu", weights_only=True)
+        mapped = trunk_to_lpips_keys(trunk, model.net)
+        expected = {k for k, _ in model.net.named_parameters()} | {k for k, _ in model.net.named_buffers()}
+        if set(mapped) != expected:
+            raise WeightsError(
+                f"{trunk_path} does not cover the {net} trunk: missing {sorted(expected - set(mapped))}"
+            )
+        model.net.load_state_dict(mapped, strict=True)
+        model.eval()
+        for p in model.parameters():
+            p.requires_grad_(False)
+        self.model = model
+        self.net_name = net
+        self.scale_inputs = scale_inputs
+
+    def train(self, mode: bool = True) -> LPIPSMetric:
+        """Stay in eval mode: LPIPS has no training behaviour here."""
+        super().train(False)
+        return self
+
+    def forward(self, pred: Tensor, target: Tensor) -> Tensor:
+        if pred.shape != target.shape or pred.ndim != 4 or pred.shape[1] != 3:
+            raise ValueError(f"expected two (B, 3, H, W) tensors, got {tuple(pred.shape)} and {tuple(target.shape)}")
+        if self.scale_inputs:
+            pred, target = pred * 2 - 1, target * 2 - 1
+        return self.model(pred, target, normalize=False).flatten()

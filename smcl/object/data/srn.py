@@ -1,0 +1,90 @@
+"""SRN object loader with pixelNeRF's conventions (spec smcl.md 4.2): <root>/<name>_<split>/<instance>/.
+
+Per instance: intrinsics.txt (first line "f cx cy 0", last line "H W"), rgb/*.png, pose/*.txt (4x4
+camera->world, OpenCV axes, turned into OpenGL axes by right-multiplying diag(1,-1,-1,1)).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from smcl.object.data.nmr import T_CAM, DatasetFormatError, _load_rgb, mask_bbox
+
+
+@dataclass(frozen=True)
+class SRNDatasetConfig:
+    root: str = ""
+    name: str = "cars"  # category; "chairs" selects bounds 1.25-2.75, others 0.8-1.8
+    split: str = "train"
+    image_size: int = 128  # resized with area interpolation (focal, centre, bbox scaled)
+
+
+def read_srn_intrinsics(path: Path) -> tuple[float, float, float, int, int]:
+    """(f, cx, cy, H, W) from an SRN/NSVF multi-line intrinsics file."""
+    if not path.is_file():
+        raise DatasetFormatError(f"{path}: intrinsics file is missing")
+    lines = [ln.split() for ln in path.read_text().splitlines() if ln.strip()]
+    try:
+        f, cx, cy = (float(v) for v in lines[0][:3])
+        h, w = (int(float(v)) for v in lines[-1][:2])
+    except (ValueError, IndexError) as e:
+        raise DatasetFormatError(f"{path}: expected 'f cx cy 0' on line 1 and 'H W' on the last line") from e
+    return f, cx, cy, h, w
+
+
+class SRNDataset(Dataset):
+    """One item per instance, same keys as NMRDataset (images in [0,1], OpenGL camera->world poses)."""
+
+    def __init__(self, cfg: SRNDatasetConfig) -> None:
+        self.cfg = cfg
+        base = Path(cfg.root) / f"{cfg.name}_{cfg.split}"
+        if cfg.name == "chairs" and cfg.split == "train" and (base / "chairs_2.0_train").is_dir():
+            base = base / "chairs_2.0_train"
+        if not base.is_dir():
+            raise DatasetFormatError(f"{base}: SRN split folder does not exist")
+        self.instances = sorted(p for p in base.iterdir() if (p / "intrinsics.txt").is_file())
+        if not self.instances:
+            raise DatasetFormatError(f"{base}: no instances with intrinsics.txt")
+        self.near, self.far = (1.25, 2.75) if cfg.name == "chairs" else (0.8, 1.8)
+
+    def __len__(self) -> int:
+        return len(self.instances)
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]:
+        d = self.instances[index]
+        f, cx, cy, h0, w0 = read_srn_intrinsics(d / "intrinsics.txt")
+        rgbs = sorted((d / "rgb").glob("*.png"))
+        poses_p = sorted((d / "pose").glob("*.txt"))
+        if not rgbs or len(rgbs) != len(poses_p):
+            raise DatasetFormatError(f"{d}: {len(rgbs)} images in rgb/ but {len(poses_p)} poses in pose/")
+        s = self.cfg.image_size
+        images, poses, bboxes = [], [], []
+        for ip, pp in zip(rgbs, poses_p):
+            raw = _load_rgb(ip)
+            mask = np.any(raw < 1.0, axis=-1)  # not pure white
+            img = cv2.resize(raw, (s, s), interpolation=cv2.INTER_AREA) if raw.shape[0] != s else raw
+            try:
+                pose = np.loadtxt(pp, dtype=np.float64).reshape(4, 4)
+            except ValueError as e:
+                raise DatasetFormatError(f"{pp}: expected 16 numbers (4x4 camera->world)") from e
+            images.append(img)
+            poses.append(pose @ T_CAM)
+            bboxes.append(mask_bbox(mask, ip) * (s / raw.shape[1]))
+        scale = s / w0
+        return {
+            "images": torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous(),
+            "poses": torch.from_numpy(np.stack(poses)).float(),
+            "focal": torch.tensor(f * scale),
+            "c": torch.tensor([cx * scale, cy * scale]),
+            "near": torch.tensor(self.near),
+            "far": torch.tensor(self.far),
+            "bbox": torch.from_numpy(np.stack(bboxes)).float(),
+            "index": torch.tensor(index),
+        }

@@ -1,0 +1,189 @@
+"""Experiment schemas and builders for SMCL object level: encoder pretraining and view-synthesizer training.
+
+`build_pretrain(cfg)` / `build_synth(cfg)` return Trainer kwargs (model, train_data) for common.engine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from common.engine import TrainConfig
+from smcl.object.data.mir180 import Mir180Dataset
+from smcl.object.data.nmr import NMRDataset, NMRDatasetConfig, pixelnerf_rays
+from smcl.object.losses import InfoNCE, InfoNCECompat, focal_frequency_loss, negative_frequency_loss
+from smcl.object.models.ffc_encoder import DualDomainEncoder, DualDomainEncoderConfig, FFCOnlyNet
+from smcl.object.models.view_synthesizer import ViewSynthesizer, ViewSynthesizerConfig
+
+
+# ------------------------------------------------------------------------------------------ pretraining
+@dataclass(frozen=True)
+class PretrainLossConfig:
+    infonce: str = "vector"  # vector (intended) | compat (official per-channel form)
+    tau: float = 0.05
+    in_batch_negatives: bool = True
+    proj_dim: int = 0  # >0 adds a projection head (vector form only)
+    ffl: str = "shared"  # shared: FFL on the encoder's spectral branch | separate_nets (official) | off
+    w_infonce: float = 1.0
+    w_ffl_pos: float = 1.0
+    w_ffl_neg: float = 1.0
+    neg_margin: float | None = 1.0  # None: official unbounded -log10(FFL)
+    aux_lr: float = 1e-4  # lr of the official separate FFC nets
+
+
+@dataclass(frozen=True)
+class PretrainDataConfig:
+    root: str = ""
+    split: str = "train"
+    synsets: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PretrainExperiment:
+    encoder: DualDomainEncoderConfig = field(default_factory=DualDomainEncoderConfig)
+    loss: PretrainLossConfig = field(default_factory=PretrainLossConfig)
+    data: PretrainDataConfig = field(default_factory=PretrainDataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+class EncoderPretrainer(nn.Module):
+    """Encoder + contrastive losses; batch: anchor/positive/negative (B,3,H,W) in [0,1]."""
+
+    def __init__(self, enc_cfg: DualDomainEncoderConfig, cfg: PretrainLossConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = DualDomainEncoder(enc_cfg)
+        if cfg.infonce == "vector":
+            self.infonce: nn.Module = InfoNCE(cfg.tau, cfg.in_batch_negatives, cfg.proj_dim)
+        elif cfg.infonce == "compat":
+            self.infonce = InfoNCECompat(cfg.tau)
+        else:
+            raise ValueError(f"loss.infonce must be 'vector' or 'compat', got {cfg.infonce!r}")
+        if cfg.ffl not in ("shared", "separate_nets", "off"):
+            raise ValueError(f"loss.ffl must be shared, separate_nets or off, got {cfg.ffl!r}")
+        if cfg.ffl == "separate_nets":
+            f, r = enc_cfg.init_features, enc_cfg.ratio
+            self.ffc_net1 = FFCOnlyNet(f, r, enc_cfg.se_mode)
+            self.ffc_net2 = FFCOnlyNet(f, r, enc_cfg.se_mode)
+
+    def training_step(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        imgs = torch.cat([batch["anchor"], batch["positive"], batch["negative"]], dim=0)
+        out, spec = self.encoder.forward_features(imgs)
+        a, p, q = out.chunk(3)
+        losses = {"infonce": self.cfg.w_infonce * self.infonce(a, p, q)}
+        if self.cfg.ffl == "shared":
+            sa, sp, sq = spec.chunk(3)
+            fa, fp, fq = sa, sp, sq
+        elif self.cfg.ffl == "separate_nets":
+            fa, fp = self.ffc_net1(batch["anchor"]), self.ffc_net1(batch["positive"])
+            fa2, fq = self.ffc_net2(batch["anchor"]), self.ffc_net2(batch["negative"])
+        if self.cfg.ffl != "off":
+            losses["ffl_pos"] = self.cfg.w_ffl_pos * focal_frequency_loss(fa, fp)
+            neg_anchor = fa if self.cfg.ffl == "shared" else fa2
+            losses["ffl_neg"] = self.cfg.w_ffl_neg * negative_frequency_loss(neg_anchor, fq, self.cfg.neg_margin)
+        return losses
+
+    def param_groups(self, cfg: TrainConfig) -> list[dict]:
+        main = [p for n, p in self.named_parameters() if not n.startswith("ffc_net")]
+        aux = [p for n, p in self.named_parameters() if n.startswith("ffc_net")]
+        groups = [{"params": main}]
+        if aux:
+            groups.append({"params": aux, "lr": self.cfg.aux_lr})
+        return groups
+
+
+def build_pretrain(cfg: PretrainExperiment) -> dict:
+    return {
+        "model": EncoderPretrainer(cfg.encoder, cfg.loss),
+        "train_data": Mir180Dataset(cfg.data.root, cfg.data.split, cfg.data.synsets),
+    }
+
+
+# ------------------------------------------------------------------------------------------ synthesizer
+@dataclass(frozen=True)
+class SynthDataConfig:
+    root: str = ""
+    split: str = "train"
+    synsets: tuple[str, ...] = ()
+    objects_per_step: int = 4  # SB
+    rays_per_object: int = 128
+    nviews: tuple[int, ...] = (1,)  # number of source views, drawn from this set per step
+    no_bbox_step: int = 100_000  # mask-bbox ray sampling before this step, uniform after
+    cache: bool = True  # keep decoded objects in memory
+
+
+@dataclass(frozen=True)
+class SynthExperiment:
+    model: ViewSynthesizerConfig = field(default_factory=ViewSynthesizerConfig)
+    data: SynthDataConfig = field(default_factory=SynthDataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    encoder_weights: str | None = None  # our pretraining checkpoint or an official encoder_<cat>.pt
+    freeze_encoder: bool = False
+
+
+class RaySampler:
+    """Callable train_data(step) -> batch for ViewSynthesizer.training_step (torch global RNG only)."""
+
+    def __init__(self, dataset: NMRDataset, cfg: SynthDataConfig) -> None:
+        self.ds, self.cfg = dataset, cfg
+        self._cache: dict[int, dict[str, Tensor]] = {}
+
+    def _get(self, i: int) -> dict[str, Tensor]:
+        if i in self._cache:
+            return self._cache[i]
+        obj = self.ds[i]
+        if self.cfg.cache:
+            self._cache[i] = obj
+        return obj
+
+    def __call__(self, step: int) -> dict[str, Tensor]:
+        cfg = self.cfg
+        ns = cfg.nviews[int(torch.randint(len(cfg.nviews), ()))]
+        idx = torch.randint(len(self.ds), (cfg.objects_per_step,))
+        src_imgs, src_poses, rays, rgbs = [], [], [], []
+        for i in idx.tolist():
+            obj = self._get(i)
+            imgs, poses = obj["images"], obj["poses"]
+            nv, _, h, w = imgs.shape
+            src = torch.randperm(nv)[:ns]
+            src_imgs.append(imgs[src])
+            src_poses.append(poses[src])
+            views = torch.randint(nv, (cfg.rays_per_object,))
+            if step < cfg.no_bbox_step and "bbox" in obj:
+                bb = obj["bbox"][views]  # cmin rmin cmax rmax
+                u = torch.rand(cfg.rays_per_object, 2)
+                cols = (bb[:, 0] + u[:, 0] * (bb[:, 2] - bb[:, 0] + 1)).long().clamp(max=w - 1)
+                rows = (bb[:, 1] + u[:, 1] * (bb[:, 3] - bb[:, 1] + 1)).long().clamp(max=h - 1)
+            else:
+                cols = torch.randint(w, (cfg.rays_per_object,))
+                rows = torch.randint(h, (cfg.rays_per_object,))
+            all_rays = pixelnerf_rays(
+                poses[views], obj["focal"], obj["c"], h, w, float(obj["near"]), float(obj["far"])
+            )
+            ar = torch.arange(cfg.rays_per_object)
+            rays.append(all_rays[ar, rows, cols])
+            rgbs.append(imgs[views, :, rows, cols])
+        return {
+            "src_images": torch.stack(src_imgs),
+            "src_poses": torch.stack(src_poses),
+            "rays": torch.stack(rays),
+            "rgb": torch.stack(rgbs),
+        }
+
+
+def build_synthesizer(cfg: SynthExperiment) -> ViewSynthesizer:
+    model = ViewSynthesizer(cfg.model)
+    if cfg.encoder_weights:
+        from smcl.object.checkpoints import load_encoder_weights
+
+        load_encoder_weights(model.encoder.model, cfg.encoder_weights)
+    if cfg.freeze_encoder:
+        model.encoder.model.requires_grad_(False)
+    return model
+
+
+def build_synth(cfg: SynthExperiment) -> dict:
+    ds = NMRDataset(NMRDatasetConfig(root=cfg.data.root, split=cfg.data.split, synsets=cfg.data.synsets))
+    return {"model": build_synthesizer(cfg), "train_data": RaySampler(ds, cfg.data)}

@@ -1,0 +1,21 @@
+"""Scene loaders (NeRF-Synthetic, NSVF / Tanks&Temples, LLFF) and PAPR-convention rays."""
+
+from smcl.scene.data.scenes import (
+    SceneData,
+    SceneFormatError,
+    get_rays_papr,
+    load_blender,
+    load_llff,
+    load_nsvf,
+    parse_nsvf_intrinsics,
+)
+
+__all__ = [
+    "SceneData",
+    "SceneFormatError",
+    "get_rays_papr",
+    "load_blender",
+    "load_llff",
+    "load_nsvf",
+    "parse_nsvf_intrinsics",
+]

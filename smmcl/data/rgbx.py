@@ -1,0 +1,180 @@
+"""One RGB-X dataset for the CMX folder layouts (LLRGBD, MFNet, NYU Depth v2), spec section 4.
+
+Fixes over the official loader (spec 9.1): proper RGB order by default (`legacy_bgr` reproduces the official
+BGR feed), 16-bit depth/thermal at full precision (`legacy_8bit` reproduces the high-byte read), files
+validated at construction, float32 normalisation, augmentation randomness from torch's RNG.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class RGBXDatasetConfig:
+    """Where the files are and how to read them; defaults fit a CMX-style RGB-D folder."""
+
+    root: str = "data/rgbx"
+    rgb_dir: str = "RGB"
+    aux_dir: str = "Depth"  # "" when the aux channel is packed as channel 4 of the RGB PNG (MFNet release)
+    label_dir: str = "Label"
+    rgb_ext: str = ".png"
+    aux_ext: str = ".png"
+    label_ext: str = ".png"
+    train_list: str = "train.txt"
+    test_list: str = "test.txt"
+    aux_channels: int = 1  # 1: depth/thermal replicated to 3; 3: HHA
+    label_offset: int = 0  # -1 for NYU: 0 (unlabelled) wraps to 255 = ignore
+    num_classes: int = 14
+    ignore_index: int = 255
+    legacy_bgr: bool = False  # True: feed BGR like the official cv2.imread(path, COLOR_BGR2RGB) misuse
+    legacy_8bit: bool = False  # True: 16-bit aux reduced to its high byte like IMREAD_GRAYSCALE
+    crop: tuple[int, int] = (480, 640)
+    scales: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
+    flip: bool = True
+
+
+def parse_list(path: Path) -> list[str]:
+    """Stems from a list file: bare stems or SA-Gate lines ("RGB/0001.jpg<TAB>Label/0001.png")."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: list file not found")
+    stems = []
+    for line in path.read_text().splitlines():
+        if line.strip():
+            stems.append(Path(line.split()[0]).stem)
+    if not stems:
+        raise ValueError(f"{path}: list file is empty")
+    return stems
+
+
+def _read(path: Path, flag: int) -> np.ndarray:
+    img = cv2.imread(str(path), flag)
+    if img is None:
+        raise OSError(f"{path}: cannot be read as an image")
+    return img
+
+
+def read_aux_plane(img: np.ndarray, path: Path, legacy_8bit: bool) -> np.ndarray:
+    """Single-channel aux (H,W) as float32 in [0,1], full 16-bit precision unless legacy_8bit."""
+    if img.ndim == 3:
+        raise ValueError(f"{path}: expected a single-channel aux image, got {img.shape[2]} channels")
+    if img.dtype == np.uint16:
+        if legacy_8bit:
+            return (img >> 8).astype(np.float32) / 255.0
+        return img.astype(np.float32) / 65535.0
+    if img.dtype != np.uint8:
+        raise ValueError(f"{path}: unsupported aux dtype {img.dtype}")
+    return img.astype(np.float32) / 255.0
+
+
+class RGBXDataset(Dataset):
+    """Items: {"rgb": (3,H,W) float32 normalised, "aux": (3,H,W) float32 normalised, "label": (H,W) long
+    with ignore 255}. `train=True` applies the official flip / scale / crop-pad augmentation."""
+
+    def __init__(self, cfg: RGBXDatasetConfig, split: str = "train", train: bool | None = None) -> None:
+        self.cfg = cfg
+        self.root = Path(cfg.root)
+        self.train = (split == "train") if train is None else train
+        list_file = self.root / (cfg.train_list if split == "train" else cfg.test_list)
+        self.names = parse_list(list_file)
+        missing = [p for n in self.names for p in self.paths(n).values() if not p.is_file()]
+        if missing:
+            raise FileNotFoundError(f"{list_file}: {len(missing)} listed files are missing, e.g. {missing[:3]}")
+
+    def paths(self, name: str) -> dict[str, Path]:
+        c = self.cfg
+        out = {"rgb": self.root / c.rgb_dir / f"{name}{c.rgb_ext}", "label": self.root / c.label_dir / f"{name}{c.label_ext}"}
+        if c.aux_dir:
+            out["aux"] = self.root / c.aux_dir / f"{name}{c.aux_ext}"
+        return out
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def read(self, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Raw (rgb HxWx3 float32 [0,1], aux HxWx3 float32 [0,1], label HxW uint8) before augmentation."""
+        c, p = self.cfg, self.paths(name)
+        raw = _read(p["rgb"], cv2.IMREAD_UNCHANGED)
+        if raw.ndim != 3 or raw.shape[2] not in (3, 4):
+            raise ValueError(f"{p['rgb']}: expected a 3- or 4-channel image, got shape {raw.shape}")
+        if c.aux_dir:
+            if c.aux_channels == 3:
+                aux = _read(p["aux"], cv2.IMREAD_COLOR).astype(np.float32) / 255.0
+                aux = aux if c.legacy_bgr else aux[..., ::-1]
+            else:
+                aux = read_aux_plane(_read(p["aux"], cv2.IMREAD_UNCHANGED), p["aux"], c.legacy_8bit)
+        else:
+            if raw.shape[2] != 4:
+                raise ValueError(f"{p['rgb']}: aux_dir is empty so the aux must be channel 4, but it has 3 channels")
+            aux = read_aux_plane(raw[..., 3], p["rgb"], c.legacy_8bit)
+        if aux.ndim == 2:
+            aux = np.repeat(aux[..., None], 3, axis=2)
+        bgr = raw[..., :3]
+        scale = 65535.0 if bgr.dtype == np.uint16 else 255.0
+        rgb = (bgr if c.legacy_bgr else bgr[..., ::-1]).astype(np.float32) / scale
+        label = _read(p["label"], cv2.IMREAD_UNCHANGED)
+        if label.ndim != 2:
+            raise ValueError(f"{p['label']}: label must be single-channel, got shape {label.shape}")
+        if c.label_offset:
+            label = (label.astype(np.int64) + c.label_offset) % 256
+        if rgb.shape[:2] != aux.shape[:2] or rgb.shape[:2] != label.shape:
+            raise ValueError(f"{p['rgb']}: rgb {rgb.shape[:2]}, aux {aux.shape[:2]}, label {label.shape} differ")
+        return np.ascontiguousarray(rgb), np.ascontiguousarray(aux), label.astype(np.uint8)
+
+    def __getitem__(self, idx: int) -> dict[str, Tensor]:
+        rgb, aux, label = self.read(self.names[idx])
+        if self.train:
+            rgb, aux, label = augment(rgb, aux, label, self.cfg)
+        return to_tensors(rgb, aux, label)
+
+
+def normalise(img: np.ndarray) -> np.ndarray:
+    """ImageNet mean/std per channel (used for RGB and aux alike, as in the official code)."""
+    return (img - np.asarray(IMAGENET_MEAN, np.float32)) / np.asarray(IMAGENET_STD, np.float32)
+
+
+def to_tensors(rgb: np.ndarray, aux: np.ndarray, label: np.ndarray) -> dict[str, Tensor]:
+    """Normalise and convert HWC arrays to the item dict (rgb/aux normalised unless already padded)."""
+    return {
+        "rgb": torch.from_numpy(np.ascontiguousarray(normalise(rgb).transpose(2, 0, 1))),
+        "aux": torch.from_numpy(np.ascontiguousarray(normalise(aux).transpose(2, 0, 1))),
+        "label": torch.from_numpy(label.astype(np.int64)),
+    }
+
+
+def augment(
+    rgb: np.ndarray, aux: np.ndarray, label: np.ndarray, cfg: RGBXDatasetConfig
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Official order: flip (p 0.5), random scale from cfg.scales, crop/pad to cfg.crop (pad value: the
+    ImageNet mean for images, i.e. 0 after normalisation; 255 for labels)."""
+    if cfg.flip and torch.rand(()) < 0.5:
+        rgb, aux, label = rgb[:, ::-1], aux[:, ::-1], label[:, ::-1]
+    s = cfg.scales[int(torch.randint(len(cfg.scales), ()))]
+    h, w = label.shape
+    size = (int(w * s), int(h * s))
+    rgb = cv2.resize(np.ascontiguousarray(rgb), size, interpolation=cv2.INTER_LINEAR)
+    aux = cv2.resize(np.ascontiguousarray(aux), size, interpolation=cv2.INTER_LINEAR)
+    label = cv2.resize(np.ascontiguousarray(label), size, interpolation=cv2.INTER_NEAREST)
+    ch, cw = cfg.crop
+    h, w = label.shape
+    y0 = int(torch.randint(h - ch + 1, ())) if h > ch else 0
+    x0 = int(torch.randint(w - cw + 1, ())) if w > cw else 0
+    rgb, aux, label = rgb[y0 : y0 + ch, x0 : x0 + cw], aux[y0 : y0 + ch, x0 : x0 + cw], label[y0 : y0 + ch, x0 : x0 + cw]
+    ph, pw = ch - label.shape[0], cw - label.shape[1]
+    if ph or pw:
+        pads = ((ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2))
+        mean = np.asarray(IMAGENET_MEAN, np.float32)
+        rgb = np.stack([np.pad(rgb[..., i], pads, constant_values=mean[i]) for i in range(3)], axis=2)
+        aux = np.stack([np.pad(aux[..., i], pads, constant_values=mean[i]) for i in range(3)], axis=2)
+        label = np.pad(label, pads, constant_values=255)
+    return rgb, aux, label

@@ -1,0 +1,223 @@
+"""MSCAN backbone blocks (SegNeXt's multi-scale convolutional attention network).
+
+Re-implemented from the description in specs/smmcl.md section 1.2 (SegNeXt, Visual-Attention-Network/SegNeXt
+@c87bcae). Module and attribute names follow the original so that state_dict keys match the official
+checkpoints (`patch_embed1.proj.0`, `block1.0.mlp.dwconv.dwconv`, ...).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+
+@dataclass(frozen=True)
+class MSCANConfig:
+    """Architecture of one MSCAN branch; defaults are MSCAN-B, the paper's backbone."""
+
+    embed_dims: tuple[int, ...] = (64, 128, 320, 512)
+    depths: tuple[int, ...] = (3, 3, 12, 3)
+    mlp_ratios: tuple[int, ...] = (8, 8, 4, 4)
+    drop_path_rate: float = 0.2
+    in_channels: int = 3
+
+
+MSCAN_VARIANTS: dict[str, MSCANConfig] = {
+    "mscan_t": MSCANConfig((32, 64, 160, 256), (3, 3, 5, 2), drop_path_rate=0.1),
+    "mscan_s": MSCANConfig((64, 128, 320, 512), (2, 2, 4, 2), drop_path_rate=0.1),
+    "mscan_b": MSCANConfig((64, 128, 320, 512), (3, 3, 12, 3), drop_path_rate=0.2),
+    "mscan_l": MSCANConfig((64, 128, 320, 512), (3, 5, 27, 3), drop_path_rate=0.3),
+}
+
+
+class DropPath(nn.Module):
+    """Per-sample stochastic depth (timm semantics): keep-mask (B,1,1,1) scaled by 1/(1-p) in training."""
+
+    def __init__(self, p: float = 0.0) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.p == 0.0 or not self.training:
+            return x
+        keep = 1.0 - self.p
+        mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
+        return x * mask / keep
+
+
+class StemConv(nn.Module):
+    """Stage-1 stem: two stride-2 3x3 convs with BN (H/4 x W/4)."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        mid = out_channels // 2
+        self.proj = nn.Sequential(
+            nn.Conv2d(in_channels, mid, 3, 2, 1),
+            nn.BatchNorm2d(mid),
+            nn.GELU(),
+            nn.Conv2d(mid, out_channels, 3, 2, 1),
+            nn.BatchNorm2d(out_channels),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.proj(x)
+
+
+class OverlapPatchEmbed(nn.Module):
+    """Stages 2-4 downsampling: 3x3 stride-2 conv + BN."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.proj = nn.Conv2d(in_channels, out_channels, 3, 2, 1)
+        self.norm = nn.BatchNorm2d(out_channels)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.norm(self.proj(x))
+
+
+class AttentionModule(nn.Module):
+    """MSCA: depthwise 5x5 then three strip-conv pairs (7, 11, 21), summed, 1x1 conv, gates the input."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.conv0 = nn.Conv2d(dim, dim, 5, padding=2, groups=dim)
+        self.conv0_1 = nn.Conv2d(dim, dim, (1, 7), padding=(0, 3), groups=dim)
+        self.conv0_2 = nn.Conv2d(dim, dim, (7, 1), padding=(3, 0), groups=dim)
+        self.conv1_1 = nn.Conv2d(dim, dim, (1, 11), padding=(0, 5), groups=dim)
+        self.conv1_2 = nn.Conv2d(dim, dim, (11, 1), padding=(5, 0), groups=dim)
+        self.conv2_1 = nn.Conv2d(dim, dim, (1, 21), padding=(0, 10), groups=dim)
+        self.conv2_2 = nn.Conv2d(dim, dim, (21, 1), padding=(10, 0), groups=dim)
+        self.conv3 = nn.Conv2d(dim, dim, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        a = self.conv0(x)
+        s = a + self.conv0_2(self.conv0_1(a)) + self.conv1_2(self.conv1_1(a)) + self.conv2_2(self.conv2_1(a))
+        return self.conv3(s) * x
+
+
+class SpatialAttention(nn.Module):
+    """1x1 conv -> GELU -> MSCA -> 1x1 conv, plus the input (its own shortcut)."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.proj_1 = nn.Conv2d(dim, dim, 1)
+        self.activation = nn.GELU()
+        self.spatial_gating_unit = AttentionModule(dim)
+        self.proj_2 = nn.Conv2d(dim, dim, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.proj_2(self.spatial_gating_unit(self.activation(self.proj_1(x)))) + x
+
+
+class DWConv(nn.Module):
+    """Depthwise 3x3 conv; the wrapper exists only so keys read `mlp.dwconv.dwconv.*`."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.dwconv = nn.Conv2d(dim, dim, 3, 1, 1, groups=dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.dwconv(x)
+
+
+class Mlp(nn.Module):
+    """Conv FFN: fc1 -> depthwise 3x3 -> GELU -> fc2 (dropout 0 omitted)."""
+
+    def __init__(self, dim: int, hidden: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Conv2d(dim, hidden, 1)
+        self.dwconv = DWConv(hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Conv2d(hidden, dim, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc2(self.act(self.dwconv(self.fc1(x))))
+
+
+class Block(nn.Module):
+    """MSCAN block: x + DropPath(ls1*Attn(BN(x))); x + DropPath(ls2*Mlp(BN(x)))."""
+
+    def __init__(self, dim: int, mlp_ratio: int, drop_path: float) -> None:
+        super().__init__()
+        self.norm1 = nn.BatchNorm2d(dim)
+        self.attn = SpatialAttention(dim)
+        self.drop_path = DropPath(drop_path)
+        self.norm2 = nn.BatchNorm2d(dim)
+        self.mlp = Mlp(dim, dim * mlp_ratio)
+        self.layer_scale_1 = nn.Parameter(1e-2 * torch.ones(dim))
+        self.layer_scale_2 = nn.Parameter(1e-2 * torch.ones(dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x + self.drop_path(self.layer_scale_1[:, None, None] * self.attn(self.norm1(x)))
+        return x + self.drop_path(self.layer_scale_2[:, None, None] * self.mlp(self.norm2(x)))
+
+
+def init_weights(m: nn.Module) -> None:
+    """SegNeXt init: conv ~ N(0, sqrt(2/fan_out)), bias 0; LayerNorm (1, 0); Linear trunc-normal .02."""
+    if isinstance(m, nn.Conv2d):
+        fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels // m.groups
+        nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / fan_out))
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+    elif isinstance(m, nn.LayerNorm):
+        nn.init.ones_(m.weight)
+        nn.init.zeros_(m.bias)
+    elif isinstance(m, nn.Linear):
+        nn.init.trunc_normal_(m.weight, std=0.02)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+
+
+def build_stages(cfg: MSCANConfig) -> tuple[list[nn.Module], list[nn.ModuleList], list[nn.LayerNorm]]:
+    """Patch embeds, block lists and stage LayerNorms of one branch (drop-path linspace over all blocks)."""
+    rates = torch.linspace(0, cfg.drop_path_rate, sum(cfg.depths)).tolist()
+    embeds: list[nn.Module] = []
+    blocks: list[nn.ModuleList] = []
+    norms: list[nn.LayerNorm] = []
+    cur = 0
+    for i, (dim, depth, ratio) in enumerate(zip(cfg.embed_dims, cfg.depths, cfg.mlp_ratios)):
+        if i == 0:
+            embeds.append(StemConv(cfg.in_channels, dim))
+        else:
+            embeds.append(OverlapPatchEmbed(cfg.embed_dims[i - 1], dim))
+        blocks.append(nn.ModuleList(Block(dim, ratio, rates[cur + j]) for j in range(depth)))
+        norms.append(nn.LayerNorm(dim))
+        cur += depth
+    return embeds, blocks, norms
+
+
+def run_stage(x: Tensor, embed: nn.Module, blocks: nn.ModuleList, norm: nn.LayerNorm) -> Tensor:
+    """One MSCAN stage: embed, blocks, LayerNorm over channels. (B,C,H,W) -> (B,C',H/2|4,W/2|4)."""
+    x = embed(x)
+    for blk in blocks:
+        x = blk(x)
+    # LayerNorm on the channel axis == the official token-layout LN, without the reshapes.
+    return norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2).contiguous()
+
+
+_MMSEG_DWCONV = re.compile(r"\.mlp\.dwconv\.(weight|bias)$")
+
+
+def remap_upstream_mscan(sd: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Bring an ImageNet MSCAN state_dict (SegNeXt or mmseg naming) to SegNeXt naming; pure, no I/O.
+
+    Unwraps `state_dict`, strips `module.`/`backbone.` prefixes, drops the classification `head.*`
+    (deliberately unused), and renames mmseg's `.mlp.dwconv.{weight,bias}` to `.mlp.dwconv.dwconv.*`
+    (mmseg PR #2653).
+    """
+    if "state_dict" in sd and isinstance(sd["state_dict"], dict):
+        sd = sd["state_dict"]
+    out: dict[str, Tensor] = {}
+    for key, value in sd.items():
+        for prefix in ("module.", "backbone."):
+            if key.startswith(prefix):
+                key = key[len(prefix) :]
+        if key.startswith("head."):
+            continue
+        key = _MMSEG_DWCONV.sub(r".mlp.dwconv.dwconv.\1", key)
+        out[key] = value
+    return out

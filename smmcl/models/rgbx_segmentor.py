@@ -1,0 +1,244 @@
+"""SMMCL's dual-branch MSCAN RGB-X segmentor (spec sections 1.1, 1.3, 1.4, 7).
+
+Official code: palmdong/SMMCL @7b92db3, `SMMCL_LLRGBD/models/{builder,encoders/dual_segnext,
+encode_modules,projector}.py`. Rewritten; attribute names are kept so that official checkpoints
+(`epoch-N.pth`, key `model`) load with strict=True.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from smmcl.losses import SMMCLLoss, SMMCLLossConfig
+from smmcl.models.ham_head import LightHamHead
+from smmcl.models.mscan import MSCAN_VARIANTS, init_weights, remap_upstream_mscan, build_stages, run_stage
+
+
+@dataclass(frozen=True)
+class SegNeXtRGBXConfig:
+    """Model hyper-parameters; defaults are the paper's (MSCAN-B, K=14, decoder 512 wide, NMF rank 64)."""
+
+    arch: str = "mscan_b"
+    num_classes: int = 14
+    decoder_channels: int = 512
+    ham_rank: int = 64
+    proj_dim: int = 256
+    drop_path_rate: float | None = None  # None: the variant's default (0.2 for mscan_b)
+
+
+class SpatialCoes(nn.Module):
+    """Shared spatial gate S (B,1,H,W) from [c;o]: three 1x1 convs with GELU, sigmoid."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.encode = nn.Sequential(
+            nn.Conv2d(2 * dim, 2 * dim, 1),
+            nn.GELU(),
+            nn.Conv2d(2 * dim, 2 * dim, 1),
+            nn.GELU(),
+            nn.Conv2d(2 * dim, 1, 1),
+            nn.Sigmoid(),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.encode(x)
+
+
+class ChannelCoes(nn.Module):
+    """Shared channel gate G (B,C,1,1) from avg- and max-pooled [c;o]."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.encode = nn.Sequential(
+            nn.Conv2d(4 * dim, 4 * dim, 1),
+            nn.GELU(),
+            nn.Conv2d(4 * dim, 4 * dim, 1),
+            nn.GELU(),
+            nn.Conv2d(4 * dim, dim, 1),
+            nn.Sigmoid(),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        pooled = torch.cat([x.mean(dim=(2, 3), keepdim=True), x.amax(dim=(2, 3), keepdim=True)], dim=1)
+        return self.encode(pooled)
+
+
+class CrossModu(nn.Module):
+    """Symmetric rectification: c' = c + 0.5*S*o + 0.5*G*o and o' likewise with the same S, G."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.Spatial = SpatialCoes(dim)
+        self.Channel = ChannelCoes(dim)
+
+    def forward(self, c: Tensor, o: Tensor) -> tuple[Tensor, Tensor]:
+        cat = torch.cat([c, o], dim=1)
+        gate = 0.5 * self.Spatial(cat) + 0.5 * self.Channel(cat)  # (B,C,H,W) by broadcasting
+        return c + gate * o, o + gate * c
+
+
+class FusionConv(nn.Module):
+    """1x1 conv 2C -> C over [c';o'] (no norm, no activation)."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.fusion_conv = nn.Sequential(nn.Conv2d(2 * dim, dim, 1))
+
+    def forward(self, c: Tensor, o: Tensor) -> Tensor:
+        return self.fusion_conv(torch.cat([c, o], dim=1))
+
+
+class Projector(nn.Module):
+    """conv-GELU-BN, conv-GELU-BN, conv: (B,C4,h,w) -> (B,proj_dim,h,w); no L2 norm (done in the loss)."""
+
+    def __init__(self, dim: int, proj_dim: int = 256) -> None:
+        super().__init__()
+        self.project = nn.Sequential(
+            nn.Conv2d(dim, dim, 1),
+            nn.GELU(),
+            nn.BatchNorm2d(dim),
+            nn.Conv2d(dim, dim, 1),
+            nn.GELU(),
+            nn.BatchNorm2d(dim),
+            nn.Conv2d(dim, proj_dim, 1),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.project(x)
+
+
+class DualMSCAN(nn.Module):
+    """Two MSCAN branches with per-stage CrossModu + FusionConv and the two contrastive projectors."""
+
+    def __init__(self, cfg: SegNeXtRGBXConfig) -> None:
+        super().__init__()
+        mcfg = MSCAN_VARIANTS[cfg.arch]
+        if cfg.drop_path_rate is not None:
+            mcfg = type(mcfg)(mcfg.embed_dims, mcfg.depths, mcfg.mlp_ratios, cfg.drop_path_rate)
+        self.dims = mcfg.embed_dims
+        for suffix in ("", "_other"):
+            embeds, blocks, norms = build_stages(mcfg)
+            for i in range(4):
+                setattr(self, f"patch_embed{suffix}{i + 1}", embeds[i])
+                setattr(self, f"block{suffix}{i + 1}", blocks[i])
+                setattr(self, f"norm{suffix}{i + 1}", norms[i])
+        for i, dim in enumerate(self.dims):
+            setattr(self, f"module{i + 1}", CrossModu(dim))
+            setattr(self, f"fconv{i + 1}", FusionConv(dim))
+        self.projector_color = Projector(self.dims[-1], cfg.proj_dim)
+        self.projector_other = Projector(self.dims[-1], cfg.proj_dim)
+        self.apply(init_weights)
+
+    def forward(
+        self, rgb: Tensor, aux: Tensor, *, project: bool = True
+    ) -> tuple[list[Tensor], Tensor | None, Tensor | None]:
+        """Fused stage outputs (stage 1 is None: unused by the decoder, spec 9.1 #4) and projections."""
+        c, o = rgb, aux
+        fused: list[Tensor | None] = []
+        proj_c = proj_o = None
+        for i in range(1, 5):
+            c = run_stage(c, getattr(self, f"patch_embed{i}"), getattr(self, f"block{i}"), getattr(self, f"norm{i}"))
+            o = run_stage(
+                o, getattr(self, f"patch_embed_other{i}"), getattr(self, f"block_other{i}"), getattr(self, f"norm_other{i}")
+            )
+            if i == 4 and project:
+                proj_c, proj_o = self.projector_color(c), self.projector_other(o)
+            c, o = getattr(self, f"module{i}")(c, o)
+            fused.append(getattr(self, f"fconv{i}")(c, o) if i > 1 or self.keep_fconv1 else None)
+        return fused, proj_c, proj_o
+
+    keep_fconv1: bool = False  # set True only to inspect the (unused) stage-1 fusion output
+
+    def load_imagenet(self, sd: dict[str, Tensor], *, source: str = "mscan checkpoint") -> None:
+        """Load one ImageNet MSCAN into both branches (SegNeXt or mmseg naming); fail on anything missing."""
+        sd = remap_upstream_mscan(sd)
+        own = self.state_dict()
+        branch_keys = [k for k in own if k.startswith(("patch_embed", "block", "norm"))]
+        missing, mismatched = [], []
+        new = {}
+        for key in branch_keys:
+            src = key.replace("_other", "")
+            if src not in sd:
+                missing.append(key)
+            elif sd[src].shape != own[key].shape:
+                mismatched.append(f"{key}: {tuple(sd[src].shape)} vs {tuple(own[key].shape)}")
+            else:
+                new[key] = sd[src]
+        used = {k.replace("_other", "") for k in branch_keys}
+        unexpected = sorted(set(sd) - used)
+        if missing or mismatched or unexpected:
+            raise RuntimeError(
+                f"{source}: cannot load ImageNet MSCAN weights: missing {len(missing)} {missing[:5]}, "
+                f"shape mismatches {mismatched[:5]}, unexpected {len(unexpected)} {unexpected[:5]}"
+            )
+        self.load_state_dict(new, strict=False)  # strictness checked above: only branch keys are loaded
+
+
+class SegNeXtRGBX(nn.Module):
+    """Full SMMCL network: DualMSCAN + LightHamHead. forward(rgb, aux) -> logits (B,K,H,W)."""
+
+    def __init__(self, cfg: SegNeXtRGBXConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.backbone = DualMSCAN(cfg)
+        self.decode_head = LightHamHead(
+            tuple(self.backbone.dims[1:]), cfg.num_classes, cfg.decoder_channels, cfg.ham_rank
+        )
+        self.criterion = SMMCLLoss(cfg.num_classes, SMMCLLossConfig())  # no parameters: keys unchanged
+        self.freeze_layer_scale = False
+
+    def set_layer_scale_trainable(self, trainable: bool) -> None:
+        """The official optimizer never updates layer_scale_* (spec 9.1 #3); False reproduces that."""
+        self.freeze_layer_scale = not trainable
+        for name, p in self.named_parameters():
+            if "layer_scale" in name:
+                p.requires_grad_(trainable)
+
+    def param_groups(self, cfg: object = None) -> list[dict]:
+        """Official `group_weight`: conv weights decay; biases and norm affine (and layer scales) do not."""
+        decay, no_decay = [], []
+        for module in self.modules():
+            for pname, p in module.named_parameters(recurse=False):
+                if not p.requires_grad:
+                    continue
+                if isinstance(module, (nn.Conv2d, nn.Linear)) and pname == "weight":
+                    decay.append(p)
+                else:
+                    no_decay.append(p)
+        return [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+    def training_step(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """batch rgb/aux (B,3,H,W), label (B,H,W) -> weighted loss terms (ce, cm, vis, aux)."""
+        rgb, aux, label = batch["rgb"], batch["aux"], batch["label"]
+        logits, pc, po = self.forward_features(rgb, aux, project=self.criterion.cfg.contrastive)
+        logits = F.interpolate(logits, size=label.shape[1:], mode="bilinear", align_corners=False)
+        return self.criterion(logits, label, pc, po)
+
+    def forward_features(self, rgb: Tensor, aux: Tensor, *, project: bool) -> tuple[Tensor, Tensor | None, Tensor | None]:
+        """Logits at 1/8 and the stage-4 projections (None unless project)."""
+        if rgb.shape != aux.shape or rgb.ndim != 4 or rgb.shape[1] != 3:
+            raise ValueError(f"rgb and aux must both be (B,3,H,W); got {tuple(rgb.shape)} and {tuple(aux.shape)}")
+        fused, pc, po = self.backbone(rgb, aux, project=project)
+        return self.decode_head(fused[1:]), pc, po
+
+    def forward(self, rgb: Tensor, aux: Tensor) -> Tensor:
+        """(B,3,H,W) x2 normalised -> upsampled logits (B,K,H,W)."""
+        logits, _, _ = self.forward_features(rgb, aux, project=False)
+        return F.interpolate(logits, size=rgb.shape[2:], mode="bilinear", align_corners=False)
+
+
+def build_segnext_rgbx(cfg: SegNeXtRGBXConfig | None = None, imagenet: dict[str, Tensor] | None = None) -> SegNeXtRGBX:
+    """Build the model; optionally initialise both branches from an ImageNet MSCAN state_dict."""
+    model = SegNeXtRGBX(cfg or SegNeXtRGBXConfig())
+    if imagenet is not None:
+        model.backbone.load_imagenet(imagenet)
+    return model
+
+
+def build_model(num_classes: int = 14, arch: str = "mscan_b", **kwargs) -> SegNeXtRGBX:
+    """Paper defaults (MSCAN-B, decoder 512, rank 64); kwargs override SegNeXtRGBXConfig fields."""
+    return SegNeXtRGBX(SegNeXtRGBXConfig(arch=arch, num_classes=num_classes, **kwargs))

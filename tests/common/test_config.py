@@ -1,0 +1,104 @@
+"""common.config: YAML + overrides into frozen dataclasses, loud errors, saved config.yaml."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import yaml
+
+from common.config import ConfigError, build_parser, cli_overrides, config_to_dict, load_config, save_config
+from common.engine import TrainConfig
+
+
+@dataclass(frozen=True)
+class ModelCfg:
+    dims: tuple[int, ...] = (64, 128)
+    num_classes: int = 14
+    dropout: float = 0.1
+
+
+@dataclass(frozen=True)
+class DataCfg:
+    root: str
+    crop: tuple[int, int] = (480, 640)
+
+
+@dataclass(frozen=True)
+class Exp:
+    data: DataCfg
+    model: ModelCfg = ModelCfg()
+    train: TrainConfig = field(default_factory=TrainConfig)
+    weights: str | None = None
+
+
+def _write(p: Path, text: str) -> Path:
+    p.write_text(text)
+    return p
+
+
+def test_yaml_overrides_and_types(tmp_path: Path) -> None:
+    f = _write(
+        tmp_path / "a.yaml",
+        "data: {root: /d, crop: [240, 320]}\nmodel: {num_classes: 9}\ntrain: {lr: 6.0e-5, schedule: {name: warmup_poly}}\n",
+    )
+    cfg = load_config(
+        f, Exp, ["train.max_steps=50", "model.dims=[8, 16, 32]", "weights=mscan_b.in1k", "train.lr=1e-3"]
+    )
+    assert cfg.data.crop == (240, 320) and isinstance(cfg.data.crop, tuple)
+    assert cfg.model == ModelCfg(dims=(8, 16, 32), num_classes=9)
+    assert cfg.train.max_steps == 50 and cfg.train.lr == 1e-3 and isinstance(cfg.train.lr, float)
+    assert cfg.train.schedule.name == "warmup_poly" and cfg.train.schedule.power == 0.9
+    assert cfg.weights == "mscan_b.in1k"
+
+
+def test_unknown_key_names_path_and_suggestion(tmp_path: Path) -> None:
+    f = _write(tmp_path / "a.yaml", "data: {root: x}\nmodel: {num_clases: 3}\n")
+    with pytest.raises(ConfigError, match=r"model\.num_clases.*did you mean 'model\.num_classes'") as e:
+        load_config(f, Exp)
+    assert str(f) in str(e.value)
+    with pytest.raises(ConfigError, match=r"train\.max_step.*did you mean 'train\.max_steps'"):
+        load_config(None, Exp, ["data.root=x", "train.max_step=3"])
+
+
+def test_wrong_type_and_missing(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"model\.num_classes: expected an integer"):
+        load_config(None, Exp, ["data.root=x", "model.num_classes=abc"])
+    with pytest.raises(ConfigError, match=r"data\.crop: expected 2 items"):
+        load_config(None, Exp, ["data.root=x", "data.crop=[1,2,3]"])
+    with pytest.raises(ConfigError, match=r"missing required key 'data\.root'"):
+        load_config(None, Exp, ["data.crop=[1,2]"])
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.yaml", Exp)
+    with pytest.raises(ConfigError, match="optimizer"):
+        load_config(None, Exp, ["data.root=x", "train.optimizer=rmsprop"])
+
+
+def test_env_and_defaults_include(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _write(tmp_path / "base.yaml", "data: {root: '${DATA_ROOT}/LL', crop: [1, 2]}\nmodel: {num_classes: 5}\n")
+    f = _write(tmp_path / "child.yaml", "defaults: base.yaml\nmodel: {dropout: 0.0}\n")
+    monkeypatch.setenv("DATA_ROOT", "/data")
+    cfg = load_config(f, Exp)
+    assert cfg.data.root == "/data/LL" and cfg.data.crop == (1, 2)
+    assert cfg.model.num_classes == 5 and cfg.model.dropout == 0.0
+    monkeypatch.delenv("DATA_ROOT")
+    with pytest.raises(ConfigError, match=r"data\.root.*DATA_ROOT"):
+        load_config(f, Exp)
+    assert load_config(f, Exp, ["data.root=/x"]).data.root == "/x"  # override replaces the ${ENV}
+
+
+def test_save_roundtrip(tmp_path: Path) -> None:
+    cfg = load_config(None, Exp, ["data.root=r", "train.grad_clip=1.5"])
+    path = save_config(cfg, tmp_path / "run")
+    assert path.name == "config.yaml"
+    assert yaml.safe_load(path.read_text()) == config_to_dict(cfg)
+    assert load_config(path, Exp) == cfg
+
+
+def test_parser() -> None:
+    p = build_parser("demo")
+    a = p.parse_args(["-c", "x.yaml", "-d", "0-3", "--set", "a.b=1", "--set", "c=2", "--resume", "-o", "out"])
+    assert a.devices == "0-3" and a.overrides == ["a.b=1", "c=2"] and a.resume == "auto"
+    assert cli_overrides(a) == ["a.b=1", "c=2", "train.out_dir=out"]
+    assert p.parse_args(["--resume", "ck.pth"]).resume == "ck.pth"

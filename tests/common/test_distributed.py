@@ -1,0 +1,145 @@
+"""common.distributed: device specs, the torchrun re-launch command, and a real 2-process gloo training."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from common.distributed import init_distributed, parse_devices, relaunch_command, seed_everything
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ("cpu", "cpu"),
+        ("CPU", "cpu"),
+        ("1", [1]),
+        ("0-3", [0, 1, 2, 3]),
+        ("0,2", [0, 2]),
+        ("0-1,3", [0, 1, 3]),
+    ],
+)
+def test_parse_devices(spec: str, expected: object) -> None:
+    assert parse_devices(spec) == expected
+
+
+@pytest.mark.parametrize("spec", ["", "a", "3-1", "0,0", "-1", "0-"])
+def test_parse_devices_rejects(spec: str) -> None:
+    with pytest.raises(ValueError, match="device spec"):
+        parse_devices(spec)
+
+
+def test_relaunch_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("RANK", "WORLD_SIZE"):
+        monkeypatch.delenv(var, raising=False)
+    cmd = relaunch_command([0, 1, 2, 3], ["scripts/train_x.py", "-d", "0-3", "--set", "a=1"])
+    assert cmd[1:] == [
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "4",
+        "scripts/train_x.py",
+        "-d",
+        "0-3",
+        "--set",
+        "a=1",
+    ]
+    assert relaunch_command([0], ["x.py"]) is None
+    assert relaunch_command("cpu", ["x.py"]) is None
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    assert relaunch_command([0, 1], ["x.py"]) is None  # already under torchrun
+
+
+def test_single_process_info_and_seeds(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(var, raising=False)
+    info = init_distributed("cpu")
+    assert (info.rank, info.world_size, info.distributed, info.device) == (0, 1, False, torch.device("cpu"))
+    seed_everything(7, rank=1)
+    a = torch.rand(2)
+    torch.manual_seed(8)
+    assert torch.equal(a, torch.rand(2))  # rank 1 is seeded with seed + rank
+
+
+WORKER = textwrap.dedent(
+    """
+    import sys
+    import torch
+    from torch import nn
+    from common.distributed import cleanup_distributed, get_rank, get_world_size
+    from common.engine import TrainConfig, Trainer
+
+    torch.set_num_threads(1)
+    out = sys.argv[1]
+
+    class Data(torch.utils.data.Dataset):
+        def __len__(self):
+            return 64
+        def __getitem__(self, i):
+            x = torch.linspace(-1, 1, 4) * (i + 1) / 64 + torch.randn(4) * 0.1
+            return {"x": x, "y": x.sum(), "i": torch.tensor(i)}
+
+    class Model(nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.lin = nn.Linear(4, 1)
+            self.unused = nn.Linear(4, 1)  # gets no gradient: needs find_unused_parameters
+            self.seen = []
+        def training_step(self, batch):
+            self.seen += batch["i"].tolist()
+            return {"mse": ((self.lin(batch["x"]).squeeze(-1) - batch["y"]) ** 2).mean()}
+
+    model = Model()
+    init = {k: v.clone() for k, v in model.state_dict().items()}
+    cfg = TrainConfig(max_steps=6, batch_size=4, lr=0.05, out_dir=out, tensorboard=False, progress=False,
+                      find_unused_parameters=True, log_every=3, seed=3)
+    trainer = Trainer(cfg, model, Data(), devices="cpu")
+    assert trainer.info.distributed and get_world_size() == 2
+    model = trainer.fit()
+    torch.save({"init": init, "final": model.state_dict(), "seen": model.seen, "rand": torch.rand(3)},
+               f"{out}/rank{get_rank()}.pt")
+    cleanup_distributed()
+    """
+)
+
+
+def test_two_process_gloo_training(tmp_path: Path) -> None:
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    env["OMP_NUM_THREADS"] = "1"
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        str(script),
+        str(tmp_path),
+    ]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    for k in r0["final"]:
+        assert torch.equal(r0["final"][k], r1["final"][k]), k
+    assert not torch.equal(r0["final"]["lin.weight"], r0["init"]["lin.weight"])
+    assert torch.equal(r0["final"]["unused.weight"], r0["init"]["unused.weight"])
+    # DistributedSampler: the ranks see disjoint halves of each epoch
+    assert not set(r0["seen"][:32]) & set(r1["seen"][:32]) and len(r0["seen"]) == 24
+    assert not torch.equal(r0["rand"], r1["rand"])  # per-rank seeds
+    ck = sorted((tmp_path / "checkpoints").glob("*.pth"))
+    assert [p.name for p in ck] == ["step-00000006.pth"]
+    assert len(torch.load(ck[0], weights_only=True)["rng"]) == 2  # RNG state of both ranks

@@ -1,0 +1,70 @@
+"""Architecture facts of spec nvs_sqa.md §1 and the optional configurations."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from nvs_sqa.models import SequenceModel, SequenceModelConfig, ViewEncoder, sinusoidal_encoding
+
+
+def test_parameter_counts_and_state_dict_size() -> None:
+    m = SequenceModel()
+    count = lambda mod: sum(p.numel() for p in mod.parameters())  # noqa: E731
+    assert count(m.view_encoder) == 604_560
+    assert count(m.angular_encoder) == 3_996_496
+    assert count(m.fc) == 138_624
+    assert len(m.state_dict()) == 175
+
+
+def test_view_encoder_token_and_min_size() -> None:
+    enc = ViewEncoder().eval()
+    assert enc(torch.rand(1, 3, 69, 69)).shape == (1, 360)
+    with pytest.raises(RuntimeError):
+        enc(torch.rand(1, 3, 68, 68))
+
+
+def test_sinusoidal_encoding_formula() -> None:
+    pe = sinusoidal_encoding(5, 360)
+    p, i = 3, 7
+    arg = p * math.exp(-2 * i * math.log(10000) / 360)
+    assert pe[p, 2 * i].item() == pytest.approx(math.sin(arg), abs=1e-6)
+    assert pe[p, 2 * i + 1].item() == pytest.approx(math.cos(arg), abs=1e-6)
+    assert pe[p].norm().item() == pytest.approx(math.sqrt(180), abs=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("model_type", "fusion"),
+    [
+        ("TransEncoder", "last"),
+        ("TransEncoder", "mean"),
+        ("TransEncoder", "max"),
+        ("TransEncoder", "attention"),
+        ("LSTM", "last"),
+    ],
+)
+def test_forward_backward_options(model_type: str, fusion: str) -> None:
+    torch.manual_seed(0)
+    m = SequenceModel(SequenceModelConfig(model_type=model_type, fusion=fusion, grad_checkpoint=True))
+    out = m(torch.rand(2, 3, 3, 72, 72))
+    assert out.shape == (2, 384) and torch.isfinite(out).all()
+    out.square().mean().backward()
+    assert all(p.grad is not None for p in m.parameters() if p.requires_grad)
+
+
+def test_last_fusion_uses_last_position_only() -> None:
+    m = SequenceModel().eval()
+    tok = torch.randn(4, 1, 360)
+    with torch.no_grad():
+        a = m.forward_tokens(tok)
+        # in a transformer every position attends to all, so changing frame 0 changes the last output too;
+        # with "last" fusion the output must equal fc(encoder(x)[-1]) exactly
+        x = m.angular_encoder(tok + sinusoidal_encoding(4, 360).unsqueeze(1))
+        torch.testing.assert_close(a, m.fc(x[-1]))
+
+
+def test_bad_config_is_rejected() -> None:
+    with pytest.raises(ValueError, match="fusion"):
+        SequenceModelConfig(fusion="cls")

@@ -1,0 +1,148 @@
+"""Model structure, official key layout and the golden values of spec 10.6 (NMF2D, full model)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from smmcl.models import NMF2D, SegNeXtRGBXConfig, build_model, build_segnext_rgbx, remap_upstream_mscan
+
+
+@pytest.fixture(scope="module")
+def model14():
+    return build_model(14)
+
+
+def test_official_state_dict_layout(model14):
+    sd = model14.state_dict()
+    assert len(sd) == 1782
+    assert sum(p.numel() for p in model14.parameters()) == 72_888_722
+    shapes = {
+        "backbone.module4.Channel.encode.0.weight": (2048, 2048, 1, 1),
+        "backbone.module4.Spatial.encode.4.weight": (1, 1024, 1, 1),
+        "backbone.fconv4.fusion_conv.0.weight": (512, 1024, 1, 1),
+        "backbone.patch_embed1.proj.0.weight": (32, 3, 3, 3),
+        "backbone.block_other1.0.mlp.fc1.weight": (512, 64, 1, 1),
+        "backbone.block1.0.mlp.dwconv.dwconv.weight": (512, 1, 3, 3),
+        "backbone.block1.0.attn.spatial_gating_unit.conv2_1.weight": (64, 1, 1, 21),
+        "backbone.projector_color.project.6.weight": (256, 512, 1, 1),
+        "decode_head.squeeze.conv.weight": (512, 960, 1, 1),
+        "decode_head.hamburger.ham_out.conv.bias": (512,),
+        "decode_head.conv_seg.weight": (14, 512, 1, 1),
+    }
+    for key, shape in shapes.items():
+        assert tuple(sd[key].shape) == shape, key
+    assert "decode_head.squeeze.conv.bias" not in sd and "decode_head.hamburger.ham_out.gn.weight" not in sd
+    parts = {"backbone.module": 16_956_420, "backbone.fconv": 771_072, "backbone.projector": 1_317_376, "decode_head": 1_288_206}
+    for prefix, count in parts.items():
+        assert sum(p.numel() for n, p in model14.named_parameters() if n.startswith(prefix)) == count, prefix
+
+
+def test_param_groups_match_official_group_weight():
+    model = build_model(14)
+    decay, no_decay = model.param_groups()
+    assert len(decay["params"]) == 595 and len(no_decay["params"]) == 809 + 84  # layer scales trainable
+    model.set_layer_scale_trainable(False)  # compat: the official run never updates them
+    decay, no_decay = model.param_groups()
+    assert len(decay["params"]) == 595 and len(no_decay["params"]) == 809
+
+
+@pytest.mark.parametrize(
+    ("training", "expected"),
+    [
+        (True, (35103.8125, 0.42851335, 0.55880135, 0.49524683)),
+        (False, (35944.0, 0.43876952, 0.56498122, 0.50822669)),
+    ],
+)
+def test_nmf2d_golden(training, expected):
+    torch.manual_seed(0)
+    x = torch.relu(torch.randn(2, 512, 8, 10))
+    nmf = NMF2D().train(training)
+    torch.manual_seed(42)
+    y = nmf(x)
+    got = (y.sum().item(), y.abs().mean().item(), y[0, 0, 0, 0].item(), y[1, 511, 7, 9].item())
+    assert got == pytest.approx(expected, rel=1e-5)
+
+
+def test_full_model_golden_seed0_fill(model14):
+    model = model14.eval()
+    gen = torch.Generator().manual_seed(0)
+    sd = model.state_dict()
+    with torch.no_grad():
+        for key in sorted(sd):
+            t = sd[key]
+            if not t.is_floating_point():
+                continue
+            if key.endswith("running_var"):
+                t.fill_(1.0)
+            elif key.endswith("running_mean"):
+                t.fill_(0.0)
+            else:
+                t.copy_(0.02 * torch.randn(t.shape, generator=gen))
+        g1 = torch.Generator().manual_seed(1)
+        rgb = torch.randn(1, 3, 96, 128, generator=g1)
+        aux = torch.randn(1, 3, 96, 128, generator=g1)
+        model.backbone.keep_fconv1 = True
+        torch.manual_seed(7)
+        fused, pc, po = model.backbone(rgb, aux)
+        model.backbone.keep_fconv1 = False
+        torch.manual_seed(7)
+        out = model(rgb, aux)
+    assert out.shape == (1, 14, 96, 128)
+    assert out.sum().item() == pytest.approx(402.242432, rel=1e-4)
+    assert out.abs().mean().item() == pytest.approx(0.02545287, rel=1e-4)
+    assert out[0, 0, 0, 0].item() == pytest.approx(0.01536695, rel=1e-4)
+    assert out[0, 13, 95, 127].item() == pytest.approx(0.06604241, rel=1e-4)
+    assert [f.sum().item() for f in fused] == pytest.approx([252.194, 13.102129, 7.466476, 4.726451], rel=1e-4)
+    assert (pc.sum().item(), po.sum().item()) == pytest.approx((5.025476, 4.529758), rel=1e-4)
+
+
+def _imagenet_sd(model) -> dict[str, torch.Tensor]:
+    """A synthetic single-branch ImageNet checkpoint in SegNeXt naming, with a classifier head."""
+    sd = {
+        k[len("backbone.") :]: torch.randn_like(v.float()).to(v.dtype)
+        for k, v in model.state_dict().items()
+        if k.startswith(("backbone.patch_embed", "backbone.block", "backbone.norm")) and "_other" not in k
+    }
+    sd["head.weight"] = torch.randn(1000, 512)
+    return sd
+
+
+@pytest.mark.parametrize("naming", ["segnext", "mmseg"])
+def test_imagenet_loading_both_namings(naming):
+    cfg = SegNeXtRGBXConfig(arch="mscan_t", num_classes=5, decoder_channels=64)
+    ref = build_segnext_rgbx(cfg)
+    sd = _imagenet_sd(ref)
+    if naming == "mmseg":
+        sd = {"state_dict": {"backbone." + k.replace(".mlp.dwconv.dwconv.", ".mlp.dwconv."): v for k, v in sd.items()}}
+    model = build_segnext_rgbx(cfg, imagenet=sd)
+    flat = remap_upstream_mscan(sd)
+    own = model.state_dict()
+    key = "block2.1.mlp.dwconv.dwconv.weight"
+    assert torch.equal(own["backbone." + key], flat[key])
+    assert torch.equal(own["backbone." + key.replace("block", "block_other")], flat[key])
+    n_branch = sum(1 for k in own if k.startswith(("backbone.patch_embed", "backbone.block", "backbone.norm")))
+    assert n_branch == 2 * (len(flat))
+
+
+def test_imagenet_loading_fails_loudly_on_missing():
+    cfg = SegNeXtRGBXConfig(arch="mscan_t", num_classes=5, decoder_channels=64)
+    sd = _imagenet_sd(build_segnext_rgbx(cfg))
+    del sd["block1.0.mlp.dwconv.dwconv.bias"]
+    with pytest.raises(RuntimeError, match=r"missing 2 .*block1\.0\.mlp\.dwconv\.dwconv\.bias"):
+        build_segnext_rgbx(cfg, imagenet=sd)
+
+
+@pytest.mark.parametrize("arch", ["mscan_t", "mscan_s"])
+def test_small_variants_forward_backward(arch):
+    torch.manual_seed(0)
+    model = build_segnext_rgbx(SegNeXtRGBXConfig(arch=arch, num_classes=4, decoder_channels=64))
+    batch = {"rgb": torch.randn(2, 3, 64, 64), "aux": torch.randn(2, 3, 64, 64), "label": torch.randint(0, 4, (2, 64, 64))}
+    batch["label"][:, :32] = 1
+    losses = model.training_step(batch)
+    assert set(losses) == {"ce", "cm", "vis", "aux"}
+    sum(losses.values()).backward()
+    no_grad = {n for n, p in model.named_parameters() if p.grad is None}
+    assert no_grad == {"backbone.fconv1.fusion_conv.0.weight", "backbone.fconv1.fusion_conv.0.bias"}
+    model.eval()
+    assert model(batch["rgb"], batch["aux"]).shape == (2, 4, 64, 64)
