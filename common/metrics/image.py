@@ -7,7 +7,6 @@ cast back to the input's floating dtype. Both scores: higher is better; SSIM in 
 
 from __future__ import annotations
 
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -96,5 +95,3 @@ def ssim(
     c1, c2 = (k1 * data_range) ** 2, (k2 * data_range) ** 2
     s = ((2 * mu_x * mu_y + c1) * (2 * vxy + c2)) / ((mu_x**2 + mu_y**2 + c1) * (vx + vy + c2))
     return s.reshape(b, -1).mean(1).to(_out_dtype(pred))
-
-

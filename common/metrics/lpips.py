@@ -77,7 +77,9 @@ class LPIPSMetric(nn.Module):
 
     def forward(self, pred: Tensor, target: Tensor) -> Tensor:
         if pred.shape != target.shape or pred.ndim != 4 or pred.shape[1] != 3:
-            raise ValueError(f"expected two (B, 3, H, W) tensors, got {tuple(pred.shape)} and {tuple(target.shape)}")
+            raise ValueError(
+                f"expected two (B, 3, H, W) tensors, got {tuple(pred.shape)} and {tuple(target.shape)}"
+            )
         if self.scale_inputs:
             pred, target = pred * 2 - 1, target * 2 - 1
         return self.model(pred, target, normalize=False).flatten()

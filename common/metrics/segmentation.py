@@ -61,7 +61,14 @@ class ConfusionMatrix:
         """Sum the matrices of all ranks in place (no-op unless torch.distributed is initialised)."""
         import torch.distributed as dist
 
-        if dist.is_available() and dist.is_initialized():
+        if not (dist.is_available() and dist.is_initialized()):
+            return
+        if dist.get_backend() == "nccl" and not self.mat.is_cuda:
+            # NCCL reduces only CUDA tensors; callers often accumulate on the CPU
+            t = self.mat.to(torch.device("cuda", torch.cuda.current_device()))
+            dist.all_reduce(t, op=dist.ReduceOp.SUM)
+            self.mat = t.cpu()
+        else:
             dist.all_reduce(self.mat, op=dist.ReduceOp.SUM)
 
     def compute(self, exclude: int | Iterable[int] | None = None) -> dict[str, Tensor | float]:

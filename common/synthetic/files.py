@@ -117,3 +117,15 @@ def hw(size: int | tuple[int, int]) -> tuple[int, int]:
     if len(size) != 2:
         raise ValueError(f"size must be an int or (height, width), got {size!r}")
     return int(size[0]), int(size[1])
+
+
+def prepare_root(root: str | Path, writer: str, **counts: int) -> Path:
+    """Validate a writer's output folder and its item counts (each must be >= 1) before any work."""
+    root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise NotADirectoryError(f"{writer}: output path {root} exists and is not a folder")
+    for name, value in counts.items():
+        if not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{writer}: {name} must be a positive integer, got {value!r}")
+    root.mkdir(parents=True, exist_ok=True)
+    return root

@@ -14,6 +14,7 @@ import numpy as np
 from common.synthetic.files import (
     child_rng,
     format_matrix,
+    prepare_root,
     write_image,
     write_json,
     write_lines,
@@ -121,7 +122,7 @@ def write_nmr_dataset(
     """
     if category not in SYNSETS:
         raise ValueError(f"unknown category {category!r}; choose from {sorted(SYNSETS)}")
-    root = Path(root)
+    root = prepare_root(root, "write_nmr_dataset", n_objects=n_objects, image_size=image_size)
     synset, names = SYNSETS[category]
     cat_dir = root / synset
     n_tr, n_va, _ = _split_counts(n_objects, split_fractions)
@@ -189,7 +190,15 @@ def write_nerf_synthetic(
     """One Blender-layout scene in `root`: transforms_{train,val,test}.json (camera_angle_x, frames with
     file_path "./<split>/r_<i>" and 4x4 OpenGL c2w in a z-up world), <split>/r_<i>.png RGBA
     (alpha = coverage, colour black where empty), points3d.ply/.pcd sampled on the surface."""
-    root = Path(root)
+    root = prepare_root(
+        root,
+        "write_nerf_synthetic",
+        n_train=n_train,
+        n_val=n_val,
+        n_test=n_test,
+        size=size,
+        n_points=n_points,
+    )
     rng = child_rng(seed, "nerf_synthetic")
     shapes = scaled(make_object(rng, mirror_symmetric=False), 2.0)
     scene = object_scene(shapes, background=(0.0, 0.0, 0.0))
@@ -231,7 +240,9 @@ def write_nsvf(
     1_ test, numbered consecutively), pose/<same>.txt (4x4 OpenCV c2w, z-up world), intrinsics.txt
     (the 5-line variant of the NSVF lego sample: "f cx cy 0." / "0. 0. 0." / "0." / "1." / "H W"), bbox.txt (xmin ymin zmin xmax ymax zmax voxel),
     points3d.ply."""
-    root = Path(root)
+    root = prepare_root(
+        root, "write_nsvf", n_train=n_train, n_test=n_test, width=width, height=height, n_points=n_points
+    )
     rng = child_rng(seed, "nsvf")
     shapes = scaled(make_object(rng, mirror_symmetric=False), 2.0)
     scene = object_scene(shapes)
@@ -269,7 +280,9 @@ def write_srn_dataset(
     """SRN layout: <root>/<name>_{train,val,test}/<instance>/{intrinsics.txt, rgb/NNNNNN.png,
     pose/NNNNNN.txt}; poses are 4x4 OpenCV c2w, white background, objects inside a sphere of radius
     0.7 (near/far 0.8/2.2 for distance 1.5); intrinsics first line "f cx cy 0.", last line "H W"."""
-    root = Path(root)
+    root = prepare_root(
+        root, "write_srn_dataset", n_views=n_views, image_size=image_size, n_train=n_instances[0]
+    )
     focal = 1.025 * image_size
     K = intrinsics(focal, image_size, image_size)
     for split, count in zip(("train", "val", "test"), n_instances):

@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from common.synthetic.files import child_rng, hw, write_image, write_json
+from common.synthetic.files import child_rng, hw, prepare_root, write_image, write_json
 from common.synthetic.multiview import orbit_c2w, scaled
 from common.synthetic.objects import make_object, random_texture
 from common.synthetic.render import Light, Scene, Shape, Texture, intrinsics, render
@@ -185,10 +185,12 @@ def write_nss_renders(
     seed: int = 0,
 ) -> Path:
     """renders/<scene>__<method>/NNNNN.png for method "gt" (clean) and every entry of `methods`
-    (default DEFAULT_METHODS, graded strength), plus renders/quality.json with each method's
+    (default DEFAULT_METHODS, graded strength), plus quality.json (next to renders/) with each method's
     distortion strengths and severity. Frames with the same index are pixel-aligned across methods."""
-    root = Path(root)
     size = hw(size)
+    root = prepare_root(
+        root, "write_nss_renders", n_scenes=n_scenes, n_frames=n_frames, height=size[0], width=size[1]
+    )
     methods = {m: as_distortion(m, p) for m, p in (DEFAULT_METHODS if methods is None else methods).items()}
     if "gt" in methods:
         raise ValueError('write_nss_renders: "gt" is reserved for the clean reference frames')
@@ -203,7 +205,7 @@ def write_nss_renders(
             for t, f in enumerate(frames):
                 write_image(root / "renders" / f"{scene_name}__{m}" / f"{t:05d}.png", f)
         info[scene_name] = {m: {**asdict(p), "severity": p.severity} for m, p in methods.items()}
-    write_json(root / "renders" / "quality.json", info)
+    write_json(root / "quality.json", info)
     return root
 
 
@@ -228,8 +230,10 @@ def write_nss_bank(
     half of the methods are train and half test (a "scenewise" split)."""
     if n_methods < 2:
         raise ValueError(f"n_methods must be >= 2 for a train/test split, got {n_methods}")
-    root = Path(root)
     size = hw(size)
+    root = prepare_root(
+        root, "write_nss_bank", n_scenes=n_scenes, n_frames=n_frames, height=size[0], width=size[1]
+    )
     if image_ext not in ("jpg", "png"):
         raise ValueError(f"image_ext must be 'jpg' or 'png', got {image_ext!r}")
     bank = root / "benchmark_bank"

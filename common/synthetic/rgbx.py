@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from common.synthetic.files import child_rng, hw, write_image, write_lines
+from common.synthetic.files import child_rng, hw, prepare_root, write_image, write_lines
 from common.synthetic.multiview import _savez_deterministic
 from common.synthetic.objects import random_color, random_texture
 from common.synthetic.render import (
@@ -35,6 +35,7 @@ VOID = 0
 ROOM_HALF = 2.0
 ROOM_HEIGHT = 2.6
 DEPTH_SCALE = 1000.0  # Depth PNG units per metre (uint16 millimetres)
+DEPTH_UINT8_RANGE = 6.0  # metres mapped to grey 0..255 with depth_format="uint8"
 
 
 def _tex(rng: np.random.Generator, kind: str | None = None) -> Texture:
@@ -172,6 +173,7 @@ def write_rgbx_scenes(
     root: str | Path,
     *,
     modality: str = "depth",
+    depth_format: str = "uint16",
     low_light: bool = True,
     n_train: int = 8,
     n_test: int = 4,
@@ -179,14 +181,17 @@ def write_rgbx_scenes(
     fov_x_deg: float = 70.0,
     seed: int = 0,
 ) -> Path:
-    """CMX layout in `root`: RGB/<name>.png, Depth/<name>.png (uint16, millimetres) or
+    """CMX layout in `root`: RGB/<name>.png, Depth/<name>.png (uint16 millimetres, or with
+    depth_format="uint8" grey levels of DEPTH_UINT8_RANGE metres, as 8-bit LLRGBD-style loaders read) or
     Thermal/<name>.png (uint8), Label/<name>.png (uint8), RGB_normal/<name>.png (the well-lit image,
     when low-light), train.txt / test.txt (bare stems), meta.yaml, cameras.npz (K_<name> 3x3 pixel
     intrinsics and c2w_<name> 4x4 OpenCV camera-to-world; world y up, floor at y = 0)."""
     if modality not in ("depth", "thermal"):
         raise ValueError(f"modality must be 'depth' or 'thermal', got {modality!r}")
-    root = Path(root)
+    if depth_format not in ("uint16", "uint8"):
+        raise ValueError(f"depth_format must be 'uint16' or 'uint8', got {depth_format!r}")
     height, width = hw(size)
+    root = prepare_root(root, "write_rgbx_scenes", n_train=n_train, n_test=n_test, height=height, width=width)
     K = intrinsics(0.5 * width / math.tan(math.radians(fov_x_deg) / 2), width, height)
     aux_dir = "Depth" if modality == "depth" else "Thermal"
     names = [f"{i:05d}" for i in range(n_train + n_test)]
@@ -203,8 +208,12 @@ def write_rgbx_scenes(
         else:
             write_image(root / "RGB" / f"{name}.png", res.rgb)
         if modality == "depth":
-            depth_mm = np.where(res.mask, np.rint(res.depth * DEPTH_SCALE), 0).astype(np.uint16)
-            write_image(root / aux_dir / f"{name}.png", depth_mm)
+            if depth_format == "uint16":
+                d_img = np.where(res.mask, np.rint(res.depth * DEPTH_SCALE), 0).astype(np.uint16)
+            else:
+                d_img = np.rint(np.clip(np.where(res.mask, res.depth, 0) / DEPTH_UINT8_RANGE, 0, 1) * 255)
+                d_img = d_img.astype(np.uint8)
+            write_image(root / aux_dir / f"{name}.png", d_img)
         else:
             write_image(
                 root / aux_dir / f"{name}.png", thermal_image(res.temperature, res.mask, res.depth, rng)
@@ -234,7 +243,10 @@ def write_rgbx_scenes(
             "modality": modality,
             "x_dir": aux_dir,
             "x_is_single_channel": True,
-            "depth_scale": DEPTH_SCALE if modality == "depth" else None,
+            "depth_format": depth_format if modality == "depth" else None,
+            "depth_scale": (DEPTH_SCALE if depth_format == "uint16" else 255 / DEPTH_UINT8_RANGE)
+            if modality == "depth"
+            else None,
             "low_light": bool(low_light),
             "image_size": [height, width],
             "ignore_index": 255,

@@ -26,7 +26,9 @@ def load_state_dict_file(model: torch.nn.Module, path: Path) -> None:
     """torch.load(weights_only=True) + strict load with an error naming the file and the bad keys."""
     sd = torch.load(path, map_location="cpu", weights_only=True)
     if isinstance(sd, dict) and "model" in sd and isinstance(sd["model"], dict):
-        sd = sd["model"]  # a training checkpoint of common.engine
+        sd = sd["model"]  # a training checkpoint of common.engine: keep the encoder, drop the projectors
+        if any(k.startswith("encoder.") for k in sd):
+            sd = {k[len("encoder.") :]: v for k, v in sd.items() if k.startswith("encoder.")}
     try:
         model.load_state_dict(sd, strict=True)
     except RuntimeError as err:

@@ -54,7 +54,9 @@ def load_official_synthesizer(model: ViewSynthesizer, path: str | Path) -> None:
     """Official `SMCL_latest` / `model.pth` -> model; raises CheckpointMismatchError listing every bad key."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: official synthesizer checkpoint not found (refusing random weights)")
+        raise FileNotFoundError(
+            f"{path}: official synthesizer checkpoint not found (refusing random weights)"
+        )
     sd = remap_official_smcl_net(_state_dict_of(load_checkpoint(path), path))
     ignore = ["^" + re.escape(p) for p in OFFICIAL_SYNTH_ABSENT_PREFIXES]
     load_state_dict_strict(model, sd, source=str(path), ignore=ignore)

@@ -82,7 +82,9 @@ class EncoderPretrainer(nn.Module):
         if self.cfg.ffl != "off":
             losses["ffl_pos"] = self.cfg.w_ffl_pos * focal_frequency_loss(fa, fp)
             neg_anchor = fa if self.cfg.ffl == "shared" else fa2
-            losses["ffl_neg"] = self.cfg.w_ffl_neg * negative_frequency_loss(neg_anchor, fq, self.cfg.neg_margin)
+            losses["ffl_neg"] = self.cfg.w_ffl_neg * negative_frequency_loss(
+                neg_anchor, fq, self.cfg.neg_margin
+            )
         return losses
 
     def param_groups(self, cfg: TrainConfig) -> list[dict]:

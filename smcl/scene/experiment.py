@@ -12,6 +12,7 @@ from torch import Tensor
 
 from common.engine import TrainConfig
 from smcl.scene.data import SceneData, get_rays_papr, load_blender, load_llff, load_nsvf
+from smcl.scene.losses import PhotometricLoss
 from smcl.scene.models.point_gcl import PointGCL, PointGCLConfig
 from smcl.scene.models.scene_model import SceneModel, SceneModelConfig, init_points, lr_lambda, param_groups
 from smcl.scene.points import read_points
@@ -172,11 +173,7 @@ def build(cfg: ExperimentConfig, devices: str = "cpu") -> dict:
     train_scene = load_scene(cfg.data, cfg.data.train_split)
     test_scene = load_scene(cfg.data, cfg.data.test_split)
     model = build_model(cfg)
-    if cfg.lpips_weight > 0:
-        model.lpips = make_lpips(("vgg",))["vgg"]
-        model.lpips_weight = cfg.lpips_weight
-        for p in model.lpips.parameters():
-            p.requires_grad_(False)
+    model.set_loss(PhotometricLoss(cfg.lpips_weight))
     opt, sched = build_optim(model, cfg)
     idx = min(cfg.data.eval_image, len(test_scene.names) - 1)
 
@@ -195,7 +192,7 @@ def build(cfg: ExperimentConfig, devices: str = "cpu") -> dict:
     }
 
 
-def test_split(
+def evaluate_split(
     model: SceneModel, cfg: ExperimentConfig, out_dir: Path, lpips: bool = True
 ) -> dict[str, float]:
     """Render the test split, write PNGs and a fly-through GIF, return mean metrics."""
@@ -213,3 +210,15 @@ def test_split(
         frames.append(Image.fromarray(frame))
     frames[0].save(out_dir / "flythrough.gif", save_all=True, append_images=frames[1:], duration=100, loop=0)
     return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+
+
+def load_trained(cfg: ExperimentConfig, checkpoint: str | Path) -> SceneModel:
+    """Model from an engine checkpoint (resized to its point count); a missing file is an error."""
+    from common.checkpoint import load_checkpoint
+
+    model = SceneModel(
+        cfg.model, init_points(SceneModelConfig(init_type="cube", init_num=cfg.model.select_k))
+    )
+    state = load_checkpoint(checkpoint)
+    model.load_state_dict(state["model"] if "model" in state else state)
+    return model.eval()

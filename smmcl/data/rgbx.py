@@ -89,11 +89,16 @@ class RGBXDataset(Dataset):
         self.names = parse_list(list_file)
         missing = [p for n in self.names for p in self.paths(n).values() if not p.is_file()]
         if missing:
-            raise FileNotFoundError(f"{list_file}: {len(missing)} listed files are missing, e.g. {missing[:3]}")
+            raise FileNotFoundError(
+                f"{list_file}: {len(missing)} listed files are missing, e.g. {missing[:3]}"
+            )
 
     def paths(self, name: str) -> dict[str, Path]:
         c = self.cfg
-        out = {"rgb": self.root / c.rgb_dir / f"{name}{c.rgb_ext}", "label": self.root / c.label_dir / f"{name}{c.label_ext}"}
+        out = {
+            "rgb": self.root / c.rgb_dir / f"{name}{c.rgb_ext}",
+            "label": self.root / c.label_dir / f"{name}{c.label_ext}",
+        }
         if c.aux_dir:
             out["aux"] = self.root / c.aux_dir / f"{name}{c.aux_ext}"
         return out
@@ -115,7 +120,9 @@ class RGBXDataset(Dataset):
                 aux = read_aux_plane(_read(p["aux"], cv2.IMREAD_UNCHANGED), p["aux"], c.legacy_8bit)
         else:
             if raw.shape[2] != 4:
-                raise ValueError(f"{p['rgb']}: aux_dir is empty so the aux must be channel 4, but it has 3 channels")
+                raise ValueError(
+                    f"{p['rgb']}: aux_dir is empty so the aux must be channel 4, but it has 3 channels"
+                )
             aux = read_aux_plane(raw[..., 3], p["rgb"], c.legacy_8bit)
         if aux.ndim == 2:
             aux = np.repeat(aux[..., None], 3, axis=2)
@@ -128,7 +135,9 @@ class RGBXDataset(Dataset):
         if c.label_offset:
             label = (label.astype(np.int64) + c.label_offset) % 256
         if rgb.shape[:2] != aux.shape[:2] or rgb.shape[:2] != label.shape:
-            raise ValueError(f"{p['rgb']}: rgb {rgb.shape[:2]}, aux {aux.shape[:2]}, label {label.shape} differ")
+            raise ValueError(
+                f"{p['rgb']}: rgb {rgb.shape[:2]}, aux {aux.shape[:2]}, label {label.shape} differ"
+            )
         return np.ascontiguousarray(rgb), np.ascontiguousarray(aux), label.astype(np.uint8)
 
     def __getitem__(self, idx: int) -> dict[str, Tensor]:
@@ -169,7 +178,11 @@ def augment(
     h, w = label.shape
     y0 = int(torch.randint(h - ch + 1, ())) if h > ch else 0
     x0 = int(torch.randint(w - cw + 1, ())) if w > cw else 0
-    rgb, aux, label = rgb[y0 : y0 + ch, x0 : x0 + cw], aux[y0 : y0 + ch, x0 : x0 + cw], label[y0 : y0 + ch, x0 : x0 + cw]
+    rgb, aux, label = (
+        rgb[y0 : y0 + ch, x0 : x0 + cw],
+        aux[y0 : y0 + ch, x0 : x0 + cw],
+        label[y0 : y0 + ch, x0 : x0 + cw],
+    )
     ph, pw = ch - label.shape[0], cw - label.shape[1]
     if ph or pw:
         pads = ((ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2))

@@ -95,7 +95,8 @@ class LightHamHead(nn.Module):
     def forward(self, feats: list[Tensor]) -> Tensor:
         size = feats[0].shape[2:]
         x = torch.cat(
-            [feats[0]] + [F.interpolate(f, size=size, mode="bilinear", align_corners=False) for f in feats[1:]],
+            [feats[0]]
+            + [F.interpolate(f, size=size, mode="bilinear", align_corners=False) for f in feats[1:]],
             dim=1,
         )
         x = self.align(self.hamburger(self.squeeze(x)))

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from smmcl.losses import SMMCLLoss, SMMCLLossConfig
 from smmcl.models.ham_head import LightHamHead
-from smmcl.models.mscan import MSCAN_VARIANTS, init_weights, remap_upstream_mscan, build_stages, run_stage
+from smmcl.models.mscan import MSCAN_VARIANTS, build_stages, init_weights, remap_upstream_mscan, run_stage
 
 
 @dataclass(frozen=True)
@@ -141,9 +141,14 @@ class DualMSCAN(nn.Module):
         fused: list[Tensor | None] = []
         proj_c = proj_o = None
         for i in range(1, 5):
-            c = run_stage(c, getattr(self, f"patch_embed{i}"), getattr(self, f"block{i}"), getattr(self, f"norm{i}"))
+            c = run_stage(
+                c, getattr(self, f"patch_embed{i}"), getattr(self, f"block{i}"), getattr(self, f"norm{i}")
+            )
             o = run_stage(
-                o, getattr(self, f"patch_embed_other{i}"), getattr(self, f"block_other{i}"), getattr(self, f"norm_other{i}")
+                o,
+                getattr(self, f"patch_embed_other{i}"),
+                getattr(self, f"block_other{i}"),
+                getattr(self, f"norm_other{i}"),
             )
             if i == 4 and project:
                 proj_c, proj_o = self.projector_color(c), self.projector_other(o)
@@ -218,10 +223,14 @@ class SegNeXtRGBX(nn.Module):
         logits = F.interpolate(logits, size=label.shape[1:], mode="bilinear", align_corners=False)
         return self.criterion(logits, label, pc, po)
 
-    def forward_features(self, rgb: Tensor, aux: Tensor, *, project: bool) -> tuple[Tensor, Tensor | None, Tensor | None]:
+    def forward_features(
+        self, rgb: Tensor, aux: Tensor, *, project: bool
+    ) -> tuple[Tensor, Tensor | None, Tensor | None]:
         """Logits at 1/8 and the stage-4 projections (None unless project)."""
         if rgb.shape != aux.shape or rgb.ndim != 4 or rgb.shape[1] != 3:
-            raise ValueError(f"rgb and aux must both be (B,3,H,W); got {tuple(rgb.shape)} and {tuple(aux.shape)}")
+            raise ValueError(
+                f"rgb and aux must both be (B,3,H,W); got {tuple(rgb.shape)} and {tuple(aux.shape)}"
+            )
         fused, pc, po = self.backbone(rgb, aux, project=project)
         return self.decode_head(fused[1:]), pc, po
 
@@ -231,7 +240,9 @@ class SegNeXtRGBX(nn.Module):
         return F.interpolate(logits, size=rgb.shape[2:], mode="bilinear", align_corners=False)
 
 
-def build_segnext_rgbx(cfg: SegNeXtRGBXConfig | None = None, imagenet: dict[str, Tensor] | None = None) -> SegNeXtRGBX:
+def build_segnext_rgbx(
+    cfg: SegNeXtRGBXConfig | None = None, imagenet: dict[str, Tensor] | None = None
+) -> SegNeXtRGBX:
     """Build the model; optionally initialise both branches from an ImageNet MSCAN state_dict."""
     model = SegNeXtRGBX(cfg or SegNeXtRGBXConfig())
     if imagenet is not None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from common import distributed
 from common.distributed import init_distributed, parse_devices, relaunch_command, seed_everything
 
 REPO = Path(__file__).resolve().parents[2]
@@ -58,6 +59,21 @@ def test_relaunch_command(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RANK", "0")
     monkeypatch.setenv("WORLD_SIZE", "4")
     assert relaunch_command([0, 1], ["x.py"]) is None  # already under torchrun
+
+
+def test_maybe_relaunch_execs_torchrun(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("RANK", "WORLD_SIZE", "TRIVISION_RELAUNCHED"):
+        monkeypatch.delenv(var, raising=False)
+    calls: list[tuple] = []
+    monkeypatch.setattr(distributed.os, "execve", lambda exe, cmd, env: calls.append((exe, cmd, env)))
+    monkeypatch.setattr(distributed.sys, "argv", ["scripts/train_x.py", "-d", "0,2"])
+    distributed.maybe_relaunch("0,2")
+    ((exe, cmd, env),) = calls
+    assert exe == sys.executable and cmd[-3:] == ["scripts/train_x.py", "-d", "0,2"] and "2" in cmd
+    assert env["CUDA_VISIBLE_DEVICES"] == "0,2" and env["TRIVISION_RELAUNCHED"] == "1"
+    distributed.maybe_relaunch("cpu")
+    distributed.maybe_relaunch("1")
+    assert len(calls) == 1
 
 
 def test_single_process_info_and_seeds(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -294,6 +294,16 @@ def test_rgbx_depth_layout_labels_and_geometry(tmp_path: Path) -> None:
     assert {1, 2} <= seen
 
 
+def test_rgbx_uint8_depth_matches_uint16(tmp_path: Path) -> None:
+    a = write_rgbx_scenes(tmp_path / "a", n_train=1, n_test=1, size=(12, 16), seed=2)
+    b = write_rgbx_scenes(tmp_path / "b", depth_format="uint8", n_train=1, n_test=1, size=(12, 16), seed=2)
+    meta = yaml.safe_load((b / "meta.yaml").read_text())
+    d16 = _read(a / "Depth" / "00000.png").astype(float) / 1000.0
+    d8 = _read(b / "Depth" / "00000.png")
+    assert d8.dtype == np.uint8
+    np.testing.assert_allclose(d8 / meta["depth_scale"], d16, atol=0.5 / meta["depth_scale"] + 1e-3)
+
+
 def test_rgbx_thermal_variant(tmp_path: Path) -> None:
     root = write_rgbx_scenes(
         tmp_path, modality="thermal", low_light=False, n_train=2, n_test=1, size=(24, 32), seed=0
@@ -326,7 +336,7 @@ def test_nss_renders_layout_and_graded_quality(tmp_path: Path) -> None:
             np.mean([_psnr(_read(p), _read(root / "renders" / "scene00__gt" / p.name)) for p in frames])
         )
     assert all(a > b for a, b in zip(psnrs, psnrs[1:])), psnrs
-    quality = json.loads((root / "renders" / "quality.json").read_text())
+    quality = json.loads((root / "quality.json").read_text())
     assert set(quality["scene00"]) == set(DEFAULT_METHODS)
 
 
@@ -381,6 +391,13 @@ def test_bad_arguments_raise_clear_errors(tmp_path: Path) -> None:
         write_nmr_dataset(tmp_path, n_objects=2)
     with pytest.raises(ValueError, match="modality"):
         write_rgbx_scenes(tmp_path, modality="radar")
+    with pytest.raises(ValueError, match="n_frames must be a positive integer"):
+        write_nss_renders(tmp_path, n_frames=0)
+    with pytest.raises(ValueError, match="unknown distortion keys"):
+        write_nss_renders(tmp_path, methods={"m": {"blurr": 0.5}})
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(NotADirectoryError, match="afile"):
+        write_nerf_synthetic(tmp_path / "afile")
 
 
 def test_cli_help_and_run(tmp_path: Path) -> None:
@@ -408,3 +425,24 @@ def test_cli_help_and_run(tmp_path: Path) -> None:
         cwd=REPO,
     )
     assert (tmp_path / "nerf_synthetic" / "object" / "transforms_train.json").is_file()
+
+
+def test_formats_match_the_genuine_samples(shared_data: Path, tmp_path: Path) -> None:
+    """Our Blender/NSVF files have the same structure as the real lego samples."""
+    ours = write_nerf_synthetic(tmp_path / "nerf", n_train=1, n_val=1, n_test=1, size=8, n_points=10, seed=0)
+    real = json.loads((shared_data / "nerf_synthetic" / "lego" / "transforms_train.json").read_text())
+    mine = json.loads((ours / "transforms_train.json").read_text())
+    assert set(mine) == set(real) and set(mine["frames"][0]) == set(real["frames"][0])
+    assert mine["frames"][0]["file_path"].startswith("./train/r_")
+    real_png = _read(shared_data / "nerf_synthetic" / "lego" / (real["frames"][0]["file_path"] + ".png"))
+    assert _read(ours / (mine["frames"][0]["file_path"] + ".png")).shape[2] == real_png.shape[2] == 4
+    nsvf = write_nsvf(tmp_path / "nsvf", n_train=1, n_test=1, width=8, height=8, n_points=10, seed=0)
+    real_nsvf = shared_data / "nsvf" / "lego"
+    real_lines = (real_nsvf / "intrinsics.txt").read_text().split("\n")
+    mine_lines = (nsvf / "intrinsics.txt").read_text().split("\n")
+    assert [len(x.split()) for x in mine_lines] == [len(x.split()) for x in real_lines]
+    assert (
+        len((nsvf / "bbox.txt").read_text().split()) == len((real_nsvf / "bbox.txt").read_text().split()) == 7
+    )
+    real_pose = np.loadtxt(sorted((real_nsvf / "pose").glob("0_*.txt"))[0])
+    assert np.loadtxt(nsvf / "pose" / "0_0000.txt").shape == real_pose.shape == (4, 4)

@@ -72,7 +72,9 @@ def test_mirror_view_is_horizontal_flip_for_symmetric_object(nmr_root: Path) -> 
     imgs = NMRDataset(NMRDatasetConfig(root=str(nmr_root), split="train"))[0]["images"]
     for a, m, _ in triplet_views():
         # integer-pixel rays: column c mirrors to column W - c
-        torch.testing.assert_close(imgs[m][..., 1:], torch.flip(imgs[a], dims=(-1,))[..., :-1], atol=0.02, rtol=0)
+        torch.testing.assert_close(
+            imgs[m][..., 1:], torch.flip(imgs[a], dims=(-1,))[..., :-1], atol=0.02, rtol=0
+        )
     assert (imgs[13] - imgs[1]).abs().mean() > 0.01  # the 180-degree view differs
 
 
@@ -82,7 +84,11 @@ def test_mir180_dataset_and_flat_export(nmr_root: Path, tmp_path: Path) -> None:
     item = ds[0]
     assert item["anchor"].shape == (3, 32, 32)
     export_flat_folders(nmr_root, ds.triplets[:3], tmp_path / "flat")
-    assert sorted(p.name for p in (tmp_path / "flat" / "180_views").iterdir()) == ["0000.png", "0001.png", "0002.png"]
+    assert sorted(p.name for p in (tmp_path / "flat" / "180_views").iterdir()) == [
+        "0000.png",
+        "0001.png",
+        "0002.png",
+    ]
 
 
 def test_loader_errors_name_the_file(tmp_path: Path) -> None:
@@ -99,7 +105,9 @@ def _lego_to_nmr(lego: Path, out: Path, size: int = 64) -> tuple[np.ndarray, flo
     imgs, masks, poses = [], [], []
     for fr in meta["frames"]:
         with Image.open(lego / (fr["file_path"].removeprefix("./") + ".png")) as im:
-            rgba = np.asarray(im.convert("RGBA").resize((size, size), Image.BILINEAR)).astype(np.float32) / 255
+            rgba = (
+                np.asarray(im.convert("RGBA").resize((size, size), Image.BILINEAR)).astype(np.float32) / 255
+            )
         a = rgba[..., 3:]
         imgs.append(rgba[..., :3] * a + (1 - a))
         masks.append(a[..., 0] > 0.5)
@@ -133,3 +141,20 @@ def test_srn_loader_on_nsvf_lego(shared_data: Path, tmp_path: Path) -> None:
     np.testing.assert_allclose(item["poses"][0].numpy(), raw @ T_CAM, atol=1e-5)
     assert math.isclose(float(item["focal"]), 1111.1110311937682 * 64 / 800, rel_tol=1e-6)
     assert item["images"].shape[1:] == (3, 64, 64) and item["near"] == 0.8
+
+
+def test_loader_and_mir180_on_common_synthetic_nmr(tmp_path: Path) -> None:
+    from common.synthetic import write_nmr_dataset
+
+    from smcl.object.data.mir180 import build_mir180
+
+    root = write_nmr_dataset(tmp_path / "nmr", category="display", n_objects=3, image_size=32, seed=0)
+    synset = next(p.name for p in Path(root).iterdir() if p.is_dir())
+    counts = build_mir180(root, synset, tmp_path / "mir", split_fractions=(0.67, 0.0), seed=0)
+    assert counts == {"train": 2, "val": 0, "test": 1}
+    fs = tmp_path / "mir" / "For_Synthesis"
+    obj = NMRDataset(NMRDatasetConfig(root=str(fs), split="train"))[0]
+    assert obj["images"].shape == (24, 3, 32, 32) and obj["bbox"].shape == (24, 4)
+    item = Mir180Dataset(fs, "train")[0]  # writer documents: image 24 - i is the left-right flip of image i
+    torch.testing.assert_close(item["positive"], torch.flip(item["anchor"], dims=(-1,)), atol=2 / 255, rtol=0)
+    assert (tmp_path / "mir" / f"viewlist_{synset}.txt").read_text().split()[2] == "0"

@@ -121,7 +121,11 @@ def test_official_synthesizer_keys_load(tmp_path) -> None:
     ours = {k: tuple(v.shape) for k, v in m.state_dict().items() if not k.startswith("encoder.model.")}
     assert ours == _official_synth_keys()
     # a fake official file: our tensors without SE keys, wrapped in DataParallel's prefix
-    sd = {f"module.{k}": v for k, v in m.state_dict().items() if not k.startswith(OFFICIAL_SYNTH_ABSENT_PREFIXES)}
+    sd = {
+        f"module.{k}": v
+        for k, v in m.state_dict().items()
+        if not k.startswith(OFFICIAL_SYNTH_ABSENT_PREFIXES)
+    }
     assert set(remap_official_smcl_net(sd)) <= set(m.state_dict())
     torch.save(sd, tmp_path / "SMCL_latest")
     fresh = ViewSynthesizer()

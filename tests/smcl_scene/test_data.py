@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from smcl.scene.data import SceneFormatError, get_rays_papr, load_blender, load_llff, load_nsvf, parse_nsvf_intrinsics
+from smcl.scene.data import (
+    SceneFormatError,
+    get_rays_papr,
+    load_blender,
+    load_llff,
+    load_nsvf,
+    parse_nsvf_intrinsics,
+)
 
 
 def test_blender_lego(shared_data):

@@ -38,7 +38,9 @@ def test_tiled_topk_matches_brute_force(form):
 
 def test_perpendicular_distance_by_hand():
     # ray along +x from origin; point (3, 4, 0) is 4 away from the ray
-    d = perpendicular_distance(torch.tensor([[3.0, 4.0, 0.0]]), torch.zeros(1, 3), torch.tensor([[1.0, 0, 0]]))
+    d = perpendicular_distance(
+        torch.tensor([[3.0, 4.0, 0.0]]), torch.zeros(1, 3), torch.tensor([[1.0, 0, 0]])
+    )
     assert float(d) == pytest.approx(4.0, abs=1e-5)
 
 
@@ -56,7 +58,9 @@ def test_posenc_order():
     x = torch.tensor([0.5, 1.0, 2.0])
     e = posenc(x, 2)
     assert e.shape == (15,)
-    assert torch.allclose(e[:5], torch.tensor([0.5, math.sin(0.5), math.cos(0.5), math.sin(1.0), math.cos(1.0)]))
+    assert torch.allclose(
+        e[:5], torch.tensor([0.5, math.sin(0.5), math.cos(0.5), math.sin(1.0), math.cos(1.0)])
+    )
 
 
 def test_layernorm_unbiased():
@@ -81,7 +85,14 @@ def test_multihead_shapes_and_zero_influence_uniform():
     for heads in (1, 4):
         attn = ProximityAttention(RMSAConfig(num_heads=heads))
         r, k = 5, 20
-        feat, a_bkg = attn(torch.randn(r, k, 3), torch.randn(r, k, 64), torch.zeros(r, k), torch.zeros(r, 3), torch.randn(r, 3), 5.0)
+        feat, a_bkg = attn(
+            torch.randn(r, k, 3),
+            torch.randn(r, k, 64),
+            torch.zeros(r, k),
+            torch.zeros(r, 3),
+            torch.randn(r, 3),
+            5.0,
+        )
         assert feat.shape == (r, 32) and a_bkg.shape == (r, 1)
         # influence 0 -> all scores 0 -> a_bkg = e^5 / (20 + e^5)
         assert torch.allclose(a_bkg, torch.full((r, 1), math.exp(5) / (20 + math.exp(5))), atol=1e-6)

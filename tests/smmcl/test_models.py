@@ -33,7 +33,12 @@ def test_official_state_dict_layout(model14):
     for key, shape in shapes.items():
         assert tuple(sd[key].shape) == shape, key
     assert "decode_head.squeeze.conv.bias" not in sd and "decode_head.hamburger.ham_out.gn.weight" not in sd
-    parts = {"backbone.module": 16_956_420, "backbone.fconv": 771_072, "backbone.projector": 1_317_376, "decode_head": 1_288_206}
+    parts = {
+        "backbone.module": 16_956_420,
+        "backbone.fconv": 771_072,
+        "backbone.projector": 1_317_376,
+        "decode_head": 1_288_206,
+    }
     for prefix, count in parts.items():
         assert sum(p.numel() for n, p in model14.named_parameters() if n.startswith(prefix)) == count, prefix
 
@@ -93,7 +98,9 @@ def test_full_model_golden_seed0_fill(model14):
     assert out.abs().mean().item() == pytest.approx(0.02545287, rel=1e-4)
     assert out[0, 0, 0, 0].item() == pytest.approx(0.01536695, rel=1e-4)
     assert out[0, 13, 95, 127].item() == pytest.approx(0.06604241, rel=1e-4)
-    assert [f.sum().item() for f in fused] == pytest.approx([252.194, 13.102129, 7.466476, 4.726451], rel=1e-4)
+    assert [f.sum().item() for f in fused] == pytest.approx(
+        [252.194, 13.102129, 7.466476, 4.726451], rel=1e-4
+    )
     assert (pc.sum().item(), po.sum().item()) == pytest.approx((5.025476, 4.529758), rel=1e-4)
 
 
@@ -114,14 +121,20 @@ def test_imagenet_loading_both_namings(naming):
     ref = build_segnext_rgbx(cfg)
     sd = _imagenet_sd(ref)
     if naming == "mmseg":
-        sd = {"state_dict": {"backbone." + k.replace(".mlp.dwconv.dwconv.", ".mlp.dwconv."): v for k, v in sd.items()}}
+        sd = {
+            "state_dict": {
+                "backbone." + k.replace(".mlp.dwconv.dwconv.", ".mlp.dwconv."): v for k, v in sd.items()
+            }
+        }
     model = build_segnext_rgbx(cfg, imagenet=sd)
     flat = remap_upstream_mscan(sd)
     own = model.state_dict()
     key = "block2.1.mlp.dwconv.dwconv.weight"
     assert torch.equal(own["backbone." + key], flat[key])
     assert torch.equal(own["backbone." + key.replace("block", "block_other")], flat[key])
-    n_branch = sum(1 for k in own if k.startswith(("backbone.patch_embed", "backbone.block", "backbone.norm")))
+    n_branch = sum(
+        1 for k in own if k.startswith(("backbone.patch_embed", "backbone.block", "backbone.norm"))
+    )
     assert n_branch == 2 * (len(flat))
 
 
@@ -137,7 +150,11 @@ def test_imagenet_loading_fails_loudly_on_missing():
 def test_small_variants_forward_backward(arch):
     torch.manual_seed(0)
     model = build_segnext_rgbx(SegNeXtRGBXConfig(arch=arch, num_classes=4, decoder_channels=64))
-    batch = {"rgb": torch.randn(2, 3, 64, 64), "aux": torch.randn(2, 3, 64, 64), "label": torch.randint(0, 4, (2, 64, 64))}
+    batch = {
+        "rgb": torch.randn(2, 3, 64, 64),
+        "aux": torch.randn(2, 3, 64, 64),
+        "label": torch.randint(0, 4, (2, 64, 64)),
+    }
     batch["label"][:, :32] = 1
     losses = model.training_step(batch)
     assert set(losses) == {"ce", "cm", "vis", "aux"}

@@ -20,7 +20,9 @@ ANCHOR_VIEWS = (1, 2, 3, 4, 5, 7, 8, 9, 10, 11)
 N_VIEWS = 24
 
 
-def triplet_views(n_views: int = N_VIEWS, anchors: tuple[int, ...] = ANCHOR_VIEWS) -> list[tuple[int, int, int]]:
+def triplet_views(
+    n_views: int = N_VIEWS, anchors: tuple[int, ...] = ANCHOR_VIEWS
+) -> list[tuple[int, int, int]]:
     """[(anchor, mirror, opposite)] = [(i, n-i, i+n/2)]."""
     return [(i, (n_views - i) % n_views, (i + n_views // 2) % n_views) for i in anchors]
 
@@ -102,3 +104,52 @@ class Mir180Dataset(Dataset):
             "positive": self._img(t, t.mirror),
             "negative": self._img(t, t.opposite),
         }
+
+
+def build_mir180(
+    nmr_root: Path,
+    synset: str,
+    out: Path,
+    *,
+    split_fractions: tuple[float, float] = (0.8, 0.1),
+    seed: int = 0,
+    flat_export: bool = False,
+    category_name: str = "",
+) -> dict[str, int]:
+    """Build a Mir-180 category folder from an NMR root (spec 1.4).
+
+    out/For_Synthesis/<synset>/<obj> (symlinks to the NMR objects), softras_{train,val,test}.lst (our
+    seeded object split), metadata.yaml; out/triplets_<split>.txt index; out/viewlist_<synset>.txt with
+    source view 0 for every test object; with flat_export the official out/<split>/{images,...} folders.
+    """
+    from smcl.object.data.nmr import write_metadata
+
+    src = Path(nmr_root) / synset
+    if not src.is_dir():
+        raise DatasetFormatError(f"{src}: synset folder not found in the NMR root")
+    objs = sorted(p.name for p in src.iterdir() if (p / "image").is_dir())
+    if not objs:
+        raise DatasetFormatError(f"{src}: no object folders with image/")
+    perm = np.random.default_rng(seed).permutation(len(objs))
+    n_tr = max(1, int(len(objs) * split_fractions[0]))
+    n_va = int(len(objs) * split_fractions[1])
+    parts = {"train": perm[:n_tr], "val": perm[n_tr : n_tr + n_va], "test": perm[n_tr + n_va :]}
+    fs = Path(out) / "For_Synthesis"
+    (fs / synset).mkdir(parents=True, exist_ok=True)
+    for o in objs:
+        link = fs / synset / o
+        if not link.exists():
+            link.symlink_to((src / o).resolve(), target_is_directory=True)
+    counts = {}
+    for split, ids in parts.items():
+        names = sorted(objs[i] for i in ids)
+        (fs / synset / f"softras_{split}.lst").write_text("".join(f"{n}\n" for n in names))
+        trip = build_triplet_index(fs, synset, names)
+        write_triplet_index(Path(out) / f"triplets_{split}.txt", trip)
+        if flat_export:
+            export_flat_folders(fs, trip, Path(out) / split)
+        counts[split] = len(names)
+    test = sorted(objs[i] for i in parts["test"])
+    (Path(out) / f"viewlist_{synset}.txt").write_text("".join(f"{synset} {o} 0\n" for o in test))
+    write_metadata(fs, {synset: category_name or synset})
+    return counts

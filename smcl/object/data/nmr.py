@@ -123,7 +123,9 @@ class NMRDataset(Dataset):
                 raise DatasetFormatError(f"{cam_path}: missing key {e.args[0]}") from e
             w2c = np.eye(4)
             w2c[: wm.shape[0], :4] = wm[:, :4]
-            c2w = np.asarray(cams[f"world_mat_inv_{i}"]) if f"world_mat_inv_{i}" in cams else np.linalg.inv(w2c)
+            c2w = (
+                np.asarray(cams[f"world_mat_inv_{i}"]) if f"world_mat_inv_{i}" in cams else np.linalg.inv(w2c)
+            )
             poses.append(T_WORLD @ c2w @ T_CAM)
             fx, fy = cm[0, 0], cm[1, 1]
             if not np.isclose(abs(fx), abs(fy)):

@@ -23,7 +23,13 @@ def orbit_poses(n_views: int = 24, elevation_deg: float = 30.0, radius: float = 
     el = math.radians(elevation_deg)
     for k in range(n_views):
         az = 2 * math.pi * k / n_views
-        pos = torch.tensor([radius * math.cos(el) * math.cos(az), radius * math.cos(el) * math.sin(az), radius * math.sin(el)])
+        pos = torch.tensor(
+            [
+                radius * math.cos(el) * math.cos(az),
+                radius * math.cos(el) * math.sin(az),
+                radius * math.sin(el),
+            ]
+        )
         back = pos / pos.norm()  # camera +z points away from the target
         right = torch.linalg.cross(torch.tensor([0.0, 0.0, 1.0]), back)
         right = right / right.norm()
@@ -74,7 +80,11 @@ def write_ellipsoid_nmr(
         names.append(name)
     n_tr = max(1, int(round(0.6 * n_objects)))
     n_va = max(0, (n_objects - n_tr) // 2)
-    splits = {"train": names[:n_tr], "val": names[n_tr : n_tr + n_va], "test": names[n_tr + n_va :] or names[-1:]}
+    splits = {
+        "train": names[:n_tr],
+        "val": names[n_tr : n_tr + n_va],
+        "test": names[n_tr + n_va :] or names[-1:],
+    }
     for s, objs in splits.items():
         (root / synset / f"softras_{s}.lst").write_text("\n".join(objs) + "\n")
     write_metadata(root, {synset: "display,video display"})

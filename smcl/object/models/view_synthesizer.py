@@ -79,7 +79,9 @@ class ResnetFC(nn.Module):
         super().__init__()
         self.lin_in = nn.Linear(d_in, d_hidden)
         self.blocks = nn.ModuleList([ResnetBlockFC(d_hidden) for _ in range(n_blocks)])
-        self.lin_z = nn.ModuleList([nn.Linear(d_latent, d_hidden) for _ in range(min(combine_layer, n_blocks))])
+        self.lin_z = nn.ModuleList(
+            [nn.Linear(d_latent, d_hidden) for _ in range(min(combine_layer, n_blocks))]
+        )
         self.lin_out = nn.Linear(d_hidden, 4)
         self.combine_layer = combine_layer
         for lin in [self.lin_in, self.lin_out, *self.lin_z]:
@@ -116,7 +118,9 @@ class GlobalLatentEncoder(nn.Module):
     def forward(self, images: Tensor) -> Tensor:
         """images (N, 3, S, S) in [0, 1] -> (N, d_latent)."""
         if images.shape[-1] != self.image_size or images.shape[-2] != self.image_size:
-            raise ValueError(f"encoder expects {self.image_size}x{self.image_size} images, got {tuple(images.shape)}")
+            raise ValueError(
+                f"encoder expects {self.image_size}x{self.image_size} images, got {tuple(images.shape)}"
+            )
         x = images * 2 - 1 if self.signed else images
         return self.fc(self.model(x).flatten(1))
 

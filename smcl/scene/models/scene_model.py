@@ -7,9 +7,9 @@ import math
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from smcl.scene.losses import PhotometricLoss
 from smcl.scene.models.rmsa import ProximityAttention, RMSAConfig, topk_points_per_ray
 from smcl.scene.models.unet import SmallUNet
 
@@ -85,8 +85,8 @@ class SceneModel(nn.Module):
         self.renderer = SmallUNet(cfg.rmsa.d_value, 3, cfg.unet_width)
         self.optimizer: torch.optim.Optimizer | None = None
         self.pruned_once = False
-        self.lpips: nn.Module | None = None
-        self.lpips_weight = 0.0
+        # kept out of the module tree so the state dict keeps the official layout
+        object.__setattr__(self, "loss_fn", PhotometricLoss(0.0))
 
     # ---------------------------------------------------------------- rendering
     def ray_features(self, rays_o: Tensor, rays_d: Tensor) -> tuple[Tensor, Tensor]:
@@ -122,16 +122,28 @@ class SceneModel(nn.Module):
         rgb = fg * (1 - a_bkg) + self.bkg_feats[0] * a_bkg
         return {"rgb": rgb, "a_bkg": a_bkg}
 
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """Resize the per-point Parameters to the checkpoint's point count first (it changes in training)."""
+        m = state_dict["points"].shape[0] if "points" in state_dict else self.points.shape[0]
+        if m != self.points.shape[0]:
+            keep = torch.zeros(0, dtype=torch.long, device=self.points.device)
+            rows = tuple(
+                torch.zeros(m, *getattr(self, k).shape[1:], device=self.points.device)
+                for k in ("points", "points_influ_scores", "pc_feats")
+            )
+            self._edit_points(keep_idx=keep, new_rows=rows)
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
     # ---------------------------------------------------------------- training
     def training_step(self, batch: dict) -> dict[str, Tensor]:
-        """batch: rays_o, rays_d, rgb (H, W, 3) patch and step (scalar). MSE + lpips_weight * LPIPS-VGG."""
+        """batch: rays_o, rays_d, rgb (H, W, 3) patch and step (scalar) -> weighted loss terms."""
         self.update_points(int(batch["step"]))
         pred = self(batch["rays_o"], batch["rays_d"])["rgb"]
-        out = {"mse": F.mse_loss(pred, batch["rgb"])}
-        if self.lpips is not None and self.lpips_weight > 0:
-            to_img = lambda x: x.permute(2, 0, 1)[None]  # noqa: E731
-            out["lpips"] = self.lpips_weight * self.lpips(to_img(pred), to_img(batch["rgb"])).mean()
-        return out
+        return self.loss_fn.to(pred.device)(pred, batch["rgb"])
+
+    def set_loss(self, loss_fn: PhotometricLoss) -> None:
+        """Use MSE + LPIPS-VGG (not registered as a submodule: its weights are not scene state)."""
+        object.__setattr__(self, "loss_fn", loss_fn)
 
     def prune_threshold(self, step: int) -> float:
         import bisect

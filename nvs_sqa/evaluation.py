@@ -1,0 +1,123 @@
+"""Evaluation protocol of spec nvs_sqa.md §4 plus the optional pooled statistics of §6.4.
+
+Official: frozen features -> Ridge(alpha=1, raw features) fitted on tr_keys of all datasets -> predict tt_keys
+-> per-scene SRCC / PLCC over that scene's test methods -> mean per dataset -> "Average" = mean of datasets.
+Extra (not in the README numbers): pooled per-dataset SRCC / PLCC / KRCC with bootstrap intervals.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import numpy as np
+
+from common.metrics.correlation import bootstrap_ci, krcc, plcc, srcc
+from nvs_sqa.ridge import RidgeReadout, fit_ridge
+
+
+def load_labels(path: Path) -> dict:
+    """Flat split JSON: tr_keys, tt_keys, labels {"<dataset>+<Scene>+<method>": JOD}."""
+    data = json.loads(Path(path).read_text())
+    for k in ("tr_keys", "tt_keys", "labels"):
+        if k not in data:
+            raise ValueError(f"{path}: missing key {k!r} (expected tr_keys, tt_keys, labels)")
+    bad = [k for k in data["tr_keys"] + data["tt_keys"] if k not in data["labels"] or k.count("+") != 2]
+    if bad:
+        raise ValueError(f"{path}: keys without a label or not '<dataset>+<Scene>+<method>': {bad[:5]}")
+    return data
+
+
+def bank_folder(bank: Path, key: str) -> Path:
+    """benchmark_bank/<dataset>/<Scene>/<method>/frames for an item key."""
+    ds, scene, method = key.split("+")
+    return Path(bank) / ds / scene / method / "frames"
+
+
+def extract_features(
+    assessor, bank: Path, keys: list[str], progress: Callable[[int], None] | None = None
+) -> dict:
+    """{key: (384,) float32} for every key, from the bank's frame folders."""
+    return {k: assessor.score_nss_folder(bank_folder(bank, k), progress).feature for k in keys}
+
+
+def scene_correlations(preds: Mapping[str, float], labels: Mapping[str, float]) -> dict[str, dict[str, dict]]:
+    """{dataset: {scene: {"srcc", "plcc", "n"}}} over the keys in `preds` (the test methods per scene)."""
+    groups: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for k in preds:
+        ds, scene, _ = k.split("+")
+        groups[(ds, scene)].append(k)
+    out: dict[str, dict[str, dict]] = defaultdict(dict)
+    for (ds, scene), ks in sorted(groups.items()):
+        x = np.array([preds[k] for k in ks], dtype=np.float64)
+        y = np.array([labels[k] for k in ks], dtype=np.float64)
+        out[ds][scene] = {"srcc": srcc(x, y), "plcc": plcc(x, y), "n": len(ks)}
+    return dict(out)
+
+
+def official_table(per_scene: Mapping[str, Mapping[str, Mapping[str, float]]]) -> dict[str, dict[str, float]]:
+    """Per-dataset means of per-scene SRCC/PLCC, plus "Average" = mean of the dataset means (README table)."""
+    table = {
+        ds: {m: float(np.mean([s[m] for s in scenes.values()])) for m in ("srcc", "plcc")}
+        for ds, scenes in per_scene.items()
+    }
+    table["Average"] = {m: float(np.mean([table[ds][m] for ds in per_scene])) for m in ("srcc", "plcc")}
+    return table
+
+
+def pooled_table(
+    preds: Mapping[str, float], labels: Mapping[str, float], n_boot: int = 1000, seed: int = 0
+) -> dict:
+    """Pooled per-dataset SRCC / PLCC / KRCC with percentile bootstrap 95 % intervals (not the README protocol)."""
+    by_ds: dict[str, list[str]] = defaultdict(list)
+    for k in preds:
+        by_ds[k.split("+")[0]].append(k)
+    out = {}
+    for ds, ks in sorted(by_ds.items()):
+        x = np.array([preds[k] for k in ks])
+        y = np.array([labels[k] for k in ks])
+        out[ds] = {
+            name: {"value": fn(x, y), "ci95": list(bootstrap_ci(fn, x, y, n=n_boot, seed=seed))}
+            for name, fn in (("srcc", srcc), ("plcc", plcc), ("krcc", krcc))
+        }
+    return out
+
+
+def evaluate_features(
+    feats: Mapping[str, np.ndarray],
+    split: dict,
+    alpha: float = 1.0,
+    standardize: bool = False,
+    n_boot: int = 1000,
+) -> tuple[dict, RidgeReadout]:
+    """Fit the read-out on tr_keys, predict tt_keys, return (report dict, fitted readout)."""
+    tr, tt, labels = split["tr_keys"], split["tt_keys"], split["labels"]
+    ridge = fit_ridge(np.stack([feats[k] for k in tr]), np.array([labels[k] for k in tr]), alpha, standardize)
+    preds = {k: float(v) for k, v in zip(tt, ridge.predict(np.stack([feats[k] for k in tt])))}
+    per_scene = scene_correlations(preds, labels)
+    report = {
+        "official": official_table(per_scene),
+        "per_scene": per_scene,
+        "pooled": pooled_table(preds, labels, n_boot=n_boot),
+        "predictions": preds,
+    }
+    return report, ridge
+
+
+def format_report(report: dict) -> str:
+    """Markdown tables: the official per-dataset means, then pooled statistics."""
+    off = report["official"]
+    cols = list(off)
+    lines = ["| | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    for m in ("srcc", "plcc"):
+        lines.append(f"| {m.upper()} | " + " | ".join(f"{off[c][m]:.4f}" for c in cols) + " |")
+    lines += ["", "| pooled | SRCC [95% CI] | PLCC [95% CI] | KRCC [95% CI] |", "|---|---|---|---|"]
+    for ds, v in report["pooled"].items():
+        cells = [
+            f"{v[m]['value']:.3f} [{v[m]['ci95'][0]:.2f}, {v[m]['ci95'][1]:.2f}]"
+            for m in ("srcc", "plcc", "krcc")
+        ]
+        lines.append(f"| {ds} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

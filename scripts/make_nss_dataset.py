@@ -1,0 +1,33 @@
+"""Train every scene x method with nerfstudio and render the interpolated path (renders/<scene>__<method>/)."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import shutil
+import subprocess
+from pathlib import Path
+
+from nvs_sqa.data.nerfstudio import METHODS, SCENES, dataset_commands
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--data", type=Path, required=True, help="nerfstudio captures: <data>/<scene>/")
+    p.add_argument("--outputs", type=Path, required=True, help="ns-train output folder")
+    p.add_argument("--renders", type=Path, required=True, help="folder that receives renders/")
+    p.add_argument("--scenes", nargs="*", default=list(SCENES))
+    p.add_argument("--methods", nargs="*", default=list(METHODS))
+    p.add_argument("--dry-run", action="store_true", help="print the commands only")
+    args = p.parse_args()
+    cmds = dataset_commands(args.data, args.outputs, args.renders, args.scenes, args.methods)
+    if not args.dry_run and shutil.which("ns-train") is None:
+        raise SystemExit("nerfstudio (ns-train, ns-render) is not installed; use --dry-run to see the commands")
+    for cmd in cmds:
+        print(shlex.join(cmd))
+        if not args.dry_run:
+            subprocess.run(cmd, check=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,25 @@
+"""Prepare the renderer's point file: read PLY/PCD/COLMAP points3D.{bin,txt}/.npy, down-sample to a
+fixed count (official uniform+random, or voxel) and write .npy/.pcd/.ply."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from smcl.scene.points import prepare_points
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("src", type=Path, help="input cloud")
+    p.add_argument("dst", type=Path, help="output file (.npy recommended)")
+    p.add_argument("-n", "--num-points", type=int, default=10000)
+    p.add_argument("--method", choices=["uniform_random", "voxel"], default="uniform_random")
+    p.add_argument("--seed", type=int, default=0)
+    a = p.parse_args()
+    pts = prepare_points(a.src, a.dst, a.num_points, a.method, a.seed)
+    print(f"wrote {pts.shape[0]} points to {a.dst}; bbox {pts.min(0)} .. {pts.max(0)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,17 @@
+"""Self-supervised NVS-SQA training on renders/<scene>__<method>/ frames (common.engine)."""
+
+from __future__ import annotations
+
+from common.config import build_parser, cli_overrides, load_config
+from common.engine import Trainer
+from nvs_sqa.experiment import ExperimentConfig, build
+
+
+def main() -> None:
+    args = build_parser(__doc__).parse_args()
+    cfg = load_config(args.config, ExperimentConfig, cli_overrides(args))
+    Trainer(cfg.train, **build(cfg), devices=args.devices, resume=args.resume, config=cfg).fit()
+
+
+if __name__ == "__main__":
+    main()

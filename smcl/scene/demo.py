@@ -1,0 +1,139 @@
+"""Demo stage: synthetic NeRF-Synthetic-layout scene -> point preparation -> point GCL pretraining ->
+a few minutes of R-MSA renderer training on common.engine -> held-out PSNR vs baselines + turntable GIF."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from smcl.scene.data import get_rays_papr, load_blender
+from smcl.scene.models.rmsa import RMSAConfig
+from smcl.scene.models.scene_model import SceneModelConfig
+
+
+def orbit_pose(theta: float, radius: float = 4.0, height: float = 1.5) -> torch.Tensor:
+    """OpenGL c2w on a z-up circle, looking at the origin."""
+    pos = np.array([radius * math.cos(theta), radius * math.sin(theta), height])
+    z = pos / np.linalg.norm(pos)
+    x = np.cross([0.0, 0.0, 1.0], z)
+    x /= np.linalg.norm(x)
+    c2w = np.eye(4)
+    c2w[:3, :3] = np.stack([x, np.cross(z, x), z], 1)
+    c2w[:3, 3] = pos
+    return torch.from_numpy(c2w).float()
+
+
+def run_demo(out_dir: Path, minutes: float = 3.0) -> str:
+    """Returns a markdown section; writes data, weights, renders and a GIF under out_dir."""
+    from common.engine import TrainConfig, Trainer
+    from common.synthetic import write_nerf_synthetic
+    from common.viz import save_gif
+    from smcl.scene.experiment import (
+        ExperimentConfig,
+        GroupLRConfig,
+        PointsConfig,
+        SceneDataConfig,
+        build,
+        image_metrics,
+        render_view,
+    )
+    from smcl.scene.models.point_gcl import PointGCLConfig, pretrain_point_gcl
+    from smcl.scene.points import prepare_points
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    t0 = time.perf_counter()
+    size = 64
+    root = write_nerf_synthetic(
+        out_dir / "scene", n_train=24, n_val=2, n_test=6, size=size, n_points=4000, seed=0
+    )
+    pts = prepare_points(root / "points3d.ply", out_dir / "points_2000.npy", n=2000)
+    # point GCL pretraining (about 10 % of the budget)
+    gcl_cfg = PointGCLConfig()
+    t1 = time.perf_counter()
+    epochs = max(1, int(minutes * 60 * 0.1 / 3.0))
+    gcl, hist = pretrain_point_gcl(
+        torch.from_numpy(pts), gcl_cfg, epochs=epochs, batch_size=64, lr=1e-3, max_blocks=1000
+    )
+    torch.save(gcl.state_dict(), out_dir / "gcl.pth")
+    t_gcl = time.perf_counter() - t1
+
+    model_cfg = SceneModelConfig(
+        rmsa=RMSAConfig(hidden=64, d_model=64, kq_layers=3, v_layers=4),
+        init_type="cloud",
+        coord_scale=10.0,
+        unet_width=32,
+        select_k=16,
+        prune_start=200,
+        prune_every=200,
+        add_start=200,
+        add_every=200,
+        add_num=200,
+        max_num_pts=3000,
+    )
+    base = ExperimentConfig(
+        data=SceneDataConfig(format="blender", root=str(root), patch=(32, 32)),
+        points=PointsConfig(
+            path=str(out_dir / "points_2000.npy"), gcl_weights=str(out_dir / "gcl.pth"), gcl=gcl_cfg
+        ),
+        model=model_cfg,
+        lr=GroupLRConfig(points=1e-3, attn=1e-3, influ=1e-2, feats=1e-3, unet=1e-3, warmup=50),
+        lpips_weight=0.0,
+        test_tile=4096,
+        train=TrainConfig(
+            max_steps=3, log_every=50, tensorboard=False, progress=False, out_dir=str(out_dir / "run")
+        ),
+    )
+    probe = build(base)  # time a few steps to fit the budget
+    m, batch = probe["model"], probe["train_data"](0)
+    for s in range(4):  # the first step is a warm-up, not timed
+        if s == 1:
+            ts = time.perf_counter()
+        loss = sum(m.training_step({**batch, "step": torch.tensor(s + 1)}).values())
+        loss.backward()
+    step_s = (time.perf_counter() - ts) / 3
+    budget = max(10.0, minutes * 60 * 0.8 - (time.perf_counter() - t0))
+    steps = int(max(20, min(5000, budget / (step_s * 1.5))))  # + optimiser step, pruning, logging
+    cfg = dataclasses.replace(base, train=dataclasses.replace(base.train, max_steps=steps))
+    t2 = time.perf_counter()
+    model = Trainer(cfg.train, **build(cfg), config=cfg).fit().eval()
+    t_train = time.perf_counter() - t2
+
+    test = load_blender(root, "test")
+    train = load_blender(root, "train")
+    mean_img = train.images.mean(0)
+    rows = []
+    for i in range(len(test.names)):
+        pred = render_view(model, test, i, cfg)
+        gt = test.images[i]
+        rows.append(
+            (
+                image_metrics(pred, gt)["psnr"],
+                image_metrics(torch.ones_like(gt), gt)["psnr"],
+                image_metrics(mean_img, gt)["psnr"],
+            )
+        )
+    psnr, white, mean = np.mean(rows, 0)
+    frames = []
+    f = torch.tensor([0.5 * size / math.tan(0.5 * 0.6911112070083618)] * 2)
+    with torch.no_grad():
+        for k in range(24):
+            o, d = get_rays_papr(size, size, f, orbit_pose(2 * math.pi * k / 24), cfg.model.coord_scale)
+            frames.append((model(o, d, tile=4096)["rgb"].clamp(0, 1).numpy() * 255).astype(np.uint8))
+    save_gif(frames, out_dir / "turntable.gif", fps=8)
+    return (
+        f"Synthetic scene ({size}x{size}, 24 train / 6 held-out test views), 2000 prepared points, point GCL "
+        f"{epochs} epoch(s) (InfoNCE {hist[0]:.3f} -> {hist[-1]:.3f}, {t_gcl:.0f} s), renderer {steps} steps "
+        f"of 32x32 patches ({t_train:.0f} s, {model.points.shape[0]} points after pruning/growth; small "
+        "networks, no LPIPS term). Noisy shared CPU.\n\n"
+        "| held-out views | PSNR (dB) |\n|---|---|\n"
+        f"| R-MSA renderer | {psnr:.2f} |\n| baseline: white image | {white:.2f} |\n"
+        f"| baseline: mean training image | {mean:.2f} |\n\n"
+        f"![turntable]({(out_dir / 'turntable.gif').name})\n"
+    )

@@ -1,0 +1,263 @@
+"""Experiment schema and builders: what the SMMCL scripts construct from one YAML (spec sections 3, 5)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from common.checkpoint import load_checkpoint
+from common.distributed import DistInfo
+from common.engine import TrainConfig
+from common.metrics.segmentation import ConfusionMatrix
+from smmcl.data import RGBXDataset, RGBXDatasetConfig
+from smmcl.losses import SMMCLLossConfig
+from smmcl.models import SegNeXtRGBX, SegNeXtRGBXConfig, build_segnext_rgbx
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Official LLRGBD protocol by default: whole image, scale 1, no flip; NMF bases seeded per image."""
+
+    mode: str = "whole"  # whole | slide
+    scales: tuple[float, ...] = (1.0,)
+    flip: bool = False
+    crop: tuple[int, int] = (480, 640)
+    stride_rate: float = 2.0 / 3.0
+    seed: int | None = 0  # None: the official non-deterministic random NMF bases
+    exclude: tuple[int, ...] = (0,)  # classes left out of the headline mIoU (LLRGBD: void)
+    save_overlays: int = 8  # how many colour overlays to write
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    model: SegNeXtRGBXConfig = field(default_factory=SegNeXtRGBXConfig)
+    loss: SMMCLLossConfig = field(default_factory=SMMCLLossConfig)
+    data: RGBXDatasetConfig = field(default_factory=RGBXDatasetConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    test_root: str | None = None  # LLRGBD keeps train/ and test/ apart; None: data.root
+    class_names: tuple[str, ...] = ()
+    imagenet_weights: str | None = None  # path to mscan_*.pth (SegNeXt or mmseg naming)
+    train_layer_scale: bool = True  # False: freeze like the official optimizer groups
+
+
+def build_model_from(cfg: ExperimentConfig) -> SegNeXtRGBX:
+    """Model with the configured loss, ImageNet init and layer-scale policy."""
+    imagenet = None
+    if cfg.imagenet_weights:
+        imagenet = load_checkpoint(cfg.imagenet_weights)
+    model = build_segnext_rgbx(cfg.model, imagenet=imagenet)
+    model.criterion.cfg = cfg.loss
+    model.set_layer_scale_trainable(cfg.train_layer_scale)
+    # Parameters that can never get a gradient are frozen, so DDP needs no find_unused_parameters and
+    # AdamW's decoupled decay leaves them alone, exactly as in the official run (spec 9.1 #4).
+    model.backbone.fconv1.requires_grad_(False)
+    if not cfg.loss.contrastive:
+        model.backbone.projector_color.requires_grad_(False)
+        model.backbone.projector_other.requires_grad_(False)
+    return model
+
+
+def build(cfg: ExperimentConfig) -> dict:
+    """Keyword arguments for common.engine.Trainer (besides cfg.train)."""
+    if cfg.model.num_classes != cfg.data.num_classes:
+        raise ValueError(
+            f"model.num_classes {cfg.model.num_classes} != data.num_classes {cfg.data.num_classes}"
+        )
+    return {"model": build_model_from(cfg), "train_data": RGBXDataset(cfg.data, split="train")}
+
+
+def test_dataset(cfg: ExperimentConfig) -> RGBXDataset:
+    """The un-augmented test split (from test_root when given)."""
+    data = cfg.data if cfg.test_root is None else replace(cfg.data, root=cfg.test_root)
+    return RGBXDataset(data, split="test", train=False)
+
+
+def _forward_probs(model: SegNeXtRGBX, rgb: Tensor, aux: Tensor, seed: int | None) -> Tensor:
+    if seed is not None:
+        model.decode_head.hamburger.ham.generator = torch.Generator().manual_seed(seed)
+    try:
+        return model(rgb, aux).softmax(dim=1)
+    finally:
+        model.decode_head.hamburger.ham.generator = None
+
+
+def sliding_window(model: SegNeXtRGBX, rgb: Tensor, aux: Tensor, ecfg: EvalConfig) -> Tensor:
+    """Correct tiling (rows with the crop height, columns with the crop width) averaged by coverage count."""
+    _, _, h, w = rgb.shape
+    ch, cw = ecfg.crop
+    if h <= ch and w <= cw:
+        pad = (0, cw - w, 0, ch - h)
+        out = _forward_probs(model, F.pad(rgb, pad), F.pad(aux, pad), ecfg.seed)
+        return out[:, :, :h, :w]
+    sh, sw = max(1, math.ceil(ch * ecfg.stride_rate)), max(1, math.ceil(cw * ecfg.stride_rate))
+    rows = max(1, math.ceil((h - ch) / sh) + 1) if h > ch else 1
+    cols = max(1, math.ceil((w - cw) / sw) + 1) if w > cw else 1
+    total = count = None
+    for r in range(rows):
+        for c in range(cols):
+            y0, x0 = min(r * sh, max(h - ch, 0)), min(c * sw, max(w - cw, 0))
+            y1, x1 = min(y0 + ch, h), min(x0 + cw, w)
+            tile_r, tile_a = rgb[:, :, y0:y1, x0:x1], aux[:, :, y0:y1, x0:x1]
+            pad = (0, cw - (x1 - x0), 0, ch - (y1 - y0))
+            prob = _forward_probs(model, F.pad(tile_r, pad), F.pad(tile_a, pad), ecfg.seed)[
+                :, :, : y1 - y0, : x1 - x0
+            ]
+            if total is None:
+                total = rgb.new_zeros(rgb.shape[0], prob.shape[1], h, w)
+                count = rgb.new_zeros(1, 1, h, w)
+            total[:, :, y0:y1, x0:x1] += prob
+            count[:, :, y0:y1, x0:x1] += 1
+    return total / count
+
+
+@torch.no_grad()
+def predict(model: SegNeXtRGBX, rgb: Tensor, aux: Tensor, ecfg: EvalConfig) -> Tensor:
+    """Class probabilities (B,K,H,W) summed over scales and flips (normalised inputs (B,3,H,W))."""
+    model.eval()
+    h, w = rgb.shape[2:]
+    score = None
+    for s in ecfg.scales:
+        size = (int(h * s), int(w * s))
+        r = F.interpolate(rgb, size=size, mode="bilinear", align_corners=False) if s != 1 else rgb
+        a = F.interpolate(aux, size=size, mode="bilinear", align_corners=False) if s != 1 else aux
+        views = [(r, a, False)] + ([(r.flip(-1), a.flip(-1), True)] if ecfg.flip else [])
+        for vr, va, flipped in views:
+            if ecfg.mode == "slide":
+                p = sliding_window(model, vr, va, ecfg)
+            elif ecfg.mode == "whole":
+                p = _forward_probs(model, vr, va, ecfg.seed)
+            else:
+                raise ValueError(f"eval.mode must be 'whole' or 'slide', got {ecfg.mode!r}")
+            p = p.flip(-1) if flipped else p
+            p = F.interpolate(p, size=(h, w), mode="bilinear", align_corners=False) if s != 1 else p
+            score = p if score is None else score + p
+    return score
+
+
+def evaluate(
+    model: SegNeXtRGBX,
+    dataset: RGBXDataset,
+    ecfg: EvalConfig,
+    num_classes: int,
+    info: DistInfo | None = None,
+    overlay_dir: Path | None = None,
+) -> dict:
+    """Dataset-level confusion matrix over this rank's share of images, reduced over ranks."""
+    rank, world = (info.rank, info.world_size) if info else (0, 1)
+    device = info.device if info else torch.device("cpu")
+    cm = ConfusionMatrix(num_classes)
+    for i in range(rank, len(dataset), world):
+        item = dataset[i]
+        probs = predict(model, item["rgb"][None].to(device), item["aux"][None].to(device), ecfg)
+        pred = probs.argmax(1).cpu()
+        cm.update(pred, item["label"][None])
+        if overlay_dir is not None and i < ecfg.save_overlays:
+            save_overlay(item, pred[0], overlay_dir / f"{dataset.names[i]}.png", num_classes)
+    if info is not None and info.distributed:
+        cm.reduce_ddp()
+    return cm.compute(exclude=ecfg.exclude or None)
+
+
+def save_overlay(item: dict[str, Tensor], pred: Tensor, path: Path, num_classes: int) -> Path:
+    """RGB | prediction overlay | ground truth, side by side."""
+    from common.image_io import write_image
+    from common.viz import colorize_labels, default_palette, overlay
+
+    mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+    rgb = np.clip(item["rgb"].numpy().transpose(1, 2, 0) * std + mean, 0, 1)
+    palette = default_palette(max(num_classes, 2))
+    over = overlay(rgb, pred.numpy(), palette, 0.5)
+    gt = colorize_labels(item["label"].numpy(), palette)
+    sheet = np.concatenate([_u8(rgb), _u8(over), _u8(gt)], axis=1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_image(path, sheet)
+    return path
+
+
+def _u8(img: np.ndarray) -> np.ndarray:
+    return img if img.dtype == np.uint8 else (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def iou_table(metrics: dict, class_names: tuple[str, ...]) -> str:
+    """Markdown per-class IoU table plus the summary rows (percentages)."""
+    iou = metrics["iou"].tolist() if isinstance(metrics["iou"], Tensor) else list(metrics["iou"])
+    names = list(class_names) or [str(i) for i in range(len(iou))]
+    lines = ["| class | IoU % |", "|---|---|"]
+    lines += [f"| {n} | {100 * v:.3f} |" for n, v in zip(names, iou)]
+    for key in ("miou", "miou_all", "pixel_acc", "mean_acc"):
+        if key in metrics:
+            lines.append(f"| **{key}** | {100 * float(metrics[key]):.3f} |")
+    return "\n".join(lines)
+
+
+def load_trained(model: nn.Module, path: str | Path) -> None:
+    """Load our `epoch-N.pth` or an official checkpoint (key `model`), strictly."""
+    from common.checkpoint import load_state_dict_strict
+
+    state = load_checkpoint(path)
+    sd = state.get("model", state)
+    sd = {k[len("module.") :] if k.startswith("module.") else k: v for k, v in sd.items()}
+    load_state_dict_strict(model, sd, source=str(path))
+
+
+def predict_files(
+    model: SegNeXtRGBX, cfg: ExperimentConfig, rgbs: list[Path], auxs: list[Path], out: Path
+) -> list[Path]:
+    """Overlays for user image pairs read with the dataset's reading rules (no label: shown as ignore)."""
+    import tempfile
+
+    from smmcl.data.rgbx import to_tensors
+
+    written = []
+    for rgb_path, aux_path in zip(rgbs, auxs):
+        with tempfile.TemporaryDirectory() as tmp:
+            root = Path(tmp)
+            for sub, src in (("RGB", rgb_path), ("AUX", aux_path)):
+                (root / sub).mkdir()
+                (root / sub / f"x{src.suffix}").symlink_to(src.resolve())
+            probe = cv2_read_shape(rgb_path)
+            (root / "L").mkdir()
+            _write_blank_label(root / "L" / "x.png", probe)
+            (root / "test.txt").write_text("x\n")
+            data = replace(
+                cfg.data,
+                root=str(root),
+                rgb_dir="RGB",
+                aux_dir="AUX",
+                label_dir="L",
+                rgb_ext=rgb_path.suffix,
+                aux_ext=aux_path.suffix,
+                label_ext=".png",
+                label_offset=0,
+            )
+            ds = RGBXDataset(data, split="test", train=False)
+            item = to_tensors(*ds.read("x"))
+        probs = predict(model, item["rgb"][None], item["aux"][None], cfg.eval)
+        written.append(
+            save_overlay(
+                item, probs.argmax(1)[0], out / f"{rgb_path.stem}_overlay.png", cfg.model.num_classes
+            )
+        )
+    return written
+
+
+def cv2_read_shape(path: Path) -> tuple[int, int]:
+    import cv2
+
+    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise OSError(f"{path}: cannot be read as an image")
+    return img.shape[:2]
+
+
+def _write_blank_label(path: Path, shape: tuple[int, int]) -> None:
+    import cv2
+
+    cv2.imwrite(str(path), np.full(shape, 255, np.uint8))

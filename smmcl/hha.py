@@ -1,0 +1,111 @@
+"""HHA encoding of depth (horizontal disparity, height above ground, angle with gravity), vectorised.
+
+Re-derived from the description of Gupta et al.'s MATLAB pipeline (ECCV 2014; `saurabhg/rcnn-depth`):
+local least-squares plane normals over square windows (radius 3 for the angle, 10 for gravity), gravity
+estimated by two rounds of iterative re-weighting of horizontal/vertical normals, then
+disparity = 31000 / max(z_cm, 100), height = -(P . g) - min (min clamped to -130 cm unless lower),
+angle = acos(N . g) in degrees + 38. All loops over pixels are numpy array operations.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+NYU_INTRINSICS = (518.8579, 519.4696, 325.5824, 253.7362)  # fx, fy, cx, cy of the NYU colour camera
+
+
+def point_cloud(
+    z: np.ndarray, fx: float, fy: float, cx: float, cy: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Camera-frame X (right), Y (down), Z from depth z (H,W); 1-based pixel grid as in MATLAB."""
+    h, w = z.shape
+    xx, yy = np.meshgrid(np.arange(1, w + 1, dtype=np.float64), np.arange(1, h + 1, dtype=np.float64))
+    return (xx - cx) * z / fx, (yy - cy) * z / fy, z
+
+
+def box_sum(f: np.ndarray, r: int) -> np.ndarray:
+    """Zero-padded (2r+1)^2 window sums over the first two axes, NaN counted as 0 (integral image)."""
+    f = np.nan_to_num(f, nan=0.0)
+    pad = np.pad(f, ((r + 1, r), (r + 1, r)) + ((0, 0),) * (f.ndim - 2))
+    c = pad.cumsum(0).cumsum(1)
+    k = 2 * r + 1
+    return c[k:, k:] - c[:-k, k:] - c[k:, :-k] + c[:-k, :-k]
+
+
+def normals(z_cm: np.ndarray, missing: np.ndarray, r: int, intr: tuple[float, ...]) -> np.ndarray:
+    """Unit normals (H,W,3) from planes a*X/Z + b*Y/Z + c = 1/Z fitted over (2r+1)^2 windows."""
+    x, y, z = point_cloud(z_cm, *intr)
+    z = np.where(missing, np.nan, z)
+    xz, yz, oz = x / z, y / z, 1.0 / z
+    one = np.where(np.isnan(z), np.nan, 1.0)
+    ata = box_sum(np.stack([xz * xz, xz * yz, xz, yz * yz, yz, one], axis=-1), r)
+    atb = box_sum(np.stack([xz * oz, yz * oz, oz], axis=-1), r)
+    a11, a12, a13, a22, a23, a33 = np.moveaxis(ata, -1, 0)
+    b1, b2, b3 = np.moveaxis(atb, -1, 0)
+    with np.errstate(divide="ignore", invalid="ignore"):  # empty windows stay NaN, as in the original
+        c11, c12, c13 = a22 * a33 - a23 * a23, a13 * a23 - a12 * a33, a12 * a23 - a13 * a22
+        c22, c23, c33 = a11 * a33 - a13 * a13, a12 * a13 - a11 * a23, a11 * a22 - a12 * a12
+        det = a11 * c11 + a12 * c12 + a13 * c13
+        n = np.stack(
+            [c11 * b1 + c12 * b2 + c13 * b3, c12 * b1 + c22 * b2 + c23 * b3, c13 * b1 + c23 * b2 + c33 * b3],
+            -1,
+        )
+        n = n / det[..., None]
+        n = n / np.linalg.norm(n, axis=-1, keepdims=True)
+    return n  # n . P = 1 > 0: normals point away from the camera, as in the original (no re-orientation)
+
+
+def gravity_direction(n: np.ndarray, thresholds=(45.0, 15.0), iters=(5, 5)) -> np.ndarray:
+    """Direction most parallel to 'floor-like' and most orthogonal to 'wall-like' normals, from (0,1,0)."""
+    flat = n.reshape(-1, 3)
+    flat = flat[np.isfinite(flat).all(axis=1)]
+    g = np.array([0.0, 1.0, 0.0])
+    for thresh, count in zip(thresholds, iters):
+        for _ in range(count):
+            sim = flat @ g
+            par = flat[np.abs(sim) > np.cos(np.radians(thresh))]
+            perp = flat[np.abs(sim) < np.sin(np.radians(thresh))]
+            vals, vecs = np.linalg.eigh(perp.T @ perp - par.T @ par)
+            new = vecs[:, np.argmin(vals)]
+            g = new * np.sign(g @ new)
+    return g
+
+
+def depth_to_hha(
+    depth_m: np.ndarray, missing: np.ndarray | None = None, intrinsics=NYU_INTRINSICS
+) -> np.ndarray:
+    """HHA (H,W,3) uint8 in (disparity, height, angle) order from depth in metres; `missing` marks holes."""
+    if depth_m.ndim != 2:
+        raise ValueError(f"depth must be (H, W), got shape {depth_m.shape}")
+    missing = np.zeros(depth_m.shape, bool) if missing is None else missing.astype(bool)
+    z_cm = depth_m.astype(np.float64) * 100.0
+    n_small = normals(z_cm, missing, 3, intrinsics)
+    g = gravity_direction(normals(z_cm, missing, 10, intrinsics))
+    x, y, z = point_cloud(z_cm, *intrinsics)
+    height = -(np.stack([x, y, z], -1) @ g)
+    floor = height.min()
+    height = height - (floor if floor <= -90 else -130.0)
+    with np.errstate(invalid="ignore"):
+        angle = np.degrees(np.arccos(np.clip(n_small @ g, -1, 1))) + 128 - 90
+    disparity = 31000.0 / np.maximum(z, 100.0)
+    hha = np.stack([disparity, height, np.nan_to_num(angle, nan=0.0)], -1)
+    return np.clip(np.round(hha), 0, 255).astype(np.uint8)
+
+
+def hha_from_files(
+    depth: Path, raw_depth: Path | None, depth_scale: float, intrinsics=NYU_INTRINSICS
+) -> np.ndarray:
+    """Read 16-bit depth PNG(s) (value / depth_scale = metres) and encode HHA (disparity, height, angle)."""
+    d = cv2.imread(str(depth), cv2.IMREAD_UNCHANGED)
+    if d is None or d.ndim != 2:
+        raise ValueError(f"{depth}: expected a single-channel depth PNG")
+    missing = None
+    if raw_depth is not None:
+        raw = cv2.imread(str(raw_depth), cv2.IMREAD_UNCHANGED)
+        if raw is None or raw.shape != d.shape:
+            raise ValueError(f"{raw_depth}: unreadable or shape differs from {depth}")
+        missing = raw == 0
+    return depth_to_hha(d.astype(np.float64) / depth_scale, missing, intrinsics)

@@ -1,0 +1,88 @@
+"""Camera conventions and rays against hand-computed values (smcl.md §2.4 pixelNeRF and PAPR rules)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from common.cameras import (
+    change_world_axes,
+    focal_from_fov,
+    intrinsics_matrix,
+    opencv_to_opengl,
+    opengl_to_opencv,
+)
+from common.rays import get_rays
+
+
+def _pose() -> torch.Tensor:
+    # camera at (1, 2, 3), rotated 90 deg about world z
+    c2w = torch.eye(4, dtype=torch.float64)
+    c2w[:3, :3] = torch.tensor([[0.0, -1, 0], [1, 0, 0], [0, 0, 1]], dtype=torch.float64)
+    c2w[:3, 3] = torch.tensor([1.0, 2, 3])
+    return c2w
+
+
+def test_intrinsics_and_fov() -> None:
+    K = intrinsics_matrix(100, 110, 32, 24)
+    assert K.tolist() == [[100, 0, 32], [0, 110, 24], [0, 0, 1]]
+    assert focal_from_fov(64, math.pi / 2) == pytest.approx(32.0)
+    with pytest.raises(ValueError):
+        focal_from_fov(64, 4.0)
+
+
+def test_pixelnerf_integer_pixels_identity_pose() -> None:
+    H, W, f = 4, 6, 2.0
+    K = intrinsics_matrix(f, f, W / 2, H / 2, dtype=torch.float64)
+    o, d = get_rays(H, W, K, torch.eye(4, dtype=torch.float64), pixel_center=False)
+    assert o.shape == d.shape == (H, W, 3) and torch.all(o == 0)
+    # pixel (i=0, j=0): ((0 - 3)/2, -(0 - 2)/2, -1)
+    assert d[0, 0].tolist() == [-1.5, 1.0, -1.0]
+    # pixel (i=5, j=3)
+    assert d[3, 5].tolist() == [1.0, -0.5, -1.0]
+
+
+def test_pixel_centres_principal_point_and_pose() -> None:
+    H, W = 3, 5
+    K = intrinsics_matrix(2.0, 4.0, 1.0, 0.5, dtype=torch.float64)  # off-centre principal point
+    c2w = _pose()
+    o, d = get_rays(H, W, K, c2w, pixel_center=True)
+    # camera-frame dir for (i=2, j=1): ((2.5-1)/2, -(1.5-0.5)/4, -1) = (0.75, -0.25, -1)
+    # rotate by Rz(90): (x, y, z) -> (-y, x, z)
+    assert d[1, 2].tolist() == pytest.approx([0.25, 0.75, -1.0])
+    assert o[1, 2].tolist() == [1.0, 2.0, 3.0]
+    # batched poses broadcast
+    o2, d2 = get_rays(H, W, K, torch.stack([torch.eye(4, dtype=torch.float64), c2w]), pixel_center=True)
+    assert d2.shape == (2, H, W, 3) and torch.allclose(d2[1], d)
+
+
+def test_opencv_convention_matches_converted_pose() -> None:
+    H, W = 4, 4
+    K = intrinsics_matrix(3.0, 3.0, 2.0, 2.0, dtype=torch.float64)
+    gl = _pose()
+    cv = opengl_to_opencv(gl)
+    assert torch.equal(opencv_to_opengl(cv), gl)
+    assert cv[:3, 1].tolist() == (-gl[:3, 1]).tolist()
+    _, d_gl = get_rays(H, W, K, gl, pixel_center=True, convention="opengl")
+    _, d_cv = get_rays(H, W, K, cv, pixel_center=True, convention="opencv")
+    assert torch.allclose(d_gl, d_cv)  # same physical rays
+    # OpenCV camera frame: +z forward, y down
+    _, d0 = get_rays(H, W, K, torch.eye(4, dtype=torch.float64), pixel_center=False, convention="opencv")
+    assert d0[0, 0].tolist() == pytest.approx([-2 / 3, -2 / 3, 1.0])
+
+
+def test_change_world_axes_z_up_to_y_up() -> None:
+    R = torch.tensor([[1.0, 0, 0], [0, 0, 1], [0, -1, 0]], dtype=torch.float64)  # (x, y, z) -> (x, z, -y)
+    c2w = _pose()
+    new = change_world_axes(c2w, R)
+    assert new[:3, 3].tolist() == [1.0, 3.0, -2.0]
+    K = intrinsics_matrix(2.0, 2.0, 1.0, 1.0, dtype=torch.float64)
+    _, d = get_rays(2, 2, K, c2w, pixel_center=True)
+    _, d_new = get_rays(2, 2, K, new, pixel_center=True)
+    assert torch.allclose(d_new, d @ R.T)
+    with pytest.raises(ValueError, match="R must be 3x3"):
+        change_world_axes(c2w, torch.eye(4))
+    with pytest.raises(ValueError, match="c2w"):
+        get_rays(2, 2, K, torch.eye(3), pixel_center=True)

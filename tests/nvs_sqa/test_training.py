@@ -1,0 +1,83 @@
+"""Pair construction, distortions, loss arithmetic and a 2-step end-to-end run of the training script."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from common.synthetic import write_nss_renders
+from nvs_sqa.data.pairs import NSSPairSampler, PairConfig, scale_psnr, scale_ssim
+from nvs_sqa.distortions import distort
+from nvs_sqa.losses import CosineTargetLoss
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def renders(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("nss")
+    write_nss_renders(root, n_scenes=2, n_frames=4, size=(72, 80), seed=0)
+    return root
+
+
+def test_pairs_share_crop_and_replace_a_fraction(renders: Path) -> None:
+    s = NSSPairSampler(PairConfig(root=str(renders), crop=(70, 70), seq_len=4, distort=False), batch_size=2)
+    for seed in range(5):
+        s1, s2, r = s.sample_pair(seed)
+        assert s1.shape == s2.shape == (4, 70, 70, 3)
+        same = [np.array_equal(a, b) for a, b in zip(s1, s2)]
+        assert sum(not x for x in same) <= int(r * 4)  # only the replaced frames may differ
+        assert 0.5 <= r <= 1.0
+
+
+def test_targets_identical_pair_is_one(renders: Path) -> None:
+    s = NSSPairSampler(PairConfig(root=str(renders)), batch_size=1)
+    x = torch.rand(1, 2, 3, 72, 72)
+    t = s.targets(x, x.clone(), torch.tensor([0.0]))
+    torch.testing.assert_close(t, torch.ones(1, 3))
+    assert scale_ssim(torch.tensor(0.6)).item() == pytest.approx(0.0, abs=1e-6)
+    assert scale_psnr(torch.tensor(25.0)).item() == pytest.approx(0.0)
+
+
+def test_distortion_fixes_versus_compat() -> None:
+    img = np.full((80, 80, 3), 128, np.uint8)
+    rng = lambda: np.random.default_rng(0)  # noqa: E731
+    assert np.abs(distort(img, 0, rng(), compat=True).astype(int) - 128).max() <= 1  # official: a no-op
+    assert distort(img, 0, rng()).astype(float).std() > 15  # fixed: sigma 25.5
+    assert distort(img, 1, rng()).max() == 255 and distort(img, 1, rng(), compat=True).max() == 128
+    assert np.array_equal(distort(img, 7, rng()), img)
+
+
+def test_loss_is_weighted_l1_on_cosine() -> None:
+    loss = CosineTargetLoss(("a", "b"), (1.0, 0.5), dim=4).eval()
+    f = torch.randn(3, 4)
+    out = loss(f, f, torch.tensor([[1.0, 0.0]] * 3))  # identical inputs -> cosine 1
+    assert out["loss_a"].item() == pytest.approx(0.0, abs=1e-6)
+    assert out["loss_b"].item() == pytest.approx(0.5, abs=1e-6)
+
+
+def test_train_script_two_steps(renders: Path, tmp_path: Path) -> None:
+    env = dict(os.environ, DATA_ROOT=str(renders.parent), OMP_NUM_THREADS="1")
+    cfg = REPO / "conf" / "nvs_sqa" / "tiny.yaml"
+    cmd = [
+        sys.executable,
+        str(REPO / "scripts" / "train_nvs_sqa.py"),
+        "-c",
+        str(cfg),
+        "-o",
+        str(tmp_path / "run"),
+        "--set",
+        f"data.root={renders}",
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ckpts = list((tmp_path / "run").rglob("*.pth"))
+    assert ckpts, "no checkpoint written"
+    state = torch.load(ckpts[0], map_location="cpu", weights_only=True)
+    assert int(state["step"]) == 2

@@ -1,0 +1,90 @@
+"""RGBXDataset on the genuine MFNet/NYU samples (via symlinked temp CMX folders) and synthetic scenes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from smmcl.data import RGBXDataset, RGBXDatasetConfig, parse_list
+from smmcl.data.rgbx import IMAGENET_MEAN, IMAGENET_STD
+
+
+def _denorm(x: torch.Tensor) -> np.ndarray:
+    return x.numpy().transpose(1, 2, 0) * np.asarray(IMAGENET_STD) + np.asarray(IMAGENET_MEAN)
+
+
+def _cmx(
+    root: Path, rgb_src: Path, aux_src: Path | None, shape: tuple[int, int], label_value: int = 3
+) -> Path:
+    (root / "RGB").mkdir(parents=True)
+    (root / "Label").mkdir()
+    (root / "RGB" / "a.png").symlink_to(rgb_src)
+    if aux_src is not None:
+        (root / "Depth").mkdir()
+        (root / "Depth" / "a.png").symlink_to(aux_src)
+    cv2.imwrite(str(root / "Label" / "a.png"), np.full(shape, label_value, np.uint8))
+    (root / "test.txt").write_text("RGB/a.jpg\tLabel/a.png\n")  # SA-Gate style line
+    return root
+
+
+def test_mfnet_four_channel_split(shared_data, tmp_path):
+    src = shared_data / "mfnet" / "01234N.png"
+    root = _cmx(tmp_path / "mf", src, None, (480, 640))
+    ds = RGBXDataset(RGBXDatasetConfig(root=str(root), aux_dir="", num_classes=9), split="test")
+    item = ds[0]
+    bgra = cv2.imread(str(src), cv2.IMREAD_UNCHANGED)
+    assert item["rgb"].shape == (3, 480, 640) and item["aux"].shape == (3, 480, 640)
+    np.testing.assert_allclose(_denorm(item["rgb"]), bgra[..., 2::-1] / 255.0, atol=1e-5)
+    thermal = _denorm(item["aux"])
+    for ch in range(3):
+        np.testing.assert_allclose(thermal[..., ch], bgra[..., 3] / 255.0, atol=1e-5)
+    assert abs(thermal.mean() - bgra[..., :3].mean() / 255) > 0.05  # thermal really is the 4th channel
+    legacy = RGBXDataset(RGBXDatasetConfig(root=str(root), aux_dir="", legacy_bgr=True), split="test")[0]
+    np.testing.assert_allclose(_denorm(legacy["rgb"]), bgra[..., :3] / 255.0, atol=1e-5)
+
+
+def test_nyu_16bit_depth_full_precision_and_legacy(shared_data, tmp_path):
+    depth = shared_data / "nyu_depth_v2" / "frame0001" / "depth.png"
+    raw = cv2.imread(str(depth), cv2.IMREAD_UNCHANGED)
+    assert raw.dtype == np.uint16
+    rgb = tmp_path / "rgb.png"
+    cv2.imwrite(str(rgb), np.zeros((*raw.shape, 3), np.uint8))
+    root = _cmx(tmp_path / "nyu", rgb, depth, raw.shape, label_value=0)
+    cfg = RGBXDatasetConfig(root=str(root), label_offset=-1)
+    full = _denorm(RGBXDataset(cfg, split="test")[0]["aux"])[..., 0]
+    np.testing.assert_allclose(full, raw / 65535.0, atol=1e-5)
+    item = RGBXDataset(RGBXDatasetConfig(root=str(root), legacy_8bit=True), split="test")[0]
+    np.testing.assert_allclose(_denorm(item["aux"])[..., 1], (raw >> 8) / 255.0, atol=1e-5)
+    assert np.unique(np.round(full * 65535)).size > 4 * np.unique(raw >> 8).size  # precision kept
+    assert (RGBXDataset(cfg, split="test")[0]["label"] == 255).all()  # 0 - 1 wraps to ignore
+
+
+def test_synthetic_train_augmentation(tmp_path):
+    synthetic = pytest.importorskip("common.synthetic")
+    root = synthetic.write_rgbx_scenes(tmp_path / "s", n_train=2, n_test=1, size=(60, 80), seed=0)
+    cfg = RGBXDatasetConfig(root=str(root), crop=(48, 64), num_classes=6)
+    ds = RGBXDataset(cfg, split="train")
+    torch.manual_seed(0)
+    items = [ds[i % 2] for i in range(8)]
+    for it in items:
+        assert it["rgb"].shape == (3, 48, 64) and it["label"].shape == (48, 64)
+        assert it["rgb"].dtype == torch.float32 and it["label"].dtype == torch.long
+    # small scales give padding: 255 labels and mean-coloured (0 after normalisation) pixels
+    padded = [it for it in items if (it["label"] == 255).any()]
+    assert padded
+    pad_mask = padded[0]["label"] == 255
+    assert torch.allclose(padded[0]["rgb"][:, pad_mask], torch.zeros(()), atol=1e-6)
+    test = RGBXDataset(cfg, split="test")[0]
+    assert test["rgb"].shape == (3, 60, 80)
+
+
+def test_errors_name_the_file(tmp_path):
+    (tmp_path / "train.txt").write_text("missing\n")
+    with pytest.raises(FileNotFoundError, match="train.txt: 3 listed files are missing"):
+        RGBXDataset(RGBXDatasetConfig(root=str(tmp_path)))
+    with pytest.raises(FileNotFoundError, match="test.txt"):
+        parse_list(tmp_path / "test.txt")
