@@ -5,6 +5,7 @@ SMMCL on this machine type: 1.64-1.76 s/img at 480x640, 0.376 s/img at 240x320, 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import resource
 import sys
@@ -39,15 +40,17 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--skip-train", action="store_true")
+    p.add_argument("--bf16", action="store_true", help="also time bf16 autocast inference")
+    p.add_argument("--sizes", default="480x640,240x320", help="comma-separated HxW inference sizes")
     p.add_argument("--out", type=Path, default=Path("docs/benchmarks_smmcl.md"))
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     dev = torch.device(a.device)
     model = build_model(14).to(dev).eval()
     rows = []
-    for h, w in ((480, 640), (240, 320)):
+    for h, w in (tuple(int(v) for v in hw.split("x")) for hw in a.sizes.split(",")):
         x = torch.randn(1, 3, h, w, device=dev)
-        for dtype in (None, torch.bfloat16):
+        for dtype in (None, torch.bfloat16) if a.bf16 else (None,):
 
             def run(x=x, dtype=dtype):
                 with (
@@ -61,8 +64,9 @@ def main() -> None:
             s = _time(run, a.reps)
             name = f"infer {h}x{w}"
             prec = "bf16" if dtype else "fp32"
-            ref = OFFICIAL[name] if dev.type == "cpu" and dtype is None else None
+            ref = OFFICIAL.get(name) if dev.type == "cpu" and dtype is None else None
             rows.append((f"{name} {prec}", s, f"{ref / s:.2f}x" if ref else "-"))
+            print(rows[-1], flush=True)
     if not a.skip_train:
         model.train()
         opt = torch.optim.AdamW(model.param_groups(), lr=6e-5, weight_decay=0.01)
@@ -91,7 +95,7 @@ def main() -> None:
         "## SMMCL (MSCAN-B dual branch + LightHamHead, K = 14)",
         "",
         f"Device {dev} ({platform.processor() or platform.machine()}), torch {torch.__version__}, "
-        f"{a.threads} threads, best of {a.reps}, random weights. Speed-up is against the official midpoints "
+        f"{a.threads} threads, best of {a.reps}, random weights, 1-min load average {os.getloadavg()[0]:.1f} at the end. Speed-up is against the official midpoints "
         "of the performance spec (measured there on an idle machine), NOT a side-by-side run: the official code "
         "is not part of the project. Peak RSS of the whole run: " + f"{rss:.1f} GB.",
         "",

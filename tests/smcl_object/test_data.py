@@ -145,7 +145,6 @@ def test_srn_loader_on_nsvf_lego(shared_data: Path, tmp_path: Path) -> None:
 
 def test_loader_and_mir180_on_common_synthetic_nmr(tmp_path: Path) -> None:
     from common.synthetic import write_nmr_dataset
-
     from smcl.object.data.mir180 import build_mir180
 
     root = write_nmr_dataset(tmp_path / "nmr", category="display", n_objects=3, image_size=32, seed=0)

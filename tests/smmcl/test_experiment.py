@@ -50,7 +50,9 @@ def test_seeded_eval_is_deterministic_and_unseeded_is_not():
 
 def test_short_fit_learns():
     torch.manual_seed(0)
-    model = build_segnext_rgbx(SegNeXtRGBXConfig(arch="mscan_t", num_classes=3, decoder_channels=64, ham_rank=8))
+    model = build_segnext_rgbx(
+        SegNeXtRGBXConfig(arch="mscan_t", num_classes=3, decoder_channels=64, ham_rank=8)
+    )
     model.backbone.fconv1.requires_grad_(False)
     label = torch.zeros(1, 160, 160, dtype=torch.long)  # 5x5 grid at 1/32: 9, 6 and 10 cells per class
     label[:, :, 80:] = 1
