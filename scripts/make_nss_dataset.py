@@ -22,7 +22,9 @@ def main() -> None:
     args = p.parse_args()
     cmds = dataset_commands(args.data, args.outputs, args.renders, args.scenes, args.methods)
     if not args.dry_run and shutil.which("ns-train") is None:
-        raise SystemExit("nerfstudio (ns-train, ns-render) is not installed; use --dry-run to see the commands")
+        raise SystemExit(
+            "nerfstudio (ns-train, ns-render) is not installed; use --dry-run to see the commands"
+        )
     for cmd in cmds:
         print(shlex.join(cmd))
         if not args.dry_run:
