@@ -9,13 +9,14 @@ Fixes spec nvs_sqa.md §6.2 (1)-(3) without changing pixels of valid 8-bit RGB i
 
 from __future__ import annotations
 
-import re
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from common.image_io import natural_sort_key
 
 FRAME_EXTS = (".png", ".jpg", ".jpeg")
 VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv")
@@ -24,11 +25,6 @@ MIN_SIDE = 69
 
 class FrameError(ValueError):
     """A frame or frame folder cannot be used (names the file and the reason)."""
-
-
-def natural_sort_key(name: str) -> list[object]:
-    """Key that orders digit runs numerically: frame2 < frame10."""
-    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)]
 
 
 def list_frames(folder: Path) -> list[Path]:
