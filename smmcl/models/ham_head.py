@@ -10,13 +10,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from smmcl.models.mscan import PWConv
+
 
 class ConvModule(nn.Module):
     """1x1 conv (+ GroupNorm(32)) (+ ReLU); children named `conv` and `gn` like mmcv's ConvModule."""
 
     def __init__(self, cin: int, cout: int, *, norm: bool, act: bool) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(cin, cout, 1, bias=not norm)
+        self.conv = PWConv(cin, cout, bias=not norm)
         self.gn = nn.GroupNorm(32, cout) if norm else None
         self.act = act
 
@@ -41,26 +43,56 @@ class NMF2D(nn.Module):
         self.eval_steps = eval_steps
         self.inv_t = inv_t
         self.generator: torch.Generator | None = None
+        self.fast = False  # True: work on the (B, N, D) token view of a channels_last input, no copies
 
-    @staticmethod
-    def _update_coef(x: Tensor, bases: Tensor, coef: Tensor) -> Tensor:
-        num = torch.bmm(x.transpose(1, 2), bases)
-        den = coef.bmm(bases.transpose(1, 2).bmm(bases))
-        return coef * num / (den + 1e-6)
+    def draw_bases(self, batch: int, dim: int, device: torch.device, dtype: torch.dtype) -> Tensor:
+        """The official draw: one CPU `torch.rand((B, D, R))`, L2-normalised over D."""
+        bases = torch.rand((batch, dim, self.rank), generator=self.generator)
+        return F.normalize(bases, dim=1).to(device=device, dtype=dtype)
 
     def forward(self, x: Tensor) -> Tensor:
+        # NMF is run in float32 even under autocast: the multiplicative updates divide by small numbers.
+        with torch.autocast(x.device.type, enabled=False):
+            x = x.float()
+            return self._forward_fast(x) if self.fast else self._forward_reference(x)
+
+    def _steps(self) -> int:
+        return self.train_steps if self.training else self.eval_steps
+
+    def _forward_reference(self, x: Tensor) -> Tensor:
+        """The official form on X (B, D, N)."""
         b, d, h, w = x.shape
         flat = x.reshape(b, d, h * w)
-        bases = torch.rand((b, d, self.rank), generator=self.generator)
-        bases = F.normalize(bases, dim=1).to(device=x.device, dtype=x.dtype)
+        bases = self.draw_bases(b, d, x.device, x.dtype)
         coef = torch.softmax(self.inv_t * torch.bmm(flat.transpose(1, 2), bases), dim=-1)
-        for _ in range(self.train_steps if self.training else self.eval_steps):
-            coef = self._update_coef(flat, bases, coef)
+        for _ in range(self._steps()):
+            coef = _update_coef(flat.transpose(1, 2), bases, coef)
             num = torch.bmm(flat, coef)
             den = bases.bmm(coef.transpose(1, 2).bmm(coef))
             bases = bases * num / (den + 1e-6)
-        coef = self._update_coef(flat, bases, coef)
+        coef = _update_coef(flat.transpose(1, 2), bases, coef)
         return torch.bmm(bases, coef.transpose(1, 2)).reshape(b, d, h, w)
+
+    def _forward_fast(self, x: Tensor) -> Tensor:
+        """Same algebra on Xt (B, N, D): a free view of a channels_last tensor; output stays channels_last."""
+        b, d, h, w = x.shape
+        xt = x.permute(0, 2, 3, 1).reshape(b, h * w, d)
+        bases = self.draw_bases(b, d, x.device, x.dtype)
+        coef = torch.softmax(self.inv_t * torch.bmm(xt, bases), dim=-1)
+        for _ in range(self._steps()):
+            coef = _update_coef(xt, bases, coef)
+            num = torch.bmm(xt.transpose(1, 2), coef)
+            den = bases.bmm(coef.transpose(1, 2).bmm(coef))
+            bases = bases * num / (den + 1e-6)
+        coef = _update_coef(xt, bases, coef)
+        return torch.bmm(coef, bases.transpose(1, 2)).reshape(b, h, w, d).permute(0, 3, 1, 2)
+
+
+def _update_coef(xt: Tensor, bases: Tensor, coef: Tensor) -> Tensor:
+    """Cf <- Cf * (Xt W) / (Cf (W^T W) + eps); xt is (B, N, D)."""
+    num = torch.bmm(xt, bases)
+    den = coef.bmm(bases.transpose(1, 2).bmm(bases))
+    return coef * num / (den + 1e-6)
 
 
 class Hamburger(nn.Module):
@@ -87,7 +119,7 @@ class LightHamHead(nn.Module):
         self.hamburger = Hamburger(channels, rank)
         self.align = ConvModule(channels, channels, norm=True, act=True)
         self.dropout = nn.Dropout2d(0.1)
-        self.conv_seg = nn.Conv2d(channels, num_classes, 1)
+        self.conv_seg = PWConv(channels, num_classes)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 
@@ -32,6 +33,25 @@ MSCAN_VARIANTS: dict[str, MSCANConfig] = {
     "mscan_b": MSCANConfig((64, 128, 320, 512), (3, 3, 12, 3), drop_path_rate=0.2),
     "mscan_l": MSCANConfig((64, 128, 320, 512), (3, 5, 27, 3), drop_path_rate=0.3),
 }
+
+
+class PWConv(nn.Conv2d):
+    """1x1 conv (stride 1, no groups) that runs as a GEMM on the NHWC view when `fast` is set.
+
+    Same parameters and state_dict as nn.Conv2d. With `fast` the input must be channels_last (or have a
+    1x1 spatial size); the output is then channels_last too. `fast` is switched by SegNeXtRGBX.set_fast.
+    """
+
+    fast: bool = False
+
+    def __init__(self, cin: int, cout: int, bias: bool = True) -> None:
+        super().__init__(cin, cout, 1, bias=bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.fast:
+            return super().forward(x)
+        w = self.weight.view(self.out_channels, self.in_channels)
+        return F.linear(x.permute(0, 2, 3, 1), w, self.bias).permute(0, 3, 1, 2)
 
 
 class DropPath(nn.Module):
@@ -91,7 +111,7 @@ class AttentionModule(nn.Module):
         self.conv1_2 = nn.Conv2d(dim, dim, (11, 1), padding=(5, 0), groups=dim)
         self.conv2_1 = nn.Conv2d(dim, dim, (1, 21), padding=(0, 10), groups=dim)
         self.conv2_2 = nn.Conv2d(dim, dim, (21, 1), padding=(10, 0), groups=dim)
-        self.conv3 = nn.Conv2d(dim, dim, 1)
+        self.conv3 = PWConv(dim, dim)
 
     def forward(self, x: Tensor) -> Tensor:
         a = self.conv0(x)
@@ -104,10 +124,10 @@ class SpatialAttention(nn.Module):
 
     def __init__(self, dim: int) -> None:
         super().__init__()
-        self.proj_1 = nn.Conv2d(dim, dim, 1)
+        self.proj_1 = PWConv(dim, dim)
         self.activation = nn.GELU()
         self.spatial_gating_unit = AttentionModule(dim)
-        self.proj_2 = nn.Conv2d(dim, dim, 1)
+        self.proj_2 = PWConv(dim, dim)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.proj_2(self.spatial_gating_unit(self.activation(self.proj_1(x)))) + x
@@ -129,10 +149,10 @@ class Mlp(nn.Module):
 
     def __init__(self, dim: int, hidden: int) -> None:
         super().__init__()
-        self.fc1 = nn.Conv2d(dim, hidden, 1)
+        self.fc1 = PWConv(dim, hidden)
         self.dwconv = DWConv(hidden)
         self.act = nn.GELU()
-        self.fc2 = nn.Conv2d(hidden, dim, 1)
+        self.fc2 = PWConv(hidden, dim)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.fc2(self.act(self.dwconv(self.fc1(x))))
@@ -190,13 +210,20 @@ def build_stages(cfg: MSCANConfig) -> tuple[list[nn.Module], list[nn.ModuleList]
     return embeds, blocks, norms
 
 
-def run_stage(x: Tensor, embed: nn.Module, blocks: nn.ModuleList, norm: nn.LayerNorm) -> Tensor:
-    """One MSCAN stage: embed, blocks, LayerNorm over channels. (B,C,H,W) -> (B,C',H/2|4,W/2|4)."""
+def run_stage(
+    x: Tensor, embed: nn.Module, blocks: nn.ModuleList, norm: nn.LayerNorm, *, fast: bool = False
+) -> Tensor:
+    """One MSCAN stage: embed, blocks, LayerNorm over channels. (B,C,H,W) -> (B,C',H/2|4,W/2|4).
+
+    fast: the tensors are channels_last; the LayerNorm then reads the NHWC memory directly and the result
+    stays channels_last (no copy). Otherwise the result is a contiguous NCHW tensor (the reference form).
+    """
     x = embed(x)
     for blk in blocks:
         x = blk(x)
     # LayerNorm on the channel axis == the official token-layout LN, without the reshapes.
-    return norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2).contiguous()
+    y = norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+    return y if fast else y.contiguous()
 
 
 _MMSEG_DWCONV = re.compile(r"\.mlp\.dwconv\.(weight|bias)$")

@@ -15,7 +15,14 @@ from torch import Tensor, nn
 
 from smmcl.losses import SMMCLLoss, SMMCLLossConfig
 from smmcl.models.ham_head import LightHamHead
-from smmcl.models.mscan import MSCAN_VARIANTS, build_stages, init_weights, remap_upstream_mscan, run_stage
+from smmcl.models.mscan import (
+    MSCAN_VARIANTS,
+    PWConv,
+    build_stages,
+    init_weights,
+    remap_upstream_mscan,
+    run_stage,
+)
 
 
 @dataclass(frozen=True)
@@ -28,6 +35,8 @@ class SegNeXtRGBXConfig:
     ham_rank: int = 64
     proj_dim: int = 256
     drop_path_rate: float | None = None  # None: the variant's default (0.2 for mscan_b)
+    # Speed options (no effect on the state_dict; logits equal the reference form within float rounding):
+    fast: bool = True  # channels_last execution, NHWC NMF2D; False: the straightforward (official) form
 
 
 class SpatialCoes(nn.Module):
@@ -36,11 +45,11 @@ class SpatialCoes(nn.Module):
     def __init__(self, dim: int) -> None:
         super().__init__()
         self.encode = nn.Sequential(
-            nn.Conv2d(2 * dim, 2 * dim, 1),
+            PWConv(2 * dim, 2 * dim),
             nn.GELU(),
-            nn.Conv2d(2 * dim, 2 * dim, 1),
+            PWConv(2 * dim, 2 * dim),
             nn.GELU(),
-            nn.Conv2d(2 * dim, 1, 1),
+            PWConv(2 * dim, 1),
             nn.Sigmoid(),
         )
 
@@ -54,11 +63,11 @@ class ChannelCoes(nn.Module):
     def __init__(self, dim: int) -> None:
         super().__init__()
         self.encode = nn.Sequential(
-            nn.Conv2d(4 * dim, 4 * dim, 1),
+            PWConv(4 * dim, 4 * dim),
             nn.GELU(),
-            nn.Conv2d(4 * dim, 4 * dim, 1),
+            PWConv(4 * dim, 4 * dim),
             nn.GELU(),
-            nn.Conv2d(4 * dim, dim, 1),
+            PWConv(4 * dim, dim),
             nn.Sigmoid(),
         )
 
@@ -86,7 +95,7 @@ class FusionConv(nn.Module):
 
     def __init__(self, dim: int) -> None:
         super().__init__()
-        self.fusion_conv = nn.Sequential(nn.Conv2d(2 * dim, dim, 1))
+        self.fusion_conv = nn.Sequential(PWConv(2 * dim, dim))
 
     def forward(self, c: Tensor, o: Tensor) -> Tensor:
         return self.fusion_conv(torch.cat([c, o], dim=1))
@@ -98,13 +107,13 @@ class Projector(nn.Module):
     def __init__(self, dim: int, proj_dim: int = 256) -> None:
         super().__init__()
         self.project = nn.Sequential(
-            nn.Conv2d(dim, dim, 1),
+            PWConv(dim, dim),
             nn.GELU(),
             nn.BatchNorm2d(dim),
-            nn.Conv2d(dim, dim, 1),
+            PWConv(dim, dim),
             nn.GELU(),
             nn.BatchNorm2d(dim),
-            nn.Conv2d(dim, proj_dim, 1),
+            PWConv(dim, proj_dim),
         )
 
     def forward(self, x: Tensor) -> Tensor:
@@ -134,21 +143,33 @@ class DualMSCAN(nn.Module):
         self.apply(init_weights)
 
     def forward(
-        self, rgb: Tensor, aux: Tensor, *, project: bool = True
+        self, rgb: Tensor, aux: Tensor, *, project: bool = True, fast: bool = False
     ) -> tuple[list[Tensor], Tensor | None, Tensor | None]:
-        """Fused stage outputs (stage 1 is None: unused by the decoder, spec 9.1 #4) and projections."""
+        """Fused stage outputs (stage 1 is None: unused by the decoder, spec 9.1 #4) and projections.
+
+        fast: run in channels_last memory format (depthwise and strip convs are several times faster in
+        oneDNN's NHWC kernels, and the 1x21 strips lose their 4x penalty); same arithmetic per output.
+        """
+        if fast:
+            rgb = rgb.contiguous(memory_format=torch.channels_last)
+            aux = aux.contiguous(memory_format=torch.channels_last)
         c, o = rgb, aux
         fused: list[Tensor | None] = []
         proj_c = proj_o = None
         for i in range(1, 5):
             c = run_stage(
-                c, getattr(self, f"patch_embed{i}"), getattr(self, f"block{i}"), getattr(self, f"norm{i}")
+                c,
+                getattr(self, f"patch_embed{i}"),
+                getattr(self, f"block{i}"),
+                getattr(self, f"norm{i}"),
+                fast=fast,
             )
             o = run_stage(
                 o,
                 getattr(self, f"patch_embed_other{i}"),
                 getattr(self, f"block_other{i}"),
                 getattr(self, f"norm_other{i}"),
+                fast=fast,
             )
             if i == 4 and project:
                 proj_c, proj_o = self.projector_color(c), self.projector_other(o)
@@ -195,6 +216,17 @@ class SegNeXtRGBX(nn.Module):
         )
         self.criterion = SMMCLLoss(cfg.num_classes, SMMCLLossConfig())  # no parameters: keys unchanged
         self.freeze_layer_scale = False
+        self.fast = False
+        self.set_fast(cfg.fast)
+
+    def set_fast(self, fast: bool) -> SegNeXtRGBX:
+        """Switch between the optimised path and the straightforward (official-form) path."""
+        self.fast = bool(fast)
+        self.decode_head.hamburger.ham.fast = self.fast
+        for m in self.modules():
+            if isinstance(m, PWConv):
+                m.fast = self.fast
+        return self
 
     def set_layer_scale_trainable(self, trainable: bool) -> None:
         """The official optimizer never updates layer_scale_* (spec 9.1 #3); False reproduces that."""
@@ -221,7 +253,7 @@ class SegNeXtRGBX(nn.Module):
         rgb, aux, label = batch["rgb"], batch["aux"], batch["label"]
         logits, pc, po = self.forward_features(rgb, aux, project=self.criterion.cfg.contrastive)
         logits = F.interpolate(logits, size=label.shape[1:], mode="bilinear", align_corners=False)
-        return self.criterion(logits, label, pc, po)
+        return self.criterion(logits.contiguous(), label, pc, po)
 
     def forward_features(
         self, rgb: Tensor, aux: Tensor, *, project: bool
@@ -231,13 +263,13 @@ class SegNeXtRGBX(nn.Module):
             raise ValueError(
                 f"rgb and aux must both be (B,3,H,W); got {tuple(rgb.shape)} and {tuple(aux.shape)}"
             )
-        fused, pc, po = self.backbone(rgb, aux, project=project)
+        fused, pc, po = self.backbone(rgb, aux, project=project, fast=self.fast)
         return self.decode_head(fused[1:]), pc, po
 
     def forward(self, rgb: Tensor, aux: Tensor) -> Tensor:
         """(B,3,H,W) x2 normalised -> upsampled logits (B,K,H,W)."""
         logits, _, _ = self.forward_features(rgb, aux, project=False)
-        return F.interpolate(logits, size=rgb.shape[2:], mode="bilinear", align_corners=False)
+        return F.interpolate(logits, size=rgb.shape[2:], mode="bilinear", align_corners=False).contiguous()
 
 
 def build_segnext_rgbx(
