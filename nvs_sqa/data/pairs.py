@@ -3,7 +3,7 @@
 A sample: scene s, two different methods A, B, one shared crop box and flips, a segment of L frames of A
 (sequence 1), sequence 2 = sequence 1 with int(r*L) frames (r ~ U(r_min, 1)) replaced by B's frame at the
 same index; each sequence optionally distorted. Soft targets in [-1, 1] (1 = identical) are computed from
-the pair: SSIM, PSNR, replacement ratio, and LPIPS when its weight is used.
+the pair: SSIM, PSNR, replacement ratio, LPIPS and FovVideoVDP (optional `pyfvvdp`) when their branch is used.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from common.metrics.image import psnr, ssim
+from nvs_sqa.data.fvvdp_target import FovVideoVDPTarget
 from nvs_sqa.distortions import N_KEYS, distort
 from nvs_sqa.frames import FrameError, list_frames, read_frame
 
@@ -94,12 +95,7 @@ class NSSPairSampler:
             from common.metrics.lpips import LPIPSMetric
 
             self._lpips = LPIPSMetric(net="vgg").eval()
-        if "fvvdp" in branches:
-            try:
-                import pyfvvdp  # noqa: F401
-            except ImportError as err:
-                raise ImportError("the fvvdp target needs the optional `pyfvvdp` package") from err
-            raise NotImplementedError("FovVideoVDP targets are not implemented yet")
+        self._fvvdp = FovVideoVDPTarget() if "fvvdp" in branches else None
 
     def sample_pair(self, gen_seed: int) -> tuple[np.ndarray, np.ndarray, float]:
         """One pair (L, h, w, 3) uint8 x2 and the replacement ratio r."""
@@ -147,6 +143,8 @@ class NSSPairSampler:
                 cols.append(1 - 2 * r)
             elif name == "lpips":
                 cols.append((2 * self._lpips(f2, f1).view(b, L).mean(1) - 1).neg())
+            elif name == "fvvdp":
+                cols.append(self._fvvdp(x1, x2))
         return torch.stack(cols, 1).float()
 
     def __call__(self, step: int) -> dict[str, Tensor]:

@@ -81,3 +81,21 @@ def test_train_script_two_steps(renders: Path, tmp_path: Path) -> None:
     assert ckpts, "no checkpoint written"
     state = torch.load(ckpts[0], map_location="cpu", weights_only=True)
     assert int(state["step"]) == 2
+
+
+def test_fvvdp_target_matches_pyfvvdp_and_orders_quality(renders: Path) -> None:
+    pyfvvdp = pytest.importorskip("pyfvvdp", reason="optional FovVideoVDP package not installed")
+    from nvs_sqa.data.fvvdp_target import jod_to_target
+
+    s = NSSPairSampler(PairConfig(root=str(renders)), batch_size=1, branches=("ssim", "fvvdp"))
+    g = torch.Generator().manual_seed(0)
+    ref = torch.rand(1, 3, 3, 72, 72, generator=g)
+    noisy = [(ref + a * torch.randn(ref.shape, generator=g)).clamp(0, 1) for a in (0.0, 0.03, 0.3)]
+    t = torch.cat([s.targets(ref, x, torch.tensor([0.5]))[:, 1] for x in noisy])
+    assert t[0].item() == pytest.approx(1.0, abs=1e-5)  # identical -> JOD 10 -> 1
+    assert t[0] > t[1] > t[2] and t.min() >= -1.0
+    # the reference library, sequence 1 as reference and sequence 2 as test, 30 fps, standard_fhd display
+    direct = pyfvvdp.fvvdp(display_name="standard_fhd", heatmap=None, quiet=True, device=torch.device("cpu"))
+    q, _ = direct.predict(noisy[1][0], ref[0], dim_order="FCHW", frames_per_second=30)
+    assert t[1].item() == pytest.approx(jod_to_target(torch.as_tensor(q)).item(), abs=1e-5)
+    assert jod_to_target(torch.tensor([12.0, 5.0, -1.0])).tolist() == [1.0, 0.0, -1.0]
