@@ -36,6 +36,9 @@ class NVSSQATrainer(nn.Module):
         self.encoder, self.loss = encoder, loss
 
     def training_step(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        if self.encoder.cfg.per_frame_bn:  # official: one encoder call per sequence, one per frame index
+            f1, f2 = self.encoder(batch["seq1"]), self.encoder(batch["seq2"])
+            return self.loss(f1, f2, batch["targets"])
         b = batch["seq1"].shape[0]
         both = self.encoder(batch_cat(batch["seq1"], batch["seq2"]))
         return self.loss(both[:b], both[b:], batch["targets"])

@@ -31,6 +31,9 @@ class SequenceModelConfig:
     dim_feedforward: int = 2048
     dropout: float = 0.1
     grad_checkpoint: bool = False  # official training wraps the transformer in checkpointing
+    # official training runs the view CNN once per frame index on the B crops (BatchNorm statistics over B
+    # scenes, L calls per sequence); False: all B x L frames in one call (same numbers in eval mode)
+    per_frame_bn: bool = False
 
     def __post_init__(self) -> None:
         if self.fusion not in FUSIONS:
@@ -109,6 +112,10 @@ class SequenceModel(nn.Module):
         return self.fc(pooled)
 
     def forward(self, frames: Tensor) -> Tensor:
+        """(B, N, 3, H, W) -> (B, angular_feat_size)."""
         b, n = frames.shape[:2]
+        if self.cfg.per_frame_bn and self.training:
+            tokens = torch.stack([self.encode_views(frames[:, i]) for i in range(n)], 0)  # (N, B, D)
+            return self.forward_tokens(tokens)
         tokens = self.encode_views(frames.flatten(0, 1)).view(b, n, -1)
         return self.forward_tokens(tokens.transpose(0, 1))

@@ -99,3 +99,36 @@ def test_fvvdp_target_matches_pyfvvdp_and_orders_quality(renders: Path) -> None:
     q, _ = direct.predict(noisy[1][0], ref[0], dim_order="FCHW", frames_per_second=30)
     assert t[1].item() == pytest.approx(jod_to_target(torch.as_tensor(q)).item(), abs=1e-5)
     assert jod_to_target(torch.tensor([12.0, 5.0, -1.0])).tolist() == [1.0, 0.0, -1.0]
+
+
+def test_per_frame_batchnorm_compat_mode() -> None:
+    """Official training: one view-CNN call per frame index (BN over the B crops), per sequence."""
+    from nvs_sqa.experiment import NVSSQATrainer
+    from nvs_sqa.models import SequenceModelConfig, build_model
+
+    torch.manual_seed(0)
+    official = build_model(SequenceModelConfig(per_frame_bn=True, dropout=0.0))
+    ours = build_model(SequenceModelConfig(dropout=0.0))
+    ours.load_state_dict(official.state_dict())
+    x = torch.rand(3, 4, 3, 72, 72)
+    bn = official.view_encoder.conv_0.convna[1]
+    before = int(bn.num_batches_tracked)
+    f_official = official.train()(x)
+    assert int(bn.num_batches_tracked) - before == 4  # one BN batch per frame index
+    assert not torch.allclose(f_official, ours.train()(x), atol=1e-4)  # different BN statistics
+    # per-frame-index batches equal running each frame slice through the CNN by itself
+    ref = build_model(SequenceModelConfig(dropout=0.0))
+    ref.load_state_dict(official.state_dict())
+    ref.train()
+    tokens = torch.stack([ref.view_encoder(x[:, i]) for i in range(4)])
+    official.load_state_dict(ref.state_dict())  # same running stats history is irrelevant in train mode
+    torch.testing.assert_close(official.train()(x), ref.forward_tokens(tokens))
+    # eval mode: batching does not matter
+    ours.load_state_dict(official.state_dict())
+    torch.testing.assert_close(official.eval()(x), ours.eval()(x), atol=1e-5, rtol=1e-5)
+    # the trainer then calls the encoder once per sequence: 2 x L BN batches per step
+    loss = CosineTargetLoss(("ssim",), (1.0,), dim=384)
+    trainer = NVSSQATrainer(official.train(), loss).train()
+    before = int(bn.num_batches_tracked)
+    trainer.training_step({"seq1": x, "seq2": x.flip(1), "targets": torch.zeros(3, 1)})
+    assert int(bn.num_batches_tracked) - before == 8
