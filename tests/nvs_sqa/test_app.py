@@ -91,3 +91,19 @@ def test_video_input_and_noise_warning(tmp_path: Path) -> None:
     with pytest.warns(UserWarning):
         (v,) = qa.score_folder(path)
     assert (v.n_frames, v.width, v.height) == (3, 96, 80)
+
+
+def test_python_api_frames_equal_folder_and_chunking_is_invisible(tmp_path: Path) -> None:
+    from nvs_sqa import QualityAssessor
+
+    frames = _nss(tmp_path / "scene", seed=3, n=5)
+    qa = QualityAssessor.from_official(device="cpu")
+    (folder_score,) = qa.score_folder(tmp_path / "scene")
+    array_score = qa.score_frames(np.stack(frames), name="scene")
+    assert isinstance(folder_score.jod, float) and folder_score.n_frames == 5
+    assert (folder_score.width, folder_score.height) == (80, 72)
+    np.testing.assert_allclose(folder_score.feature, array_score.feature, atol=1e-6)
+    # the official code runs the CNN on chunks of 10 frames; BatchNorm is in eval mode, so chunks do not matter
+    chunked = QualityAssessor.from_official(chunk=10, decode_threads=3).score_frames(frames)
+    np.testing.assert_allclose(chunked.feature, folder_score.feature, atol=1e-5)
+    assert chunked.jod == pytest.approx(folder_score.jod, abs=1e-4)
