@@ -32,6 +32,11 @@ class EvalConfig:
     seed: int | None = 0  # None: the official non-deterministic random NMF bases
     exclude: tuple[int, ...] = (0,)  # classes left out of the headline mIoU (LLRGBD: void)
     save_overlays: int = 8  # how many colour overlays to write
+    precision: str = "fp32"  # fp32 | bf16 (autocast on CPU or GPU; NMF2D and the softmax stay fp32)
+
+    def __post_init__(self) -> None:
+        if self.precision not in ("fp32", "bf16"):
+            raise ValueError(f"eval.precision must be 'fp32' or 'bf16', got {self.precision!r}")
 
 
 @dataclass(frozen=True)
@@ -79,11 +84,20 @@ def test_dataset(cfg: ExperimentConfig) -> RGBXDataset:
     return RGBXDataset(data, split="test", train=False)
 
 
-def _forward_probs(model: SegNeXtRGBX, rgb: Tensor, aux: Tensor, seed: int | None) -> Tensor:
+def autocast_context(device: torch.device, precision: str):
+    """torch.autocast for bf16 on the tensor's device type; a no-op context for fp32."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+def _forward_probs(
+    model: SegNeXtRGBX, rgb: Tensor, aux: Tensor, seed: int | None, precision: str = "fp32"
+) -> Tensor:
     if seed is not None:
         model.decode_head.hamburger.ham.generator = torch.Generator().manual_seed(seed)
     try:
-        return model(rgb, aux).softmax(dim=1)
+        with autocast_context(rgb.device, precision):
+            logits = model(rgb, aux)
+        return logits.float().softmax(dim=1)
     finally:
         model.decode_head.hamburger.ham.generator = None
 
@@ -94,7 +108,7 @@ def sliding_window(model: SegNeXtRGBX, rgb: Tensor, aux: Tensor, ecfg: EvalConfi
     ch, cw = ecfg.crop
     if h <= ch and w <= cw:
         pad = (0, cw - w, 0, ch - h)
-        out = _forward_probs(model, F.pad(rgb, pad), F.pad(aux, pad), ecfg.seed)
+        out = _forward_probs(model, F.pad(rgb, pad), F.pad(aux, pad), ecfg.seed, ecfg.precision)
         return out[:, :, :h, :w]
     sh, sw = max(1, math.ceil(ch * ecfg.stride_rate)), max(1, math.ceil(cw * ecfg.stride_rate))
     rows = max(1, math.ceil((h - ch) / sh) + 1) if h > ch else 1
@@ -106,7 +120,7 @@ def sliding_window(model: SegNeXtRGBX, rgb: Tensor, aux: Tensor, ecfg: EvalConfi
             y1, x1 = min(y0 + ch, h), min(x0 + cw, w)
             tile_r, tile_a = rgb[:, :, y0:y1, x0:x1], aux[:, :, y0:y1, x0:x1]
             pad = (0, cw - (x1 - x0), 0, ch - (y1 - y0))
-            prob = _forward_probs(model, F.pad(tile_r, pad), F.pad(tile_a, pad), ecfg.seed)[
+            prob = _forward_probs(model, F.pad(tile_r, pad), F.pad(tile_a, pad), ecfg.seed, ecfg.precision)[
                 :, :, : y1 - y0, : x1 - x0
             ]
             if total is None:
@@ -132,7 +146,7 @@ def predict(model: SegNeXtRGBX, rgb: Tensor, aux: Tensor, ecfg: EvalConfig) -> T
             if ecfg.mode == "slide":
                 p = sliding_window(model, vr, va, ecfg)
             elif ecfg.mode == "whole":
-                p = _forward_probs(model, vr, va, ecfg.seed)
+                p = _forward_probs(model, vr, va, ecfg.seed, ecfg.precision)
             else:
                 raise ValueError(f"eval.mode must be 'whole' or 'slide', got {ecfg.mode!r}")
             p = p.flip(-1) if flipped else p

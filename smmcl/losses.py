@@ -71,10 +71,11 @@ def sample_features(feats: Tensor, groups: list[tuple[int, int, Tensor]], views:
 def contrast(anchors: Tensor, contrasts: Tensor, labels: Tensor, tau: float) -> Tensor:
     """MSCSCL per-positive InfoNCE. anchors/contrasts (T,C,V), labels (T,) -> scalar (spec 2.4)."""
     t, c, v = anchors.shape
-    x = F.normalize(anchors.permute(0, 2, 1).reshape(t * v, c), dim=1)
-    z = F.normalize(contrasts.permute(0, 2, 1).reshape(t * v, c), dim=1)
+    x = F.normalize(anchors.float().permute(0, 2, 1).reshape(t * v, c), dim=1)
+    z = F.normalize(contrasts.float().permute(0, 2, 1).reshape(t * v, c), dim=1)
     y = labels.repeat_interleave(v)
-    sim = x @ z.T / tau
+    with torch.autocast(x.device.type, enabled=False):  # fp32 even in bf16 training: exp(10) logits
+        sim = x @ z.T / tau
     same = y[:, None] == y[None, :]
     pos = same & ~torch.eye(t * v, dtype=torch.bool, device=x.device)
     exp = sim.exp()
@@ -115,7 +116,7 @@ class SMMCLLoss(nn.Module):
         """logits (B,K,H,W) at label size, label (B,H,W) long, projections (B,D,h,w) -> named weighted losses."""
         cfg = self.cfg
         n = min(cfg.contrast_groups, label.shape[0])
-        chunks = list(zip(logits.chunk(n), label.chunk(n)))
+        chunks = list(zip(logits.float().chunk(n), label.chunk(n)))
         ce = torch.stack([F.cross_entropy(lg, lb, ignore_index=cfg.ignore_index) for lg, lb in chunks]).mean()
         out = {"ce": ce}
         if not cfg.contrastive or color_fea is None or other_fea is None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 
 @dataclass(frozen=True)
@@ -171,9 +172,21 @@ class Block(nn.Module):
         self.layer_scale_1 = nn.Parameter(1e-2 * torch.ones(dim))
         self.layer_scale_2 = nn.Parameter(1e-2 * torch.ones(dim))
 
+    checkpoint: bool = False  # recompute attn/mlp in backward (activation checkpointing) when training
+
+    def _attn(self, x: Tensor) -> Tensor:
+        return self.layer_scale_1[:, None, None] * self.attn(x)
+
+    def _mlp(self, x: Tensor) -> Tensor:
+        return self.layer_scale_2[:, None, None] * self.mlp(x)
+
     def forward(self, x: Tensor) -> Tensor:
-        x = x + self.drop_path(self.layer_scale_1[:, None, None] * self.attn(self.norm1(x)))
-        return x + self.drop_path(self.layer_scale_2[:, None, None] * self.mlp(self.norm2(x)))
+        if self.checkpoint and self.training and torch.is_grad_enabled():
+            # The BatchNorms stay outside the recomputed regions, so running statistics update once.
+            x = x + self.drop_path(checkpoint(self._attn, self.norm1(x), use_reentrant=False))
+            return x + self.drop_path(checkpoint(self._mlp, self.norm2(x), use_reentrant=False))
+        x = x + self.drop_path(self._attn(self.norm1(x)))
+        return x + self.drop_path(self._mlp(self.norm2(x)))
 
 
 def init_weights(m: nn.Module) -> None:

@@ -37,6 +37,9 @@ class SegNeXtRGBXConfig:
     drop_path_rate: float | None = None  # None: the variant's default (0.2 for mscan_b)
     # Speed options (no effect on the state_dict; logits equal the reference form within float rounding):
     fast: bool = True  # channels_last execution, NHWC NMF2D; False: the straightforward (official) form
+    # Activation checkpointing: MSCAN stages (1..4) whose blocks recompute attention and MLP in backward
+    # (less training memory, about one extra forward of those stages). () = off, the official behaviour.
+    checkpoint_stages: tuple[int, ...] = ()
 
 
 class SpatialCoes(nn.Module):
@@ -218,6 +221,17 @@ class SegNeXtRGBX(nn.Module):
         self.freeze_layer_scale = False
         self.fast = False
         self.set_fast(cfg.fast)
+        self.set_checkpoint_stages(cfg.checkpoint_stages)
+
+    def set_checkpoint_stages(self, stages: tuple[int, ...]) -> SegNeXtRGBX:
+        """Activation checkpointing for the blocks of the given MSCAN stages (both branches)."""
+        if any(s not in (1, 2, 3, 4) for s in stages):
+            raise ValueError(f"checkpoint_stages must be a subset of 1..4, got {stages}")
+        for i in range(1, 5):
+            for name in (f"block{i}", f"block_other{i}"):
+                for blk in getattr(self.backbone, name):
+                    blk.checkpoint = i in stages
+        return self
 
     def set_fast(self, fast: bool) -> SegNeXtRGBX:
         """Switch between the optimised path and the straightforward (official-form) path."""

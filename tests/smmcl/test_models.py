@@ -69,8 +69,9 @@ def test_nmf2d_golden(training, expected):
     assert got == pytest.approx(expected, rel=1e-5)
 
 
-def test_full_model_golden_seed0_fill(model14):
-    model = model14.eval()
+@pytest.mark.parametrize("fast", [False, True], ids=["reference", "fast"])
+def test_full_model_golden_seed0_fill(model14, fast):
+    model = model14.eval().set_fast(fast)
     gen = torch.Generator().manual_seed(0)
     sd = model.state_dict()
     with torch.no_grad():
@@ -89,7 +90,7 @@ def test_full_model_golden_seed0_fill(model14):
         aux = torch.randn(1, 3, 96, 128, generator=g1)
         model.backbone.keep_fconv1 = True
         torch.manual_seed(7)
-        fused, pc, po = model.backbone(rgb, aux)
+        fused, pc, po = model.backbone(rgb, aux, fast=fast)
         model.backbone.keep_fconv1 = False
         torch.manual_seed(7)
         out = model(rgb, aux)
