@@ -35,6 +35,9 @@ class ViewSynthesizerConfig:
     depth_std: float = 0.01
     white_bkgd: bool = True
     chunk_points: int = 100_000  # max points per MLP call during chunked rendering
+    mlp_impl: str = "fast"  # fast: tiled fused ResnetFC (per-object latent); reference: official form
+    mlp_tile: int = 0  # rows per tile in the fast path; 0: auto, 2^20 / d_hidden (4 MB fp32 activation tiles)
+    mlp_dtype: str = "float32"  # bfloat16: opt-in reduced-precision MLP GEMMs (fast path), not the default
 
 
 class PositionalEncoding(nn.Module):
@@ -73,7 +76,15 @@ class ResnetBlockFC(nn.Module):
 
 
 class ResnetFC(nn.Module):
-    """pixelNeRF ResnetFC: lin_in, latent injected before blocks < combine_layer, mean over sources there."""
+    """pixelNeRF ResnetFC: lin_in, latent injected before blocks < combine_layer, mean over sources there.
+
+    Two numerically equivalent implementations (fp32 rounding aside):
+    - ``reference``: the official form; the latent is expanded to every sample and pushed through lin_z.
+    - ``fast`` (default): the latent's per-block contributions are computed once per object and folded with
+      the biases into one per-object vector per block; the MLP runs over row tiles of ``tile`` samples with
+      in-place ReLU and the residual add fused into the GEMM (``addmm_``), so the activations of a tile stay
+      in cache. Training uses a custom autograd function with the same tiling and a hand-written backward.
+    """
 
     def __init__(self, d_in: int, d_latent: int, d_hidden: int, n_blocks: int, combine_layer: int) -> None:
         super().__init__()
@@ -84,22 +95,166 @@ class ResnetFC(nn.Module):
         )
         self.lin_out = nn.Linear(d_hidden, 4)
         self.combine_layer = combine_layer
+        self.impl = "fast"
+        self.tile = max(256, 2**20 // d_hidden)
+        self.compute_dtype = torch.float32
         for lin in [self.lin_in, self.lin_out, *self.lin_z]:
             nn.init.kaiming_normal_(lin.weight, a=0, mode="fan_in")
             nn.init.zeros_(lin.bias)
 
     def forward(self, x: Tensor, z: Tensor) -> Tensor:
         """x (SB, NS, P, d_in), z (SB, NS, d_latent) -> (SB, P, 4) raw outputs."""
+        if self.impl == "reference":
+            return self.forward_reference(x, z)
+        if self.impl != "fast":
+            raise ValueError(f"ResnetFC impl must be 'fast' or 'reference', got {self.impl!r}")
+        if x.shape[1] == 1:
+            return self._forward_fast(x, z)
+        return self.forward_broadcast(x, z)  # several sources: mean needs all of them per row
+
+    def forward_reference(self, x: Tensor, z: Tensor) -> Tensor:
+        """Official form: z expanded to every sample and concatenated, lin_z applied per sample."""
+        zx = torch.cat([z.unsqueeze(2).expand(*x.shape[:3], z.shape[-1]), x], dim=-1)
+        zs, xs = zx[..., : z.shape[-1]], zx[..., z.shape[-1] :]
+        h = self.lin_in(xs)
+        for i, block in enumerate(self.blocks):
+            if i == self.combine_layer:
+                h = h.mean(dim=1, keepdim=True)
+            if i < len(self.lin_z):
+                h = h + self.lin_z[i](zs)
+            h = block(h)
+        if self.combine_layer >= len(self.blocks):
+            h = h.mean(dim=1, keepdim=True)
+        return self.lin_out(F.relu(h)).squeeze(1)
+
+    def forward_broadcast(self, x: Tensor, z: Tensor) -> Tensor:
+        """Autograd form with the latent contribution computed once per object and broadcast."""
         h = self.lin_in(x)
         for i, block in enumerate(self.blocks):
             if i == self.combine_layer:
                 h = h.mean(dim=1, keepdim=True)
             if i < len(self.lin_z):
-                h = h + self.lin_z[i](z).unsqueeze(2)  # once per object and source, broadcast over P
+                h = h + self.lin_z[i](z).unsqueeze(2)
             h = block(h)
         if self.combine_layer >= len(self.blocks):
             h = h.mean(dim=1, keepdim=True)
         return self.lin_out(F.relu(h)).squeeze(1)
+
+    def _per_object_bias(self, z: Tensor) -> Tensor:
+        """(SB, d_latent) -> (SB, n_blocks + 1, W): row 0 = b_in + lin_z0(z); row i+1 = fc_1 bias of block i
+        plus lin_z_{i+1}(z) where the latent enters before block i+1."""
+        nb = len(self.blocks)
+        rows = [self.lin_in.bias + (self.lin_z[0](z) if len(self.lin_z) > 0 else 0)]
+        for i, block in enumerate(self.blocks):
+            extra = self.lin_z[i + 1](z) if i + 1 < len(self.lin_z) else 0
+            rows.append(block.fc_1.bias + extra)
+        return torch.stack([r.expand(z.shape[0], -1) for r in rows], dim=1)[:, : nb + 1]
+
+    def _forward_fast(self, x: Tensor, z: Tensor) -> Tensor:
+        x, z = x[:, 0], z[:, 0]  # one source: the mean over sources is the identity
+        pre = self._per_object_bias(z)
+        w0 = torch.stack([b.fc_0.weight for b in self.blocks])
+        b0 = torch.stack([b.fc_0.bias for b in self.blocks])
+        w1 = torch.stack([b.fc_1.weight for b in self.blocks])
+        args = (x.contiguous(), pre, self.lin_in.weight, w0, b0, w1, self.lin_out.weight, self.lin_out.bias)
+        if self.compute_dtype != args[0].dtype:  # opt-in reduced-precision GEMMs (grads accumulate in fp32)
+            args = tuple(a.to(self.compute_dtype) for a in args)
+        if torch.is_grad_enabled() and any(a.requires_grad for a in args):
+            out = _ResnetFCTiled.apply(self.tile, *args)
+        else:
+            with torch.no_grad():
+                out = _resnetfc_tiled_forward(self.tile, *args, save=False)[0]
+        return out.to(x.dtype)
+
+
+def _resnetfc_tiled_forward(tile, x, pre, w_in, w0, b0, w1, w_out, b_out, save: bool):
+    """Tiled fused ResnetFC forward; x (SB, P, d_in) -> (SB, P, 4). With save, also returns the post-ReLU
+    block inputs A (nb+1, SB, P, W) and the inner activations R (nb, SB, P, W) for the backward pass."""
+    sb, p, _ = x.shape
+    nb, width = w0.shape[0], w0.shape[1]
+    out = x.new_empty(sb, p, w_out.shape[0])
+    big_a = x.new_empty(nb + 1, sb, p, width) if save else None
+    big_r = x.new_empty(nb, sb, p, width) if save else None
+    w_in_t, w_out_t = w_in.t(), w_out.t()
+    w0_t, w1_t = w0.transpose(1, 2), w1.transpose(1, 2)
+    buf_a = x.new_empty(min(tile, p), width)
+    buf_r = x.new_empty(min(tile, p), width)
+    for s in range(sb):
+        for p0 in range(0, p, tile):
+            p1 = min(p, p0 + tile)
+            h = torch.addmm(pre[s, 0], x[s, p0:p1], w_in_t)
+            for i in range(nb):
+                a = big_a[i, s, p0:p1] if save else buf_a[: p1 - p0]
+                r = big_r[i, s, p0:p1] if save else buf_r[: p1 - p0]
+                torch.clamp_min(h, 0.0, out=a)
+                torch.addmm(b0[i], a, w0_t[i], out=r)
+                r.clamp_min_(0.0)
+                h.addmm_(r, w1_t[i])
+                h.add_(pre[s, i + 1])
+            a = big_a[nb, s, p0:p1] if save else buf_a[: p1 - p0]
+            torch.clamp_min(h, 0.0, out=a)
+            torch.addmm(b_out, a, w_out_t, out=out[s, p0:p1])
+    return out, big_a, big_r
+
+
+class _ResnetFCTiled(torch.autograd.Function):
+    """Autograd wrapper of the tiled forward with a hand-written tiled backward (same math as autograd)."""
+
+    @staticmethod
+    def forward(ctx, tile, x, pre, w_in, w0, b0, w1, w_out, b_out):
+        out, big_a, big_r = _resnetfc_tiled_forward(tile, x, pre, w_in, w0, b0, w1, w_out, b_out, save=True)
+        ctx.save_for_backward(x, w_in, w0, w1, w_out, big_a, big_r)
+        ctx.tile = tile
+        return out
+
+    @staticmethod
+    def backward(ctx, g_out):
+        x, w_in, w0, w1, w_out, big_a, big_r = ctx.saved_tensors
+        tile = ctx.tile
+        nb = w0.shape[0]
+        sb, p, _ = x.shape
+        g_out = g_out.to(x.dtype).contiguous()
+        gx = torch.empty_like(x) if ctx.needs_input_grad[1] else None
+        f32 = dict(dtype=torch.float32, device=x.device)  # accumulate in fp32 whatever the compute dtype
+        g_pre = torch.zeros(sb, nb + 1, w0.shape[1], **f32)
+        g_w_in, g_w0, g_w1 = (
+            torch.zeros(w_in.shape, **f32),
+            torch.zeros(w0.shape, **f32),
+            torch.zeros(w1.shape, **f32),
+        )
+        g_b0, g_w_out, g_b_out = (
+            torch.zeros(w0.shape[:2], **f32),
+            torch.zeros(w_out.shape, **f32),
+            torch.zeros(w_out.shape[0], **f32),
+        )
+        thr = torch.ops.aten.threshold_backward
+        same = x.dtype == torch.float32
+
+        def acc(dst: Tensor, a: Tensor, b: Tensor) -> None:
+            dst.addmm_(a, b) if same else dst.add_(torch.mm(a, b))
+
+        for s in range(sb):
+            for p0 in range(0, p, tile):
+                p1 = min(p, p0 + tile)
+                g = g_out[s, p0:p1]
+                a = big_a[nb, s, p0:p1]
+                acc(g_w_out, g.t(), a)
+                g_b_out += g.sum(0, dtype=torch.float32)
+                gh = thr(torch.mm(g, w_out), a, 0.0)
+                for i in reversed(range(nb)):
+                    g_pre[s, i + 1] += gh.sum(0, dtype=torch.float32)
+                    r, a = big_r[i, s, p0:p1], big_a[i, s, p0:p1]
+                    acc(g_w1[i], gh.t(), r)
+                    gu = thr(torch.mm(gh, w1[i]), r, 0.0)
+                    g_b0[i] += gu.sum(0, dtype=torch.float32)
+                    acc(g_w0[i], gu.t(), a)
+                    gh.add_(thr(torch.mm(gu, w0[i]), a, 0.0))
+                g_pre[s, 0] += gh.sum(0, dtype=torch.float32)
+                acc(g_w_in, gh.t(), x[s, p0:p1])
+                if gx is not None:
+                    torch.mm(gh, w_in, out=gx[s, p0:p1])
+        grads = (g_pre, g_w_in, g_w0, g_b0, g_w1, g_w_out, g_b_out)
+        return None, gx, *(g.to(x.dtype) for g in grads)
 
 
 class GlobalLatentEncoder(nn.Module):
@@ -145,6 +300,21 @@ class ViewSynthesizer(nn.Module):
         args = (d_in, cfg.d_latent, cfg.d_hidden, cfg.n_blocks, cfg.combine_layer)
         self.mlp_coarse = ResnetFC(*args)
         self.mlp_fine = ResnetFC(*args)
+        self.set_mlp_impl(cfg.mlp_impl, cfg.mlp_tile, cfg.mlp_dtype)
+
+    def set_mlp_impl(self, impl: str, tile: int | None = None, dtype: str | None = None) -> None:
+        """Switch both MLPs between the 'fast' tiled path and the official-form 'reference' path; dtype
+        'bfloat16' (fast path only, opt-in) runs the MLP GEMMs in bf16 with fp32 gradient accumulation."""
+        if impl not in ("fast", "reference"):
+            raise ValueError(f"mlp_impl must be 'fast' or 'reference', got {impl!r}")
+        if dtype not in (None, "float32", "bfloat16"):
+            raise ValueError(f"mlp_dtype must be 'float32' or 'bfloat16', got {dtype!r}")
+        for mlp in (self.mlp_coarse, self.mlp_fine):
+            mlp.impl = impl
+            if tile is not None:
+                mlp.tile = int(tile) if tile > 0 else max(256, 2**20 // mlp.lin_in.out_features)
+            if dtype is not None:
+                mlp.compute_dtype = getattr(torch, dtype)
 
     # ---- conditioning and field -------------------------------------------------------------------
     def encode(self, src_images: Tensor, src_poses: Tensor) -> Conditioning:
@@ -190,7 +360,7 @@ class ViewSynthesizer(nn.Module):
             out.update(rgb_fine=fine["rgb"], depth_fine=fine["depth"])
         return out
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def render_chunked(self, cond: Conditioning, rays: Tensor) -> dict[str, Tensor]:
         """Render (SB, N, 8) rays in chunks so at most `chunk_points` samples are alive per MLP call."""
         per_ray = self.cfg.n_coarse + self.cfg.n_fine + self.cfg.n_fine_depth
