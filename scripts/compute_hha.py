@@ -21,9 +21,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument(
         "--intrinsics", type=float, nargs=4, default=NYU_INTRINSICS, metavar=("FX", "FY", "CX", "CY")
     )
+    p.add_argument(
+        "--mask-mode",
+        choices=["official", "exclude"],
+        default="official",
+        help="official: the raw-depth mask does not change the fit, as in the MATLAB tools (matches their "
+        "output); exclude: leave missing pixels out of the normal fits",
+    )
     p.add_argument("--out", type=Path, required=True, help="output HHA PNG")
     a = p.parse_args(argv)
-    hha = hha_from_files(a.depth, a.raw_depth, a.depth_scale, tuple(a.intrinsics))
+    hha = hha_from_files(a.depth, a.raw_depth, a.depth_scale, tuple(a.intrinsics), a.mask_mode)
     a.out.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(a.out), hha[..., ::-1])
 

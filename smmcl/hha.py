@@ -74,13 +74,33 @@ def gravity_direction(n: np.ndarray, thresholds=(45.0, 15.0), iters=(5, 5)) -> n
     return g
 
 
+MASK_MODES = ("official", "exclude")
+
+
 def depth_to_hha(
-    depth_m: np.ndarray, missing: np.ndarray | None = None, intrinsics=NYU_INTRINSICS
+    depth_m: np.ndarray,
+    missing: np.ndarray | None = None,
+    intrinsics=NYU_INTRINSICS,
+    mask_mode: str = "official",
 ) -> np.ndarray:
-    """HHA (H,W,3) uint8 in (disparity, height, angle) order from depth in metres; `missing` marks holes."""
+    """HHA (H,W,3) uint8 in (disparity, height, angle) order from depth in metres; `missing` marks holes.
+
+    mask_mode "official": like Gupta et al.'s tools, the missing-data mask (raw depth == 0) is accepted but
+    does not change the result: the normals are fitted on the filled depth everywhere. This reproduces the
+    MATLAB reference of NYU frame 1 (made with raw_depth as the mask) exactly, while leaving the holes out
+    of the fits does not (the normal routine there receives the mask but evidently does not use it).
+    "exclude": missing pixels are left out of the plane fits (an alternative, not the reference: inside
+    large holes no plane can be fitted and the angle channel is 0 there).
+    """
     if depth_m.ndim != 2:
         raise ValueError(f"depth must be (H, W), got shape {depth_m.shape}")
-    missing = np.zeros(depth_m.shape, bool) if missing is None else missing.astype(bool)
+    if mask_mode not in MASK_MODES:
+        raise ValueError(f"mask_mode must be one of {MASK_MODES}, got {mask_mode!r}")
+    if missing is not None and missing.shape != depth_m.shape:
+        raise ValueError(f"missing mask shape {missing.shape} differs from depth shape {depth_m.shape}")
+    if missing is None or mask_mode == "official":
+        missing = np.zeros(depth_m.shape, bool)
+    missing = missing.astype(bool)
     z_cm = depth_m.astype(np.float64) * 100.0
     n_small = normals(z_cm, missing, 3, intrinsics)
     g = gravity_direction(normals(z_cm, missing, 10, intrinsics))
@@ -96,9 +116,16 @@ def depth_to_hha(
 
 
 def hha_from_files(
-    depth: Path, raw_depth: Path | None, depth_scale: float, intrinsics=NYU_INTRINSICS
+    depth: Path,
+    raw_depth: Path | None,
+    depth_scale: float,
+    intrinsics=NYU_INTRINSICS,
+    mask_mode: str = "official",
 ) -> np.ndarray:
-    """Read 16-bit depth PNG(s) (value / depth_scale = metres) and encode HHA (disparity, height, angle)."""
+    """Read 16-bit depth PNG(s) (value / depth_scale = metres) and encode HHA (disparity, height, angle).
+
+    raw_depth: its zeros form the missing-data mask, used as `mask_mode` says (see depth_to_hha).
+    """
     d = cv2.imread(str(depth), cv2.IMREAD_UNCHANGED)
     if d is None or d.ndim != 2:
         raise ValueError(f"{depth}: expected a single-channel depth PNG")
@@ -108,4 +135,4 @@ def hha_from_files(
         if raw is None or raw.shape != d.shape:
             raise ValueError(f"{raw_depth}: unreadable or shape differs from {depth}")
         missing = raw == 0
-    return depth_to_hha(d.astype(np.float64) / depth_scale, missing, intrinsics)
+    return depth_to_hha(d.astype(np.float64) / depth_scale, missing, intrinsics, mask_mode)
