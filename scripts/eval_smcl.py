@@ -29,7 +29,7 @@ def main() -> None:
         load_official_synthesizer(model, a.ckpt)
     else:
         load_state_dict_strict(model, load_checkpoint(a.ckpt)["model"], source=str(a.ckpt))
-    ds = NMRDataset(NMRDatasetConfig(root=a.datadir, split=a.split))
+    ds = NMRDataset(NMRDatasetConfig(root=a.datadir, split=a.split, pixel_centers=cfg.data.pixel_centers))
     n = render_dataset(model, ds, read_viewlist(a.viewlist), a.output)
     print(f"{a.name}: rendered {n} objects into {a.output}")
 

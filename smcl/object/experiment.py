@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from common.engine import TrainConfig
 from smcl.object.data.mir180 import Mir180Dataset
-from smcl.object.data.nmr import NMRDataset, NMRDatasetConfig, pixelnerf_rays
+from smcl.object.data.nmr import NMRDataset, NMRDatasetConfig, pixelnerf_rays_at
 from smcl.object.losses import InfoNCE, InfoNCECompat, focal_frequency_loss, negative_frequency_loss
 from smcl.object.models.ffc_encoder import DualDomainEncoder, DualDomainEncoderConfig, FFCOnlyNet
 from smcl.object.models.view_synthesizer import ViewSynthesizer, ViewSynthesizerConfig
@@ -114,6 +114,7 @@ class SynthDataConfig:
     nviews: tuple[int, ...] = (1,)  # number of source views, drawn from this set per step
     no_bbox_step: int = 100_000  # mask-bbox ray sampling before this step, uniform after
     cache: bool = True  # keep decoded objects in memory
+    pixel_centers: bool = False  # True for data rendered through pixel centres (NMRDatasetConfig)
 
 
 @dataclass(frozen=True)
@@ -161,11 +162,11 @@ class RaySampler:
             else:
                 cols = torch.randint(w, (cfg.rays_per_object,))
                 rows = torch.randint(h, (cfg.rays_per_object,))
-            all_rays = pixelnerf_rays(
-                poses[views], obj["focal"], obj["c"], h, w, float(obj["near"]), float(obj["far"])
+            rays.append(
+                pixelnerf_rays_at(
+                    poses[views], obj["focal"], obj["c"], rows, cols, float(obj["near"]), float(obj["far"])
+                )
             )
-            ar = torch.arange(cfg.rays_per_object)
-            rays.append(all_rays[ar, rows, cols])
             rgbs.append(imgs[views, :, rows, cols])
         return {
             "src_images": torch.stack(src_imgs),
@@ -187,5 +188,12 @@ def build_synthesizer(cfg: SynthExperiment) -> ViewSynthesizer:
 
 
 def build_synth(cfg: SynthExperiment) -> dict:
-    ds = NMRDataset(NMRDatasetConfig(root=cfg.data.root, split=cfg.data.split, synsets=cfg.data.synsets))
+    ds = NMRDataset(
+        NMRDatasetConfig(
+            root=cfg.data.root,
+            split=cfg.data.split,
+            synsets=cfg.data.synsets,
+            pixel_centers=cfg.data.pixel_centers,
+        )
+    )
     return {"model": build_synthesizer(cfg), "train_data": RaySampler(ds, cfg.data)}

@@ -157,3 +157,32 @@ def test_loader_and_mir180_on_common_synthetic_nmr(tmp_path: Path) -> None:
     item = Mir180Dataset(fs, "train")[0]  # writer documents: image 24 - i is the left-right flip of image i
     torch.testing.assert_close(item["positive"], torch.flip(item["anchor"], dims=(-1,)), atol=2 / 255, rtol=0)
     assert (tmp_path / "mir" / f"viewlist_{synset}.txt").read_text().split()[2] == "0"
+
+
+def test_pixel_centers_option_matches_common_writer_geometry(tmp_path: Path) -> None:
+    """common.synthetic renders through pixel centres; with pixel_centers=True our integer-pixel rays hit the
+    object exactly where the written mask says so, with pixelNeRF's default they are half a pixel off."""
+    from common.synthetic import write_nmr_dataset
+    from common.synthetic.multiview import nmr_object
+    from common.synthetic.render import cast
+    from smcl.object.data.nmr import T_WORLD, pixelnerf_rays, pixelnerf_rays_at
+
+    root = write_nmr_dataset(tmp_path / "nmr", category="display", n_objects=3, image_size=32, seed=0)
+    obj_id, scene = nmr_object(0, "display", 0)
+    wrong = {}
+    for centers in (True, False):
+        ds = NMRDataset(NMRDatasetConfig(root=str(root), split="train", pixel_centers=centers))
+        assert ds.objects[0][1] == obj_id
+        obj = ds[0]
+        mask = np.asarray(Image.open(ds.object_dir(0) / "mask" / "0005.png")) > 0
+        rays = pixelnerf_rays(obj["poses"][5].double(), obj["focal"], obj["c"].double(), 32, 32, 1.2, 4.0)
+        o = rays[..., :3].reshape(-1, 3).numpy() @ T_WORLD[:3, :3]  # z-up world -> the writer's y-up world
+        d = rays[..., 3:6].reshape(-1, 3).numpy() @ T_WORLD[:3, :3]
+        hit = (cast(scene, o, d)[1] >= 0).reshape(32, 32)
+        wrong[centers] = int((hit != mask).sum())
+        rows, cols = torch.tensor([3, 17, 30]), torch.tensor([9, 0, 31])
+        at = pixelnerf_rays_at(
+            obj["poses"][[5, 5, 5]].double(), obj["focal"], obj["c"].double(), rows, cols, 1.2, 4.0
+        )
+        torch.testing.assert_close(at, rays[rows, cols])
+    assert wrong[True] <= 1 and wrong[False] >= 10, wrong

@@ -6,11 +6,13 @@ from smcl.object.data.nmr import (
     NMRDataset,
     NMRDatasetConfig,
     pixelnerf_rays,
+    pixelnerf_rays_at,
     write_nmr_object,
 )
 from smcl.object.data.srn import SRNDataset, SRNDatasetConfig
 
 __all__ = [
     "DatasetFormatError", "Mir180Dataset", "NMRDataset", "NMRDatasetConfig", "SRNDataset", "SRNDatasetConfig",
-    "build_mir180", "build_triplet_index", "pixelnerf_rays", "triplet_views", "write_nmr_object",
+    "build_mir180", "build_triplet_index", "pixelnerf_rays", "pixelnerf_rays_at",
+    "triplet_views", "write_nmr_object",
 ]  # fmt: skip

@@ -68,6 +68,11 @@ class NMRDatasetConfig:
     list_prefix: str = "softras_"
     z_near: float = NMR_NEAR
     z_far: float = NMR_FAR
+    # pixelNeRF casts rays through integer pixel coordinates with the principal point at (W/2, H/2), i.e.
+    # half a pixel off the pixel centres (official behaviour, default). Data rendered through pixel centres
+    # (common.synthetic's writer, most renderers) needs pixel_centers=True: the principal point is moved
+    # to (W/2 - 0.5, H/2 - 0.5) so that the integer-pixel rays go through the centres the writer used.
+    pixel_centers: bool = False
 
 
 class NMRDataset(Dataset):
@@ -141,7 +146,7 @@ class NMRDataset(Dataset):
             "images": torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous(),
             "poses": torch.from_numpy(np.stack(poses)).float(),
             "focal": torch.tensor(float(focal)),
-            "c": torch.tensor([w / 2.0, h / 2.0]),
+            "c": torch.tensor([w / 2.0, h / 2.0]) - (0.5 if self.cfg.pixel_centers else 0.0),
             "near": torch.tensor(self.cfg.z_near),
             "far": torch.tensor(self.cfg.z_far),
             "index": torch.tensor(index),
@@ -203,3 +208,16 @@ def pixelnerf_rays(
     origins = poses[..., None, None, :3, 3].expand_as(dirs)
     nf = torch.tensor([near, far], dtype=poses.dtype).expand(*dirs.shape[:-1], 2)
     return torch.cat([origins, dirs, nf], dim=-1)
+
+
+def pixelnerf_rays_at(
+    poses: Tensor, focal: Tensor | float, c: Tensor, rows: Tensor, cols: Tensor, near: float, far: float
+) -> Tensor:
+    """pixelnerf_rays for chosen pixels only: poses (N, 4, 4), rows/cols (N,) integer -> rays (N, 8)."""
+    f = torch.as_tensor(focal, dtype=poses.dtype)
+    i, j = cols.to(poses.dtype), rows.to(poses.dtype)
+    d = torch.stack([(i - c[0]) / f, -(j - c[1]) / f, -torch.ones_like(i)], dim=-1)
+    d = d / d.norm(dim=-1, keepdim=True)
+    dirs = (poses[:, :3, :3] @ d[..., None]).squeeze(-1)
+    nf = torch.tensor([near, far], dtype=poses.dtype).expand(len(dirs), 2)
+    return torch.cat([poses[:, :3, 3], dirs, nf], dim=-1)
