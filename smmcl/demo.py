@@ -1,5 +1,9 @@
 """Demo stage: train a small SMMCL on synthetic low-light RGB-D scenes with and without the contrastive
-terms, report held-out mIoU for both and save overlays (CPU, a few minutes)."""
+terms, report held-out mIoU for both and save overlays (CPU, a few minutes).
+
+The comparison is controlled: both runs start from the same initial weights (same seed), see exactly the
+same pre-drawn augmented batches in the same order and take the same number of optimizer steps; only the
+loss differs. Evaluation is deterministic (seeded NMF bases)."""
 
 from __future__ import annotations
 
@@ -14,35 +18,73 @@ from smmcl.losses import SMMCLLossConfig
 from smmcl.models import SegNeXtRGBXConfig, build_segnext_rgbx
 
 NUM_CLASSES = 6  # common.synthetic CLASS_NAMES; stored void (0) becomes ignore via gt - 1
+SIZE = (60, 80)
+BATCH = 4
+# At 60x80 the stage-4 grid is only 2x3 cells per image, so the official minimum of 5 cells per (image,
+# class) anchor group would almost never be met and the contrastive terms would vanish. The demo lowers it
+# to 2 (a demo-only setting; everything else is the official loss).
+DEMO_MIN_VIEWS = 2
 
 
-def _train(
-    data: RGBXDataset, contrastive: bool, seconds: float, seed: int = 0
-) -> tuple[torch.nn.Module, int]:
-    """AdamW (official groups) for a fixed wall-clock budget; returns the model and the step count."""
+def _model(seed: int):
     torch.manual_seed(seed)
     model = build_segnext_rgbx(
         SegNeXtRGBXConfig(arch="mscan_t", num_classes=NUM_CLASSES, decoder_channels=64, ham_rank=8)
     )
-    model.criterion.cfg = SMMCLLossConfig(contrastive=contrastive)
     model.backbone.fconv1.requires_grad_(False)
+    return model
+
+
+class _SharedBatches:
+    """Augmented batches drawn once (shuffled epochs, seeded) and cached, so a second run sees the same ones."""
+
+    def __init__(self, data: RGBXDataset, seed: int) -> None:
+        self.data, self.seed, self.cache = data, seed, []
+        self._it = None
+
+    def get(self, i: int) -> dict:
+        while len(self.cache) <= i:
+            if self._it is None:
+                torch.manual_seed(self.seed + len(self.cache))  # augmentation randomness per epoch
+                loader = torch.utils.data.DataLoader(
+                    self.data,
+                    batch_size=BATCH,
+                    shuffle=True,
+                    drop_last=True,
+                    generator=torch.Generator().manual_seed(self.seed + len(self.cache)),
+                )
+                self._it = iter(loader)
+            try:
+                self.cache.append(next(self._it))
+            except StopIteration:
+                self._it = None
+        return self.cache[i]
+
+
+def _train(
+    batches: _SharedBatches, contrastive: bool, seed: int, *, steps: int | None, seconds: float
+) -> tuple[torch.nn.Module, int, float]:
+    """AdamW (official groups) for `steps` steps, or (steps None) until `seconds` have passed.
+
+    Returns the model, the number of steps taken and the seconds spent.
+    """
+    model = _model(seed)
+    model.criterion.cfg = SMMCLLossConfig(contrastive=contrastive, min_views_per_class=DEMO_MIN_VIEWS)
     opt = torch.optim.AdamW(model.param_groups(), lr=1e-3, weight_decay=0.01)
-    loader = torch.utils.data.DataLoader(data, batch_size=4, shuffle=True, drop_last=True)
     model.train()
-    steps, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        for batch in loader:
-            loss = sum(model.training_step(batch).values())
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            steps += 1
-            if time.perf_counter() - start >= seconds:
-                break
-    return model, steps
+    start, step = time.perf_counter(), 0
+    while (step < steps) if steps is not None else (step < 20 or time.perf_counter() - start < seconds):
+        batch = batches.get(step)  # drawn outside the RNG stream below only on the first run
+        torch.manual_seed(seed * 1_000_003 + step)  # drop-path masks and anchor sampling, per step
+        opt.zero_grad(set_to_none=True)
+        loss = sum(model.training_step(batch).values())
+        loss.backward()
+        opt.step()
+        step += 1
+    return model, step, time.perf_counter() - start
 
 
-def run_demo(out_dir: Path, minutes: float = 3.0) -> str:
+def run_demo(out_dir: Path, minutes: float = 3.0, seed: int = 0) -> str:
     """Markdown section with the two mIoUs and overlay links (relative to out_dir's parent)."""
     from common.synthetic import write_rgbx_scenes
 
@@ -50,31 +92,49 @@ def run_demo(out_dir: Path, minutes: float = 3.0) -> str:
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
     root = write_rgbx_scenes(
-        out_dir / "data", modality="depth", low_light=True, n_train=24, n_test=8, size=(60, 80), seed=0
+        out_dir / "data", modality="depth", low_light=True, n_train=24, n_test=8, size=SIZE, seed=0
     )
     cfg = RGBXDatasetConfig(
-        root=str(root), num_classes=NUM_CLASSES, label_offset=-1, crop=(60, 80), scales=(0.75, 1.0, 1.25)
+        root=str(root), num_classes=NUM_CLASSES, label_offset=-1, crop=SIZE, scales=(0.75, 1.0, 1.25)
     )
     train, test = RGBXDataset(cfg, "train"), RGBXDataset(cfg, "test", train=False)
-    ecfg = EvalConfig(crop=(60, 80), exclude=(), save_overlays=2)
-    rows, links = [], []
+    ecfg = EvalConfig(crop=SIZE, exclude=(), save_overlays=2)
+    # The CE-only run trains for its share of the budget (at least 20 steps); the SMMCL run then takes
+    # exactly as many steps on the same cached batches.
+    batches = _SharedBatches(train, seed)
+    rows, links, miou, steps = [], [], {}, None
     for name, contrastive in (("CE only (Base)", False), ("CE + SMMCL", True)):
-        model, steps = _train(train, contrastive, 60.0 * minutes / 2)
+        model, steps, seconds = _train(batches, contrastive, seed, steps=steps, seconds=60.0 * minutes / 2.3)
         tag = "smmcl" if contrastive else "base"
         metrics = evaluate(model, test, ecfg, NUM_CLASSES, overlay_dir=out_dir / f"overlays_{tag}")
+        miou[tag] = 100 * float(metrics["miou"])
         rows.append(
-            f"| {name} | {steps} | {100 * float(metrics['miou']):.1f} | {100 * float(metrics['pixel_acc']):.1f} |"
+            f"| {name} | {steps} | {seconds:.0f} | {miou[tag]:.1f} | {100 * float(metrics['pixel_acc']):.1f} |"
         )
         for p in sorted((out_dir / f"overlays_{tag}").glob("*.png")):
             links.append(f"![{name} {p.stem}]({p.relative_to(out_dir.parent).as_posix()})")
+    delta = miou["smmcl"] - miou["base"]
+    verdict = (
+        f"With the contrastive terms the held-out mIoU is {abs(delta):.1f} points "
+        f"{'higher' if delta > 0 else 'lower'} than CE only"
+        if abs(delta) >= 0.05
+        else "Both runs reach the same held-out mIoU"
+    )
     return "\n".join(
         [
-            f"Synthetic low-light RGB-D rooms (60x80, 24 train / 8 held-out scenes), MSCAN-T dual branch, "
-            f"{minutes / 2:.1f} min CPU training per run; overlays show RGB | prediction | ground truth.",
+            f"Synthetic low-light RGB-D rooms ({SIZE[0]}x{SIZE[1]}, 24 train / 8 held-out scenes), MSCAN-T dual "
+            f"branch, batch {BATCH}. Both runs: seed {seed}, the same initial weights, the same {steps} "
+            "pre-drawn augmented batches, AdamW lr 1e-3; only the loss differs (CE vs CE + 0.2 x (cross-modal "
+            f"+ intra-RGB + intra-depth) contrast, with min {DEMO_MIN_VIEWS} cells per anchor group because the "
+            "stage-4 grid is only 2x3 here). Overlays show RGB | prediction | ground truth.",
             "",
-            "| run | steps | held-out mIoU % | pixel acc % |",
-            "|---|---|---|---|",
+            "| run | steps | train s | held-out mIoU % | pixel acc % |",
+            "|---|---|---|---|---|",
             *rows,
+            "",
+            f"{verdict} after {steps} steps. This is one seed of a few CPU minutes at toy resolution: a "
+            "difference of a few points is within run-to-run variation and says nothing about the paper's "
+            "claim, which concerns full-resolution training on real low-light data.",
             "",
             *links,
         ]
