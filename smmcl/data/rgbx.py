@@ -42,6 +42,10 @@ class RGBXDatasetConfig:
     crop: tuple[int, int] = (480, 640)
     scales: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
     flip: bool = True
+    # >0: the official training-epoch length batch * (N // batch + 1) (LLRGBD, batch 16: 1418 -> 1424 items);
+    # the extra items are uniformly random files, drawn per item in O(1) (the official code rebuilds an O(N)
+    # permutation per item to the same effect). 0: one pass over the list.
+    epoch_padding_batch: int = 0
 
 
 def parse_list(path: Path) -> list[str]:
@@ -104,7 +108,16 @@ class RGBXDataset(Dataset):
         return out
 
     def __len__(self) -> int:
-        return len(self.names)
+        n, b = len(self.names), self.cfg.epoch_padding_batch
+        return b * (n // b + 1) if self.train and b > 0 else n
+
+    def name_for(self, idx: int) -> str:
+        """File stem of item `idx`; indices past the list (epoch padding) pick a uniformly random file."""
+        if not 0 <= idx < len(self):
+            raise IndexError(f"index {idx} out of range for {len(self)} items")
+        if idx < len(self.names):
+            return self.names[idx]
+        return self.names[int(torch.randint(len(self.names), ()))]
 
     def read(self, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Raw (rgb HxWx3 float32 [0,1], aux HxWx3 float32 [0,1], label HxW uint8) before augmentation."""
@@ -141,7 +154,7 @@ class RGBXDataset(Dataset):
         return np.ascontiguousarray(rgb), np.ascontiguousarray(aux), label.astype(np.uint8)
 
     def __getitem__(self, idx: int) -> dict[str, Tensor]:
-        rgb, aux, label = self.read(self.names[idx])
+        rgb, aux, label = self.read(self.name_for(idx))
         if self.train:
             rgb, aux, label = augment(rgb, aux, label, self.cfg)
         return to_tensors(rgb, aux, label)

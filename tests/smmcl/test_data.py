@@ -88,3 +88,23 @@ def test_errors_name_the_file(tmp_path):
         RGBXDataset(RGBXDatasetConfig(root=str(tmp_path)))
     with pytest.raises(FileNotFoundError, match="test.txt"):
         parse_list(tmp_path / "test.txt")
+
+
+def test_official_epoch_padding(tmp_path):
+    """LLRGBD: 1418 items, batch 16 -> 16 * (1418 // 16 + 1) = 1424; the extras are random files."""
+    synthetic = pytest.importorskip("common.synthetic")
+    root = synthetic.write_rgbx_scenes(tmp_path / "s", n_train=5, n_test=1, size=(60, 80), seed=0)
+    base = RGBXDatasetConfig(root=str(root), crop=(48, 64), num_classes=6)
+    assert len(RGBXDataset(base, split="train")) == 5
+    for batch, length in ((2, 6), (4, 8), (16, 16)):
+        cfg = RGBXDatasetConfig(root=str(root), crop=(48, 64), num_classes=6, epoch_padding_batch=batch)
+        assert len(RGBXDataset(cfg, split="train")) == length
+        assert len(RGBXDataset(cfg, split="test")) == 1  # evaluation is never padded
+    ds = RGBXDataset(RGBXDatasetConfig(root=str(root), num_classes=6, epoch_padding_batch=4), split="train")
+    assert [ds.name_for(i) for i in range(5)] == ds.names
+    torch.manual_seed(0)
+    extras = [ds.name_for(i) for i in (5, 6, 7) for _ in range(40)]
+    assert set(extras) == set(ds.names)  # uniform over the files
+    assert ds[7]["label"].shape == (480, 640)  # default crop
+    with pytest.raises(IndexError):
+        ds.name_for(8)
