@@ -186,3 +186,26 @@ def test_pixel_centers_option_matches_common_writer_geometry(tmp_path: Path) -> 
         )
         torch.testing.assert_close(at, rays[rows, cols])
     assert wrong[True] <= 1 and wrong[False] >= 10, wrong
+
+
+def test_srn_loader_resizes_to_64_with_scaled_intrinsics(tmp_path: Path) -> None:
+    """SRN views are area-resized to 64 by default (SMCL's head needs 64x64); focal, centre, bbox scale."""
+    from common.synthetic import write_srn_dataset
+
+    root = write_srn_dataset(
+        tmp_path / "srn", name="displays", n_instances=(1, 0, 0), n_views=2, image_size=128
+    )
+    assert SRNDatasetConfig().image_size == 64
+    small = SRNDataset(SRNDatasetConfig(root=str(root), name="displays"))[0]
+    full = SRNDataset(SRNDatasetConfig(root=str(root), name="displays", image_size=128))[0]
+    assert small["images"].shape == (2, 3, 64, 64) and full["images"].shape == (2, 3, 128, 128)
+    # area interpolation by an exact factor 2 is the 2x2 mean
+    pooled = torch.nn.functional.avg_pool2d(full["images"], 2)
+    torch.testing.assert_close(small["images"], pooled, atol=1e-5, rtol=0)
+    assert math.isclose(float(small["focal"]), 1.025 * 128 / 2, rel_tol=1e-6)
+    torch.testing.assert_close(small["c"], full["c"] / 2)
+    torch.testing.assert_close(small["bbox"], full["bbox"] / 2)
+    torch.testing.assert_close(small["poses"], full["poses"])
+    assert math.isclose(float(small["near"]), 0.8, rel_tol=1e-6) and math.isclose(
+        float(small["far"]), 1.8, rel_tol=1e-6
+    )

@@ -23,7 +23,10 @@ class SRNDatasetConfig:
     root: str = ""
     name: str = "cars"  # category; "chairs" selects bounds 1.25-2.75, others 0.8-1.8
     split: str = "train"
-    image_size: int = 128  # resized with area interpolation (focal, centre, bbox scaled)
+    # pixelNeRF resizes SRN views with area interpolation (focal, centre and bbox scaled by the same factor,
+    # taken from the actual image width); SMCL's latent head (Linear 2048 -> 128) needs 64x64 inputs, so 64
+    # is the default here (pixelNeRF's own SRN setting is 128).
+    image_size: int = 64
 
 
 def read_srn_intrinsics(path: Path) -> tuple[float, float, float, int, int]:
@@ -59,15 +62,22 @@ class SRNDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Tensor]:
         d = self.instances[index]
-        f, cx, cy, h0, w0 = read_srn_intrinsics(d / "intrinsics.txt")
+        f, cx, cy, _, _ = read_srn_intrinsics(d / "intrinsics.txt")
         rgbs = sorted((d / "rgb").glob("*.png"))
         poses_p = sorted((d / "pose").glob("*.txt"))
         if not rgbs or len(rgbs) != len(poses_p):
             raise DatasetFormatError(f"{d}: {len(rgbs)} images in rgb/ but {len(poses_p)} poses in pose/")
         s = self.cfg.image_size
-        images, poses, bboxes = [], [], []
+        images, poses, bboxes, width = [], [], [], None
         for ip, pp in zip(rgbs, poses_p):
             raw = _load_rgb(ip)
+            if raw.shape[0] != raw.shape[1]:
+                raise DatasetFormatError(f"{ip}: SRN views must be square, got {raw.shape[1]}x{raw.shape[0]}")
+            if width is not None and raw.shape[1] != width:
+                raise DatasetFormatError(
+                    f"{ip}: image size {raw.shape[1]} differs from the first view's {width}"
+                )
+            width = raw.shape[1]
             mask = np.any(raw < 1.0, axis=-1)  # not pure white
             img = cv2.resize(raw, (s, s), interpolation=cv2.INTER_AREA) if raw.shape[0] != s else raw
             try:
@@ -77,7 +87,7 @@ class SRNDataset(Dataset):
             images.append(img)
             poses.append(pose @ T_CAM)
             bboxes.append(mask_bbox(mask, ip) * (s / raw.shape[1]))
-        scale = s / w0
+        scale = s / width  # the actual image width, as pixelNeRF (intrinsics may describe another size)
         return {
             "images": torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous(),
             "poses": torch.from_numpy(np.stack(poses)).float(),
