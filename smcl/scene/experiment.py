@@ -13,7 +13,7 @@ from torch import Tensor
 from common.engine import TrainConfig
 from smcl.scene.data import SceneData, get_rays_papr, load_blender, load_llff, load_nsvf
 from smcl.scene.losses import PhotometricLoss
-from smcl.scene.models.point_gcl import PointGCL, PointGCLConfig
+from smcl.scene.models.point_gcl import PointGCL, PointGCLConfig, compat_last_chunk_tiled_features
 from smcl.scene.models.scene_model import SceneModel, SceneModelConfig, init_points, lr_lambda, param_groups
 from smcl.scene.points import read_points
 
@@ -36,6 +36,9 @@ class PointsConfig:
     path: str | None = None  # prepared cloud (.npy/.pcd/.ply), unscaled scene units
     gcl_weights: str | None = None  # PointGCL state dict; None -> zero features
     gcl: PointGCLConfig = field(default_factory=PointGCLConfig)
+    # aligned: one feature per point, in point order (the paper's intent); compat_last_chunk_tiled: the
+    # official initialisation (last file-order chunk's 20 node embeddings tiled over all points)
+    feature_mode: str = "aligned"
 
 
 @dataclass(frozen=True)
@@ -105,7 +108,14 @@ def build_model(cfg: ExperimentConfig) -> SceneModel:
         from common.checkpoint import load_checkpoint, load_state_dict_strict
 
         load_state_dict_strict(gcl, load_checkpoint(cfg.points.gcl_weights), source=cfg.points.gcl_weights)
-        feats = gcl.point_features(pts / cfg.model.coord_scale)
+        if cfg.points.feature_mode == "aligned":
+            feats = gcl.point_features(pts / cfg.model.coord_scale)
+        elif cfg.points.feature_mode == "compat_last_chunk_tiled":
+            feats = compat_last_chunk_tiled_features(gcl, pts / cfg.model.coord_scale)
+        else:
+            raise ValueError(
+                f"points.feature_mode must be 'aligned' or 'compat_last_chunk_tiled', got {cfg.points.feature_mode!r}"
+            )
     return SceneModel(cfg.model, pts, feats)
 
 

@@ -141,6 +141,23 @@ class PointGCL(nn.Module):
         return feats
 
 
+@torch.no_grad()
+def compat_last_chunk_tiled_features(model: PointGCL, points: Tensor, n_out: int | None = None) -> Tensor:
+    """The official initial point features (spec 2.5, defect): embed the file-order chunks of `points`,
+    keep only the node embeddings of the LAST chunk (S x 64) and tile them, row r = z_last[r mod S]
+    (n_out rows, default len(points)). Not aligned with the points; for reproducing the official runs."""
+    import dataclasses
+
+    cfg = dataclasses.replace(model.cfg, blocks="file_chunks")
+    was = model.training
+    model.eval()
+    last = points[make_blocks(points, cfg)[-1]][None]
+    z, _ = model.encoder(last, block_adjacency(last, cfg))
+    model.train(was)
+    n = points.shape[0] if n_out is None else n_out
+    return z[0][torch.arange(n, device=points.device) % z.shape[1]]
+
+
 def info_nce(a: Tensor, b: Tensor, tau: float) -> Tensor:
     """Symmetric InfoNCE: cosine / tau, positives on the diagonal, in-batch negatives."""
     sim = F.normalize(a, dim=-1) @ F.normalize(b, dim=-1).T / tau

@@ -33,7 +33,7 @@ class RMSAConfig:
     act: str = "relu"  # relu | leakyrelu (0.2, lego)
     num_heads: int = 1  # official: 1
     normalize_topk: bool = True
-    chunk_rays: int = 128  # rays per block of the fused path (keeps intermediates cache-resident)
+    chunk_rays: int = 512  # rays per block of the fused path (keeps intermediates cache-resident)
     ckpt_rays: int = 4096  # with gradients: recompute blocks of this many rays in backward ...
     ckpt_min_rays: int = 8192  # ... when a call has more rays than this (0 disables checkpointing)
 
@@ -61,7 +61,7 @@ def topk_points_per_ray(
     rays_d: Tensor,
     k: int,
     *,
-    ray_chunk: int = 128,
+    ray_chunk: int = 256,
     point_chunk: int = 8192,
     form: str = "expanded",
     margin: int | None = None,

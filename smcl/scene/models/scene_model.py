@@ -37,7 +37,7 @@ class SceneModelConfig:
     add_knn: int = 10
     add_mix: int = 3
     compat_uncapped_add: bool = False  # official bug: ignore max_num_pts when adding
-    ray_chunk: int = 128
+    ray_chunk: int = 256
     point_chunk: int = 8192
     topk_form: str = "expanded"  # "direct": the official distance on every pair (same selection, slower)
     unet_width: int = 128
