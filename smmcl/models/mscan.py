@@ -100,6 +100,50 @@ class OverlapPatchEmbed(nn.Module):
         return self.norm(self.proj(x))
 
 
+class _DepthwiseSame(torch.autograd.Function):
+    """Stride-1 'same' depthwise conv whose backward avoids oneDNN's slow depthwise backward kernels.
+
+    grad_input is the forward kernel run on the gradient with the flipped filter (exact algebra, fast NHWC
+    kernel); grad_weight sums gradient x shifted input per tap. Used by the fast path in training for the
+    1xk strips and the 5x5 conv, whose built-in backward is several times slower than the kx1 twins'.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor, ph: int, pw: int) -> Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.pad = (ph, pw)
+        return F.conv2d(x, weight, bias, padding=(ph, pw), groups=weight.shape[0])
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        x, weight = ctx.saved_tensors
+        ph, pw = ctx.pad
+        c, _, kh, kw = weight.shape
+        grad = grad.contiguous(memory_format=torch.channels_last)  # in the forward's compute dtype
+        gx = gw = gb = None
+        if ctx.needs_input_grad[0]:
+            wf = weight.to(grad.dtype).flip(2, 3)
+            gx = F.conv2d(grad, wf, padding=(kh - 1 - ph, kw - 1 - pw), groups=c).to(x.dtype)
+        if ctx.needs_input_grad[1]:
+            xp = F.pad(x.to(grad.dtype), (pw, kw - 1 - pw, ph, kh - 1 - ph))
+            h, w = grad.shape[2:]
+            taps = [
+                (grad * xp[:, :, i : i + h, j : j + w]).sum((0, 2, 3), dtype=torch.float32)
+                for i in range(kh)
+                for j in range(kw)
+            ]
+            gw = torch.stack(taps, 1).view(c, 1, kh, kw).to(weight.dtype)
+        if ctx.needs_input_grad[2]:
+            gb = grad.sum((0, 2, 3), dtype=torch.float32).to(weight.dtype)
+        return gx, gw, gb, None, None
+
+
+def _depthwise(conv: nn.Conv2d, x: Tensor, custom_backward: bool) -> Tensor:
+    if custom_backward and torch.is_grad_enabled() and conv.bias is not None:
+        return _DepthwiseSame.apply(x, conv.weight, conv.bias, *conv.padding)
+    return conv(x)
+
+
 class AttentionModule(nn.Module):
     """MSCA: depthwise 5x5 then three strip-conv pairs (7, 11, 21), summed, 1x1 conv, gates the input."""
 
@@ -114,9 +158,17 @@ class AttentionModule(nn.Module):
         self.conv2_2 = nn.Conv2d(dim, dim, (21, 1), padding=(10, 0), groups=dim)
         self.conv3 = PWConv(dim, dim)
 
+    fast: bool = False  # set by SegNeXtRGBX.set_fast: custom backward for the 1xk strips and the 5x5 conv
+
     def forward(self, x: Tensor) -> Tensor:
-        a = self.conv0(x)
-        s = a + self.conv0_2(self.conv0_1(a)) + self.conv1_2(self.conv1_1(a)) + self.conv2_2(self.conv2_1(a))
+        cb = self.fast and x.is_contiguous(memory_format=torch.channels_last)
+        a = _depthwise(self.conv0, x, cb)
+        s = (
+            a
+            + self.conv0_2(_depthwise(self.conv0_1, a, cb))
+            + self.conv1_2(_depthwise(self.conv1_1, a, cb))
+            + self.conv2_2(_depthwise(self.conv2_1, a, cb))
+        )
         return self.conv3(s) * x
 
 

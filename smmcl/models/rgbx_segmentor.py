@@ -17,6 +17,7 @@ from smmcl.losses import SMMCLLoss, SMMCLLossConfig
 from smmcl.models.ham_head import LightHamHead
 from smmcl.models.mscan import (
     MSCAN_VARIANTS,
+    AttentionModule,
     PWConv,
     build_stages,
     init_weights,
@@ -238,7 +239,7 @@ class SegNeXtRGBX(nn.Module):
         self.fast = bool(fast)
         self.decode_head.hamburger.ham.fast = self.fast
         for m in self.modules():
-            if isinstance(m, PWConv):
+            if isinstance(m, (PWConv, AttentionModule)):
                 m.fast = self.fast
         return self
 
