@@ -33,6 +33,9 @@ def test_all_configs_load(monkeypatch):
     assert cfgs["hotdog"].model.select_k == 30
     assert cfgs["Caterpillar"].model.rmsa.num_freqs_k == 4 and cfgs["Caterpillar"].data.patch == (180, 180)
     assert cfgs["Ignatius"].lr.schedule == "cosine" and cfgs["Ignatius"].model.coord_scale == 50.0
+    # AMP fp16 on CUDA (the engine falls back to fp32 on CPU) except Caterpillar (spec 3.4)
+    assert cfgs["Caterpillar"].train.precision == "fp32"
+    assert all(c.train.precision == "fp16" for k, c in cfgs.items() if k != "Caterpillar")
 
 
 def test_smoke_train_on_lego_sample(shared_data, tmp_path, monkeypatch):

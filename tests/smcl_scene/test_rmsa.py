@@ -53,11 +53,19 @@ def test_expanded_selection_equals_direct_on_scaled_scene():
     assert torch.allclose(dist, ref_d.sort(1).values, atol=1e-5)
 
 
+def test_topk_ignores_autocast():
+    pts, o, d = _scaled_scene(4000, 100)
+    ref = topk_points_per_ray(pts, o, d, 20)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = topk_points_per_ray(pts, o, d, 20)
+    assert torch.equal(out[0], ref[0]) and out[1].dtype == torch.float32
+
+
 @pytest.mark.parametrize(
     "cfg",
     [
         RMSAConfig(chunk_rays=7),
-        RMSAConfig(num_heads=4, act="leakyrelu", v_skip_layer=5, chunk_rays=16),
+        RMSAConfig(num_heads=4, act="leakyrelu", v_skip_layer=5, chunk_rays=16, hidden=64, d_model=64),
         RMSAConfig(num_freqs_k=4, num_freqs_q=4, num_freqs_v=3, hidden=64, d_model=64),
     ],
 )

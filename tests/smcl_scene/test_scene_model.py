@@ -138,3 +138,16 @@ def test_renderer_learns_a_colour():
         opt.step()
         losses.append(float(loss))
     assert losses[-1] < 0.2 * losses[0]
+
+
+def test_sphere_init_fibonacci():
+    p = init_points(SceneModelConfig(init_type="sphere", init_num=500, init_scale=1.2, coord_scale=10))
+    assert p.shape == (500, 3)
+    r = p.norm(dim=-1)
+    assert torch.allclose(r, torch.full_like(r, 12.0), atol=1e-4)  # on the sphere of radius s
+    # Fibonacci lattice: z uniformly spaced in (-s, s), so nearly uniform coverage of the sphere
+    z = p[:, 2].sort().values / 12.0
+    assert torch.allclose(z, torch.linspace(-1 + 1 / 500, 1 - 1 / 500, 500), atol=1e-4)
+    assert abs(float(p.mean(0).norm())) < 0.2  # balanced around the centre
+    with pytest.raises(ValueError, match="init_type"):
+        init_points(SceneModelConfig(init_type="torus"))

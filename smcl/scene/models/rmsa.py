@@ -84,6 +84,13 @@ def topk_points_per_ray(
     if form not in ("direct", "expanded"):
         raise ValueError(f"form must be 'direct' or 'expanded', got {form!r}")
     kc = k if form == "direct" else min(points.shape[0], k + (k if margin is None else margin))
+    with torch.autocast(points.device.type, enabled=False):  # distances always in fp32
+        return _topk_tiled(
+            points.float(), rays_o.float(), rays_d.float(), k, kc, ray_chunk, point_chunk, form
+        )
+
+
+def _topk_tiled(points, rays_o, rays_d, k, kc, ray_chunk, point_chunk, form):
     out_i, out_d = [], []
     for r0 in range(0, rays_o.shape[0], ray_chunk):
         o, d = rays_o[r0 : r0 + ray_chunk], rays_d[r0 : r0 + ray_chunk]
