@@ -291,7 +291,9 @@ def report(jobs: list[dict], results: list[dict], check: dict, a: argparse.Names
             "",
             "Optimisations of the fast path (state_dict unchanged, so official checkpoints load): channels_last "
             "execution (oneDNN's NHWC depthwise kernels; the 1x21 strip convs lose their 4x penalty against the "
-            "21x1 twins and give bit-identical results), 1x1 convs as GEMMs on the NHWC view, NMF2D on the NHWC "
+            "21x1 twins and give bit-identical results), 1x1 convs as GEMMs on the NHWC view, a custom backward for "
+            "the 1xk strip and 5x5 depthwise convs (oneDNN's depthwise backward is several times slower there), "
+            "NMF2D on the NHWC "
             "token view in fp32 (also under autocast), projectors skipped at inference, the unused stage-1 fusion "
             "conv not computed, no host syncs in the loss; training: optional activation checkpointing of the "
             "MSCAN blocks (`model.checkpoint_stages`), gradients set to None; bf16 = `torch.autocast` "
