@@ -28,15 +28,6 @@ def _mse(model, scene, rays):
         )
 
 
-@pytest.fixture
-def one_thread():
-    """Small networks: one thread is fastest and immune to OpenMP stalls on a loaded shared CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_renderer_learns_synthetic_scene(tmp_path, one_thread):
     torch.manual_seed(0)
     root = write_nerf_synthetic(

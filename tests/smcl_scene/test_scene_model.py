@@ -128,7 +128,7 @@ def test_lr_schedules():
     assert lr_lambda("cosine", 0, 100)(100) == pytest.approx(0.0, abs=1e-12)
 
 
-def test_renderer_learns_a_colour():
+def test_renderer_learns_a_colour(one_thread):
     m, opt = _model(n=100)
     losses = []
     for step in range(40):
