@@ -195,17 +195,19 @@ def pixelnerf_rays(
 ) -> Tensor:
     """pixelNeRF rays at integer pixels: dir_cam = ((i-cx)/f, -(j-cy)/f, -1), normalised, rotated.
 
-    poses (..., 4, 4) camera->world -> rays (..., H, W, 8) = [origin, unit dir, near, far].
+    poses (..., 4, 4) camera->world -> rays (..., H, W, 8) = [origin, unit dir, near, far]. Built on
+    common.rays.get_rays (OpenGL axes, pixel_center=False: pixelNeRF's integer-pixel convention; the
+    loaders' pixel_centers option moves c instead).
     """
-    j, i = torch.meshgrid(
-        torch.arange(height, dtype=poses.dtype), torch.arange(width, dtype=poses.dtype), indexing="ij"
-    )
+    from common.rays import get_rays
+
     f = torch.as_tensor(focal, dtype=poses.dtype)
-    d = torch.stack([(i - c[0]) / f, -(j - c[1]) / f, -torch.ones_like(i)], dim=-1)
-    d = d / d.norm(dim=-1, keepdim=True)
-    rot = poses[..., None, None, :3, :3]
-    dirs = (rot @ d[..., None]).squeeze(-1)
-    origins = poses[..., None, None, :3, 3].expand_as(dirs)
+    c = torch.as_tensor(c, dtype=poses.dtype)
+    K = torch.stack(
+        [torch.stack([f, f * 0, c[0]]), torch.stack([f * 0, f, c[1]]), c.new_tensor([0.0, 0.0, 1.0])]
+    )
+    origins, dirs = get_rays(height, width, K, poses, pixel_center=False, convention="opengl")
+    dirs = dirs / dirs.norm(dim=-1, keepdim=True)
     nf = torch.tensor([near, far], dtype=poses.dtype).expand(*dirs.shape[:-1], 2)
     return torch.cat([origins, dirs, nf], dim=-1)
 
