@@ -33,7 +33,7 @@ class RMSAConfig:
     act: str = "relu"  # relu | leakyrelu (0.2, lego)
     num_heads: int = 1  # official: 1
     normalize_topk: bool = True
-    chunk_rays: int = 512  # rays per block of the fused path (keeps intermediates cache-resident)
+    chunk_rays: int = 4096  # rays per block of the fused path (bounds intermediates; fewer, larger ops)
     ckpt_rays: int = 4096  # with gradients: recompute blocks of this many rays in backward ...
     ckpt_min_rays: int = 8192  # ... when a call has more rays than this (0 disables checkpointing)
 
@@ -282,8 +282,9 @@ class ProximityAttention(nn.Module):
     """Embeddings + attention layer; `forward` returns ray features (R, d_value) and a_bkg (R, 1).
 
     `forward` is a fused, blocked evaluation of exactly the function of `forward_reference` (the
-    straightforward form, kept for tests): rays are processed in blocks of `chunk_rays` so every
-    intermediate stays in cache; the three key/value positional encodings share one sin/cos pass; the
+    straightforward form, kept for tests): rays are processed in blocks of `chunk_rays` (bounded
+    intermediates; small blocks are cache-friendlier on one thread but multiply OpenMP barriers, which
+    stall on a shared CPU with 2 threads, so the default is large); the three key/value positional encodings share one sin/cos pass; the
     key output LayerNorm and W_k are folded into the query side (score = q'.(W_k LN(y) + b_k) =
     ((y - mu) . u) / (std + eps) + c with u = a * W_k^T q', c = q'.(W_k b + b_k)), so neither the
     normalised keys nor W_k k are materialised (W_k costs one GEMV per ray instead of a GEMM per
