@@ -3,7 +3,9 @@ evaluation, checkpoints and bit-exact resume (STYLE 2.5).
 
 Paper packages supply a model with `training_step(batch) -> dict[str, Tensor]` (named, already weighted
 loss terms that the engine sums) and optionally `param_groups(cfg) -> list[dict]` (custom optimiser groups)
-and `on_step_end(step)` (called after every optimizer step with the number of steps done).
+`before_step(step) -> bool` (called before step `step` outside the DDP forward; True means the model
+replaced Parameters, e.g. point pruning, and DDP is re-wrapped) and `on_step_end(step)` (called after every
+optimizer step with the number of steps done).
 """
 
 from __future__ import annotations
@@ -203,20 +205,24 @@ class Trainer:
             log.warning("precision fp16 needs CUDA; running fp32 on %s", self.info.device)
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16 if cuda else None}.get(cfg.precision)
         self.scaler = torch.amp.GradScaler("cuda", enabled=cuda and cfg.precision == "fp16")
-        step_module = _StepModule(self.model)
-        if self.info.distributed:
-            ids = [self.info.device.index] if cuda else None
-            self.step_module: nn.Module = DistributedDataParallel(
-                step_module, device_ids=ids, find_unused_parameters=cfg.find_unused_parameters
-            )
-        else:
-            self.step_module = step_module
+        self.step_module: nn.Module = self._wrap_model()
         self.loader: DataLoader | None = None
         self.sampler: ResumableSampler | None = None
         if not callable(train_data) or isinstance(train_data, Dataset):
             self._build_loader(train_data)
         self.step = 0
         self.writer = None
+
+    def _wrap_model(self) -> nn.Module:
+        """The module the step calls: DDP around the model when distributed (rebuilt when the model
+        replaces Parameters, since DDP's gradient hooks are bound to the Parameter objects)."""
+        step_module = _StepModule(self.model)
+        if not self.info.distributed:
+            return step_module
+        ids = [self.info.device.index] if self.info.device.type == "cuda" else None
+        return DistributedDataParallel(
+            step_module, device_ids=ids, find_unused_parameters=self.cfg.find_unused_parameters
+        )
 
     # ------------------------------------------------------------------------------------------ data
     def _build_loader(self, dataset: Dataset) -> None:
@@ -296,6 +302,10 @@ class Trainer:
         t0 = time.perf_counter()
         try:
             while self.step < cfg.max_steps:
+                # optional hook run outside the DDP forward (e.g. point pruning/growth); True = the model
+                # replaced Parameters, so the DDP wrapper must hook the new ones
+                if hasattr(self.model, "before_step") and self.model.before_step(self.step):
+                    self.step_module = self._wrap_model()
                 terms, grad_norm = self._train_step(batches)
                 self.step += 1
                 if hasattr(self.model, "on_step_end"):  # optional hook, e.g. point growth/pruning

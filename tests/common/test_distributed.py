@@ -159,3 +159,70 @@ def test_two_process_gloo_training(tmp_path: Path) -> None:
     ck = sorted((tmp_path / "checkpoints").glob("*.pth"))
     assert [p.name for p in ck] == ["step-00000006.pth"]
     assert len(torch.load(ck[0], weights_only=True)["rng"]) == 2  # RNG state of both ranks
+
+
+GROW_WORKER = textwrap.dedent(
+    """
+    import sys
+    import torch
+    from torch import nn
+    from common.distributed import cleanup_distributed
+    from common.engine import TrainConfig, Trainer
+
+    torch.set_num_threads(1)
+    out = sys.argv[1]
+
+    class Grows(nn.Module):
+        # a Parameter replaced by a bigger one before step 2, like point growth
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.ones(2))
+        def before_step(self, step):
+            if step != 2:
+                return False
+            self.w = nn.Parameter(torch.cat([self.w.detach(), torch.ones(1)]))
+            return True
+        def training_step(self, batch):
+            return {"l": ((self.w - batch["t"][: self.w.numel()]) ** 2).sum()}
+
+    model = Grows()
+
+    class Opt(torch.optim.SGD):  # follows the current Parameter (real models edit their optimiser)
+        def step(self, closure=None):
+            self.param_groups[0]["params"] = [model.w]
+            return super().step(closure)
+
+    cfg = TrainConfig(max_steps=4, batch_size=1, lr=0.1, out_dir=out, tensorboard=False, progress=False,
+                      log_every=0, ckpt_every=0, seed=0)
+    trainer = Trainer(cfg, model, lambda s: {}, devices="cpu", optimizer=Opt([model.w], lr=0.1))
+    rank = trainer.info.rank
+    trainer.train_data = lambda step: {"t": torch.full((3,), float(rank * 4 + step))}
+    trainer.fit()
+    torch.save({"w": model.w.detach()}, f"{out}/grow{rank}.pt")
+    cleanup_distributed()
+    """
+)
+
+
+def test_two_process_ddp_rewraps_replaced_parameters(tmp_path: Path) -> None:
+    """After before_step() replaces a Parameter, gradients are still averaged across ranks."""
+    script = tmp_path / "grow.py"
+    script.write_text(GROW_WORKER)
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    env["OMP_NUM_THREADS"] = "1"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    proc = subprocess.run(
+        [*cmd, str(script), str(tmp_path)], env=env, capture_output=True, text=True, timeout=240, cwd=REPO
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    w0, w1 = (torch.load(tmp_path / f"grow{r}.pt", weights_only=True)["w"] for r in (0, 1))
+    assert w0.shape == (3,) and torch.equal(w0, w1)
+    # hand-derived: SGD lr 0.1 on sum (w - t)^2, gradient averaged over ranks (rank r, step s: t = 4r + s)
+    w = torch.ones(2)
+    for step in range(4):
+        if step == 2:
+            w = torch.cat([w, torch.ones(1)])
+        t = torch.full_like(w, (step + (4 + step)) / 2)
+        w = w - 0.1 * 2 * (w - t)
+    torch.testing.assert_close(w0, w)

@@ -110,12 +110,14 @@ def test_schedule_prunes_then_adds():
     )
     torch.manual_seed(0)
     m = SceneModel(cfg, torch.randn(100, 3))
-    m.update_points(9)
+    assert m.before_step(9) is False
     assert m.points.shape[0] == 100  # nothing before prune_start
     with torch.no_grad():
         m.points_influ_scores[:50] = 1.0
-    m.update_points(10)  # prune (50 kept) then add 7
-    assert m.points.shape[0] == 57
+    old = m.points
+    assert m.before_step(10) is True  # engine hook: prune (50 kept) then add 7, Parameters replaced
+    assert m.points.shape[0] == 57 and m.points is not old
+    assert m.update_points(10) is False and m.points.shape[0] == 57  # training_step's call: once per step
     lego = SceneModelConfig(prune_steps=(40000,), prune_thresholds=(0.0, 0.2))
     mm = SceneModel(lego, torch.randn(30, 3))
     assert mm.prune_threshold(40000) == 0.0 and mm.prune_threshold(40001) == 0.2

@@ -85,6 +85,7 @@ class SceneModel(nn.Module):
         self.renderer = SmallUNet(cfg.rmsa.d_value, 3, cfg.unet_width)
         self.optimizer: torch.optim.Optimizer | None = None
         self.pruned_once = False
+        self._points_step = -1  # last step update_points ran for (the engine hook and training_step share it)
         # kept out of the module tree so the state dict keeps the official layout
         object.__setattr__(self, "loss_fn", PhotometricLoss(0.0))
 
@@ -151,11 +152,21 @@ class SceneModel(nn.Module):
         i = bisect.bisect_left(list(self.cfg.prune_steps), step)
         return self.cfg.prune_thresholds[min(i, len(self.cfg.prune_thresholds) - 1)]
 
-    def update_points(self, step: int) -> None:
-        """Prune / add on the spec 2.8 schedule (called at the start of each training step)."""
+    def before_step(self, step: int) -> bool:
+        """common.engine hook, run outside the DDP forward: True when the per-point Parameters were
+        replaced, so that the engine re-wraps DDP around the new ones."""
+        return self.update_points(step)
+
+    def update_points(self, step: int) -> bool:
+        """Prune / add on the spec 2.8 schedule at the start of step `step` (once per step: the engine's
+        before_step and training_step both call it); True when the per-point Parameters were replaced."""
+        if step == self._points_step:
+            return False
+        self._points_step = step
         c = self.cfg
+        changed = False
         if c.prune_every > 0 and c.prune_start <= step < c.prune_stop and step % c.prune_every == 0:
-            self.prune(self.prune_threshold(step))
+            changed |= self.prune(self.prune_threshold(step)) > 0
             self.pruned_once = True
         if (
             self.pruned_once
@@ -163,7 +174,8 @@ class SceneModel(nn.Module):
             and c.add_start <= step < c.add_stop
             and step % c.add_every == 0
         ):
-            self.add_points(c.add_num)
+            changed |= self.add_points(c.add_num) > 0
+        return changed
 
     @torch.no_grad()
     def prune(self, threshold: float) -> int:
