@@ -130,24 +130,22 @@ WORKER = textwrap.dedent(
 )
 
 
-def test_two_process_gloo_training(tmp_path: Path) -> None:
+def run_two_ranks(worker: str, tmp_path: Path) -> None:
+    """Run `worker` (a script taking the output folder) under torchrun with 2 gloo ranks on CPU."""
     script = tmp_path / "worker.py"
-    script.write_text(WORKER)
+    script.write_text(worker)
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     env["OMP_NUM_THREADS"] = "1"
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node",
-        "2",
-        str(script),
-        str(tmp_path),
-    ]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240, cwd=REPO)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    proc = subprocess.run(
+        [*cmd, str(script), str(tmp_path)], env=env, capture_output=True, text=True, timeout=240, cwd=REPO
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
+
+
+def test_two_process_gloo_training(tmp_path: Path) -> None:
+    run_two_ranks(WORKER, tmp_path)
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
     for k in r0["final"]:
         assert torch.equal(r0["final"][k], r1["final"][k]), k
@@ -206,16 +204,7 @@ GROW_WORKER = textwrap.dedent(
 
 def test_two_process_ddp_rewraps_replaced_parameters(tmp_path: Path) -> None:
     """After before_step() replaces a Parameter, gradients are still averaged across ranks."""
-    script = tmp_path / "grow.py"
-    script.write_text(GROW_WORKER)
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    env["OMP_NUM_THREADS"] = "1"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    proc = subprocess.run(
-        [*cmd, str(script), str(tmp_path)], env=env, capture_output=True, text=True, timeout=240, cwd=REPO
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    run_two_ranks(GROW_WORKER, tmp_path)
     w0, w1 = (torch.load(tmp_path / f"grow{r}.pt", weights_only=True)["w"] for r in (0, 1))
     assert w0.shape == (3,) and torch.equal(w0, w1)
     # hand-derived: SGD lr 0.1 on sum (w - t)^2, gradient averaged over ranks (rank r, step s: t = 4r + s)
