@@ -13,7 +13,10 @@ def main() -> None:
     parser.add_argument("--docs", default="docs", help="folder holding benchmarks_*.md")
     args = parser.parse_args()
     docs = Path(args.docs)
-    parts = sorted((p for p in docs.glob("benchmarks_*.md") if p.stem != "benchmarks_notes"), key=lambda p: (p.stem[11:] not in ORDER, p.stem))
+    parts = sorted(
+        (p for p in docs.glob("benchmarks_*.md") if p.stem != "benchmarks_notes"),
+        key=lambda p: (p.stem[11:] not in ORDER, p.stem),
+    )
     header = (
         "# Benchmarks\n\nWritten by `bench/*.py` (each writes `docs/benchmarks_<name>.md`; `python bench/collect.py`"
         " merges them here). Official figures and targets: the project's performance spec. Each section says"
