@@ -16,6 +16,8 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from common.rays import get_rays
+
 # OpenCV -> OpenGL camera axes, and DVR's y-up world -> z-up world (x, y, z) -> (x, -z, y).
 T_CAM = np.diag([1.0, -1.0, -1.0, 1.0])
 T_WORLD = np.array([[1, 0, 0, 0], [0, 0, -1, 0], [0, 1, 0, 0], [0, 0, 0, 1]], dtype=np.float64)
@@ -199,8 +201,6 @@ def pixelnerf_rays(
     common.rays.get_rays (OpenGL axes, pixel_center=False: pixelNeRF's integer-pixel convention; the
     loaders' pixel_centers option moves c instead).
     """
-    from common.rays import get_rays
-
     f = torch.as_tensor(focal, dtype=poses.dtype)
     c = torch.as_tensor(c, dtype=poses.dtype)
     K = torch.stack(
