@@ -157,6 +157,15 @@ def all_reduce_sum(t: Tensor) -> Tensor:
     return t
 
 
+def broadcast_from_rank0(t: Tensor) -> Tensor:
+    """Rank 0's tensor (same shape on every rank) on every rank, so that a random or data-dependent
+    decision, e.g. which points to prune, is taken once (no-op in a single process)."""
+    if get_world_size() > 1:
+        t = t.contiguous()
+        dist.broadcast(t, src=0)
+    return t
+
+
 def seed_everything(seed: int, rank: int = 0) -> None:
     """Seed python, numpy and torch (CPU + CUDA) with seed + rank, so ranks draw different samples."""
     s = int(seed) + int(rank)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from common.distributed import broadcast_from_rank0
 from smcl.scene.losses import PhotometricLoss
 from smcl.scene.models.rmsa import ProximityAttention, RMSAConfig, topk_points_per_ray
 from smcl.scene.models.unet import SmallUNet
@@ -187,7 +188,7 @@ class SceneModel(nn.Module):
         if int(keep.sum()) < self.cfg.select_k:
             keep = torch.zeros_like(keep)
             keep[self.points_influ_scores[:, 0].topk(self.cfg.select_k).indices] = True
-        keep = _from_rank0(keep.to(torch.uint8)).bool()
+        keep = broadcast_from_rank0(keep.to(torch.uint8)).bool()
         removed = int((~keep).sum())
         if removed:
             self._edit_points(keep_idx=keep.nonzero()[:, 0], new_rows=None)
@@ -220,7 +221,7 @@ class SceneModel(nn.Module):
         wts = wts / wts.sum(1, keepdim=True)
         mix = lambda t: (wts[..., None] * t[nbrs]).sum(1)  # noqa: E731
         new = (mix(p), mix(self.points_influ_scores.detach()), mix(self.pc_feats.detach()))
-        new = tuple(_from_rank0(t) for t in new)  # rank 0's new points on every rank (DDP-safe)
+        new = tuple(broadcast_from_rank0(t) for t in new)  # rank 0's new points on every rank (DDP-safe)
         self._edit_points(keep_idx=None, new_rows=new)
         return n
 
@@ -247,16 +248,6 @@ class SceneModel(nn.Module):
                         zeros = torch.zeros_like(new_rows[i]) if new_rows is not None else None
                         state[key] = edit(state[key], zeros)
                 self.optimizer.state[new] = state
-
-
-def _from_rank0(t: Tensor) -> Tensor:
-    """Broadcast rank 0's tensor (same shape on every rank) when torch.distributed is initialised."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        t = t.contiguous()
-        dist.broadcast(t, src=0)
-    return t
 
 
 PARAM_GROUPS = ("points", "attn", "influ", "feats", "unet")
