@@ -113,6 +113,9 @@ class SynthDataConfig:
     rays_per_object: int = 128
     nviews: tuple[int, ...] = (1,)  # number of source views, drawn from this set per step
     no_bbox_step: int = 100_000  # mask-bbox ray sampling before this step, uniform after
+    # share of each object's rays drawn inside the mask bbox before no_bbox_step (the rest uniform over the
+    # image); 1.0 is pixelNeRF's bbox-only sampling
+    bbox_ray_fraction: float = 1.0
     cache: bool = True  # keep decoded objects in memory
     pixel_centers: bool = False  # True for data rendered through pixel centres (NMRDatasetConfig)
 
@@ -145,7 +148,7 @@ class RaySampler:
         cfg = self.cfg
         ns = cfg.nviews[int(torch.randint(len(cfg.nviews), ()))]
         idx = torch.randint(len(self.ds), (cfg.objects_per_step,))
-        src_imgs, src_poses, rays, rgbs = [], [], [], []
+        src_imgs, src_poses, src_views, rays, rgbs = [], [], [], [], []
         for i in idx.tolist():
             obj = self._get(i)
             imgs, poses = obj["images"], obj["poses"]
@@ -153,15 +156,20 @@ class RaySampler:
             src = torch.randperm(nv)[:ns]
             src_imgs.append(imgs[src])
             src_poses.append(poses[src])
+            src_views.append(src)
             views = torch.randint(nv, (cfg.rays_per_object,))
-            if step < cfg.no_bbox_step and "bbox" in obj:
-                bb = obj["bbox"][views]  # cmin rmin cmax rmax
-                u = torch.rand(cfg.rays_per_object, 2)
+            # the first n_bb rays inside the view's mask bbox, the rest uniform over the image
+            use_bb = step < cfg.no_bbox_step and "bbox" in obj
+            n_bb = round(cfg.bbox_ray_fraction * cfg.rays_per_object) if use_bb else 0
+            cols, rows = torch.empty(0, dtype=torch.long), torch.empty(0, dtype=torch.long)
+            if n_bb:
+                bb = obj["bbox"][views[:n_bb]]  # cmin rmin cmax rmax
+                u = torch.rand(n_bb, 2)
                 cols = (bb[:, 0] + u[:, 0] * (bb[:, 2] - bb[:, 0] + 1)).long().clamp(max=w - 1)
                 rows = (bb[:, 1] + u[:, 1] * (bb[:, 3] - bb[:, 1] + 1)).long().clamp(max=h - 1)
-            else:
-                cols = torch.randint(w, (cfg.rays_per_object,))
-                rows = torch.randint(h, (cfg.rays_per_object,))
+            if n_bb < cfg.rays_per_object:
+                cols = torch.cat([cols, torch.randint(w, (cfg.rays_per_object - n_bb,))])
+                rows = torch.cat([rows, torch.randint(h, (cfg.rays_per_object - n_bb,))])
             rays.append(
                 pixelnerf_rays_at(
                     poses[views], obj["focal"], obj["c"], rows, cols, float(obj["near"]), float(obj["far"])
@@ -173,6 +181,8 @@ class RaySampler:
             "src_poses": torch.stack(src_poses),
             "rays": torch.stack(rays),
             "rgb": torch.stack(rgbs),
+            "obj_index": idx,  # (SB,) dataset indices and (SB, NS) source view indices
+            "src_views": torch.stack(src_views),
         }
 
 

@@ -21,7 +21,7 @@ from smcl.object.data.nmr import (
     write_nmr_object,
 )
 from smcl.object.data.srn import SRNDataset, SRNDatasetConfig
-from smcl.object.data.synthetic_objects import orbit_poses, write_ellipsoid_nmr
+from tests.smcl_object.ellipsoids import orbit_poses, write_ellipsoid_nmr
 
 
 @pytest.fixture(scope="module")
@@ -209,3 +209,45 @@ def test_srn_loader_resizes_to_64_with_scaled_intrinsics(tmp_path: Path) -> None
     assert math.isclose(float(small["near"]), 0.8, rel_tol=1e-6) and math.isclose(
         float(small["far"]), 1.8, rel_tol=1e-6
     )
+
+
+def test_common_writer_object_scale(tmp_path: Path) -> None:
+    """object_scale (used by the demo) scales the objects about the origin: the same objects, masks ~s^2
+    larger, the written masks still match rays cast at the scaled scene, mirror views still flips; the
+    default scale writes the same bytes as before the option existed."""
+    from dataclasses import replace
+
+    from common.synthetic import write_nmr_dataset
+    from common.synthetic.multiview import nmr_object, scaled
+    from common.synthetic.render import cast
+    from smcl.object.data.nmr import T_WORLD
+
+    kw = dict(category="display", n_objects=3, image_size=32, seed=0)
+    base = write_nmr_dataset(tmp_path / "a", **kw)
+    same = write_nmr_dataset(tmp_path / "b", object_scale=1.0, **kw)
+    big = write_nmr_dataset(tmp_path / "c", object_scale=1.8, **kw)
+    files = sorted(p.relative_to(base) for p in base.rglob("*") if p.is_file())
+    assert all((base / f).read_bytes() == (same / f).read_bytes() for f in files)
+    ds_a = NMRDataset(NMRDatasetConfig(root=str(base), pixel_centers=True))
+    ds_c = NMRDataset(NMRDatasetConfig(root=str(big), pixel_centers=True))
+    assert ds_a.objects == ds_c.objects
+
+    def area(ds: NMRDataset) -> float:
+        return float(
+            np.mean([(np.asarray(Image.open(p)) > 0).mean() for p in ds.object_dir(0).glob("mask/*")])
+        )
+
+    assert 2.3 < area(ds_c) / area(ds_a) < 4.5
+    obj = ds_c[0]
+    torch.testing.assert_close(
+        obj["images"][19], torch.flip(obj["images"][5], dims=(-1,)), atol=2 / 255, rtol=0
+    )
+    _, scene = nmr_object(0, "display", 0)
+    rays = pixelnerf_rays(obj["poses"][7].double(), obj["focal"], obj["c"].double(), 32, 32, 1.2, 4.0)
+    o = rays[..., :3].reshape(-1, 3).numpy() @ T_WORLD[:3, :3]
+    d = rays[..., 3:6].reshape(-1, 3).numpy() @ T_WORLD[:3, :3]
+    hit = (cast(replace(scene, shapes=scaled(scene.shapes, 1.8)), o, d)[1] >= 0).reshape(32, 32)
+    mask = np.asarray(Image.open(ds_c.object_dir(0) / "mask" / "0007.png")) > 0
+    assert int((hit != mask).sum()) <= 1
+    with pytest.raises(ValueError, match="object_scale"):
+        write_nmr_dataset(tmp_path / "d", object_scale=3.0, **kw)

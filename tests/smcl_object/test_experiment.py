@@ -11,7 +11,6 @@ import torch
 from common.config import load_config
 from common.engine import TrainConfig, Trainer
 from smcl.object.data.nmr import NMRDataset, NMRDatasetConfig
-from smcl.object.data.synthetic_objects import write_ellipsoid_nmr
 from smcl.object.experiment import (
     EncoderPretrainer,
     PretrainExperiment,
@@ -23,6 +22,7 @@ from smcl.object.experiment import (
     build_synth,
 )
 from smcl.object.models.ffc_encoder import DualDomainEncoderConfig
+from tests.smcl_object.ellipsoids import write_ellipsoid_nmr
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -115,3 +115,33 @@ def test_ray_sampler_batch_layout_and_bbox(root: Path) -> None:
 def test_bad_loss_mode_is_rejected() -> None:
     with pytest.raises(ValueError, match="loss.infonce"):
         EncoderPretrainer(DualDomainEncoderConfig(), PretrainLossConfig(infonce="nope"))
+
+
+def test_ray_sampler_bbox_ray_fraction(root: Path) -> None:
+    """With bbox_ray_fraction 0.5 the first half of each object's rays go through pixels inside that view's
+    mask bbox, the rest anywhere (object from its source image, view from the ray origin, pixel from the
+    direction); after no_bbox_step all rays are uniform."""
+    ds = NMRDataset(NMRDatasetConfig(root=str(root)))
+    objs = [ds[i] for i in range(len(ds))]
+    torch.manual_seed(0)
+    cfg = SynthDataConfig(objects_per_step=4, rays_per_object=40, bbox_ray_fraction=0.5)
+    inside = []
+    for step in (0, cfg.no_bbox_step):
+        b = RaySampler(ds, cfg)(step)
+        for rays, src in zip(b["rays"], b["src_images"][:, 0]):
+            obj = next(o for o in objs if any(torch.equal(src, im) for im in o["images"]))
+            view = (rays[:, None, :3] - obj["poses"][None, :, :3, 3]).norm(dim=-1).argmin(-1)
+            torch.testing.assert_close(rays[:, :3], obj["poses"][view, :3, 3])
+            d_cam = (obj["poses"][view, :3, :3].transpose(1, 2) @ rays[:, 3:6, None]).squeeze(-1)
+            col = obj["c"][0] + obj["focal"] * d_cam[:, 0] / -d_cam[:, 2]
+            row = obj["c"][1] - obj["focal"] * d_cam[:, 1] / -d_cam[:, 2]
+            bb, eps = obj["bbox"][view], 1e-3
+            inside.append(
+                (col > bb[:, 0] - eps)
+                & (col < bb[:, 2] + eps)
+                & (row > bb[:, 1] - eps)
+                & (row < bb[:, 3] + eps)
+            )
+    mixed, uniform = torch.stack(inside[:4]), torch.stack(inside[4:])
+    assert mixed[:, :20].all()  # the bbox half
+    assert not mixed[:, 20:].all() and not uniform.all()  # uniform rays also leave the bbox

@@ -99,6 +99,25 @@ def test_global_latent_computed_once_per_object() -> None:
     torch.testing.assert_close(out[0], out[1])
 
 
+def test_cached_encoder_features_give_the_same_conditioning_and_loss() -> None:
+    """encode(..., src_features=encoder.features(images)) (the demo's cache for a frozen encoder) matches
+    encoding the images, and training_step uses the cached features when the batch has them."""
+    torch.manual_seed(0)
+    m = ViewSynthesizer(TINY).eval()
+    imgs, poses = torch.rand(2, 1, 3, 64, 64), torch.eye(4).expand(2, 1, 4, 4)
+    feats = m.encoder.features(imgs.flatten(0, 1)).view(2, 1, -1)
+    assert feats.shape == (2, 1, 2048)
+    a, b = m.encode(imgs, poses), m.encode(imgs * 0, poses, src_features=feats)
+    torch.testing.assert_close(b.latent, a.latent)
+    torch.testing.assert_close(b.rot, a.rot)
+    batch = {"src_images": imgs, "src_poses": poses, "rays": _rays(2, 8), "rgb": torch.rand(2, 8, 3)}
+    torch.manual_seed(1)
+    ref = m.training_step(batch)
+    torch.manual_seed(1)
+    cached = m.training_step({**batch, "src_images": imgs * 0, "src_features": feats})
+    torch.testing.assert_close(cached["rgb_fine"], ref["rgb_fine"])
+
+
 def _official_synth_keys() -> dict[str, tuple[int, ...]]:
     """Non-encoder key/shape list of the official SMCL_latest, from spec section 7.2."""
     keys = {"encoder.fc.weight": (128, 2048), "encoder.fc.bias": (128,), "code._freqs": (1, 12, 1),

@@ -272,12 +272,16 @@ class GlobalLatentEncoder(nn.Module):
 
     def forward(self, images: Tensor) -> Tensor:
         """images (N, 3, S, S) in [0, 1] -> (N, d_latent)."""
+        return self.fc(self.features(images))
+
+    def features(self, images: Tensor) -> Tensor:
+        """images (N, 3, S, S) in [0, 1] -> the flattened encoder output the latent Linear takes."""
         if images.shape[-1] != self.image_size or images.shape[-2] != self.image_size:
             raise ValueError(
                 f"encoder expects {self.image_size}x{self.image_size} images, got {tuple(images.shape)}"
             )
         x = images * 2 - 1 if self.signed else images
-        return self.fc(self.model(x).flatten(1))
+        return self.model(x).flatten(1)
 
 
 @dataclass
@@ -317,10 +321,17 @@ class ViewSynthesizer(nn.Module):
                 mlp.compute_dtype = getattr(torch, dtype)
 
     # ---- conditioning and field -------------------------------------------------------------------
-    def encode(self, src_images: Tensor, src_poses: Tensor) -> Conditioning:
-        """src_images (SB, NS, 3, S, S) in [0,1]; src_poses (SB, NS, 4, 4) camera->world (OpenGL axes)."""
-        sb, ns = src_images.shape[:2]
-        latent = self.encoder(src_images.flatten(0, 1)).view(sb, ns, -1)
+    def encode(
+        self, src_images: Tensor, src_poses: Tensor, src_features: Tensor | None = None
+    ) -> Conditioning:
+        """src_images (SB, NS, 3, S, S) in [0,1]; src_poses (SB, NS, 4, 4) camera->world (OpenGL axes).
+        src_features (SB, NS, F): precomputed `encoder.features` of the source images (a frozen encoder's
+        output can be cached); then only the latent Linear runs and src_images is not read."""
+        sb, ns = src_poses.shape[:2]
+        if src_features is not None:
+            latent = self.encoder.fc(src_features)
+        else:
+            latent = self.encoder(src_images.flatten(0, 1)).view(sb, ns, -1)
         rot = src_poses[..., :3, :3].transpose(-1, -2)  # R_wc = R_cw^T
         return Conditioning(latent, rot)
 
@@ -369,8 +380,9 @@ class ViewSynthesizer(nn.Module):
         return {k: torch.cat([p[k] for p in parts], dim=1) for k in parts[0]}
 
     def training_step(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        """batch: src_images (SB,NS,3,S,S), src_poses (SB,NS,4,4), rays (SB,N,8), rgb (SB,N,3) in [0,1]."""
-        cond = self.encode(batch["src_images"], batch["src_poses"])
+        """batch: src_images (SB,NS,3,S,S), src_poses (SB,NS,4,4), rays (SB,N,8), rgb (SB,N,3) in [0,1];
+        optional src_features (SB,NS,F) (see `encode`)."""
+        cond = self.encode(batch["src_images"], batch["src_poses"], batch.get("src_features"))
         out = self.render_rays(cond, batch["rays"])
         losses = {"rgb_coarse": F.mse_loss(out["rgb_coarse"], batch["rgb"])}
         if "rgb_fine" in out:

@@ -1,4 +1,4 @@
-"""Tiny analytic NMR-layout objects (mirror-symmetric ellipsoids) for tests and demos without other deps.
+"""Test helper: tiny analytic NMR-layout objects (mirror-symmetric ellipsoids) without the common renderer.
 
 Each object is an ellipsoid with a colour pattern symmetric under y -> -y (in the model's z-up world),
 ray-traced from 24 azimuths (15 degree steps) at 30 degree elevation, white background.
