@@ -68,6 +68,10 @@ def worker(workload: str, method: str, threads: int, repeat: int) -> dict:
     from smcl.scene.models.scene_model import SceneModel, SceneModelConfig
 
     torch.set_num_threads(threads)
+    if method != "official":  # as every script of this code base does at start-up (common.runtime)
+        from common.runtime import keep_freed_memory
+
+        keep_freed_memory()
     side, n_points, backward, full = WORKLOADS[workload]
     pts, o, d = _scene(side, n_points)
     torch.manual_seed(0)
@@ -180,7 +184,10 @@ def main() -> None:
         "after a small warm-up. `official` = our re-creation of the official form (dense rays x points x 3 "
         "distance tensors + topk, then the straightforward attention on the whole tile); `ours` = tiled "
         "running top-k (expanded form, candidates re-ranked with the direct form: same selection) + the "
-        "fused blocked attention (same outputs and gradients to 1e-5, see tests/smcl_scene/test_rmsa.py). "
+        "fused blocked attention (same outputs and gradients to 1e-5, see tests/smcl_scene/test_rmsa.py), in a "
+        "process with `common.runtime.keep_freed_memory()` as the scripts run (glibc then reuses freed "
+        "buffers above 32 MB instead of unmapping them and page-faulting them in at the next block; the "
+        "official form runs with glibc's default). "
         "Peak = process max RSS (includes the ~0.4 GB Python/torch baseline). The training patch is the "
         "full step (top-k, attention, UNet, MSE, backward; attention blocks checkpointed). CPU s = process "
         "CPU time (all threads): less sensitive than wall time to other jobs on a loaded machine, but it "

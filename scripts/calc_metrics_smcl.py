@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from common.runtime import keep_freed_memory
 from smcl.object.metrics import calc_metrics
 
 
 def main() -> None:
+    keep_freed_memory()  # reuse large freed CPU buffers instead of page-faulting them in again
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("-D", "--datadir", type=Path, required=True, help="NMR-layout root with ground truth")
     p.add_argument(

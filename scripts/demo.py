@@ -8,6 +8,8 @@ import time
 import traceback
 from pathlib import Path
 
+from common.runtime import keep_freed_memory
+
 STAGES = [
     # (title, module with run_demo(out_dir, minutes) -> markdown)
     ("Synthetic data generator", "common.synthetic.demo"),
@@ -19,6 +21,7 @@ STAGES = [
 
 
 def main() -> None:
+    keep_freed_memory()  # reuse large freed CPU buffers instead of page-faulting them in again
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("-o", "--out-dir", default="outputs/demo", help="where the report and images go")
     parser.add_argument("--minutes", type=float, default=2.0, help="training budget per paper stage")

@@ -8,12 +8,14 @@ from pathlib import Path
 
 import numpy as np
 
+from common.runtime import keep_freed_memory
 from nvs_sqa.assessor import QualityAssessor
 from nvs_sqa.evaluation import evaluate_features, extract_features, format_report, load_labels
 from nvs_sqa.models import build_model, load_state_dict_file
 
 
 def main() -> None:
+    keep_freed_memory()  # reuse large freed CPU buffers instead of page-faulting them in again
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument(
         "--bank", type=Path, required=True, help="benchmark_bank/<dataset>/<Scene>/<method>/frames/"

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from common.checkpoint import load_checkpoint, load_state_dict_strict
 from common.config import build_parser, cli_overrides, load_config
+from common.runtime import keep_freed_memory
 from smcl.object.checkpoints import load_official_synthesizer
 from smcl.object.data.nmr import NMRDataset, NMRDatasetConfig
 from smcl.object.experiment import SynthExperiment
@@ -14,6 +15,7 @@ from smcl.object.models.view_synthesizer import ViewSynthesizer
 
 
 def main() -> None:
+    keep_freed_memory()  # reuse large freed CPU buffers instead of page-faulting them in again
     p = build_parser(__doc__)
     p.add_argument("-D", "--datadir", required=True, help="NMR-layout root")
     p.add_argument("-n", "--name", default="display", help="experiment name (for messages)")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from common.config import build_parser, cli_overrides, load_config
 from common.distributed import init_distributed, maybe_relaunch, parse_devices
+from common.runtime import keep_freed_memory
 from smmcl.experiment import (
     ExperimentConfig,
     build_model_from,
@@ -18,6 +19,7 @@ from smmcl.experiment import (
 
 
 def main(argv: list[str] | None = None) -> None:
+    keep_freed_memory()  # reuse large freed CPU buffers instead of page-faulting them in again
     parser = build_parser("Evaluate an SMMCL checkpoint (mIoU, per-class IoU, overlays).")
     parser.add_argument(
         "-e", "--epoch", type=int, default=None, help="load <out_dir>/checkpoints/epoch-N.pth"

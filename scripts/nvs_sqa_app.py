@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from common.runtime import keep_freed_memory
 from nvs_sqa.app import format_table, score_paths, write_outputs
 from nvs_sqa.assessor import QualityAssessor
 
 
 def main() -> None:
+    keep_freed_memory()  # reuse large freed CPU buffers instead of page-faulting them in again
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("paths", nargs="+", type=Path, help="folder of NSS sub-folders | NSS folder | video file")
     p.add_argument("--json", type=Path, help="write scores as JSON")

@@ -6,10 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from common.config import build_parser, cli_overrides, load_config
+from common.runtime import keep_freed_memory
 from smmcl.experiment import ExperimentConfig, build_model_from, load_trained, predict_files
 
 
 def main(argv: list[str] | None = None) -> None:
+    keep_freed_memory()  # reuse large freed CPU buffers instead of page-faulting them in again
     parser = build_parser("Predict SMMCL segmentations for user images (writes <out>/<stem>_overlay.png).")
     parser.add_argument("--checkpoint", type=Path, required=True, help="epoch-N.pth (ours or official)")
     parser.add_argument("--rgb", type=Path, nargs="+", required=True, help="RGB images")

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from common.config import build_parser, cli_overrides, load_config
 from common.engine import Trainer
+from common.runtime import keep_freed_memory
 from smcl.object.experiment import PretrainExperiment, build_pretrain
 
 
 def main() -> None:
+    keep_freed_memory()  # reuse large freed CPU buffers instead of page-faulting them in again
     parser = build_parser(__doc__)
     parser.add_argument("-D", "--datadir", default=None, help="NMR-layout root holding the Mir-180 objects")
     args = parser.parse_args()

@@ -7,11 +7,13 @@ from pathlib import Path
 
 import torch
 
+from common.runtime import keep_freed_memory
 from smcl.scene.models.point_gcl import PointGCLConfig, pretrain_point_gcl
 from smcl.scene.points import read_points
 
 
 def main() -> None:
+    keep_freed_memory()  # reuse large freed CPU buffers instead of page-faulting them in again
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("points", type=Path, help="prepared cloud (.npy/.pcd/.ply)")
     p.add_argument("out", type=Path, help="output .pth (state dict)")

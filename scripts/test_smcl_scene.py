@@ -8,10 +8,12 @@ import json
 from pathlib import Path
 
 from common.config import build_parser, cli_overrides, load_config
+from common.runtime import keep_freed_memory
 from smcl.scene.experiment import ExperimentConfig, evaluate_split, load_trained
 
 
 def main() -> None:
+    keep_freed_memory()  # reuse large freed CPU buffers instead of page-faulting them in again
     parser = build_parser(__doc__)
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--checkpoint", type=Path, help="engine checkpoint (.pth)")

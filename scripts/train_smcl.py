@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from common.config import build_parser, cli_overrides, load_config
 from common.engine import Trainer
+from common.runtime import keep_freed_memory
 from smcl.object.experiment import SynthExperiment, build_synth
 
 
 def main() -> None:
+    keep_freed_memory()  # reuse large freed CPU buffers instead of page-faulting them in again
     parser = build_parser(__doc__)
     parser.add_argument(
         "-n", "--name", default=None, help="experiment name; run dir runs/smcl/<name> unless -o"
