@@ -162,7 +162,9 @@ def main() -> None:
             "of a training step, the same fraction of a pure GEMM benchmark). At fp32 the remaining ceiling "
             "is the GEMM rate, so the fp32 speed-up is bounded near 1/0.65 = 1.5x for rendering; the opt-in "
             "bf16 mode (AVX512-BF16 GEMMs, fp32 gradient accumulation, about 0.5 % relative deviation) is "
-            "the way past 2x. On a machine shared with other busy processes, 2 OpenMP threads can stall at "
+            "the way past 2x. Its quality cost, measured on the trained demo model (10 held-out objects, 1 thread): "
+            "bf16 and fp32 renders of the same weights differ by 57-58 dB PSNR before 8-bit rounding, and the "
+            "held-out PSNR / SSIM / LPIPS move by at most 0.002 dB / 0.0003 / 0.0001. On a machine shared with other busy processes, 2 OpenMP threads can stall at "
             "every barrier (a small 32x32 encoder pass measured 20x slower with 2 threads than with 1 at "
             "load average 7); compare rows only within one run and note the load average.",
             "",
