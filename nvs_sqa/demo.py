@@ -3,7 +3,8 @@
 Both models are judged the same way on held-out synthetic scenes: a standardised ridge read-out (alpha chosen
 by leave-one-scene-out error on the training scenes) is fitted on the training scenes' features against the
 synthetic quality (-severity), then SRCC / PLCC of the predictions on held-out scenes are computed per scene
-(averaged) and pooled. The official model is also scored with its own read-out (no refit). Synthetic artefacts differ from real NVS artefacts, so this says little about real data.
+(averaged) and pooled. The official model is also scored with its own read-out (no refit). Synthetic
+artefacts differ from real NVS artefacts, so this says little about real data.
 """
 
 from __future__ import annotations
