@@ -19,12 +19,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from common.errors import TriVisionError
 
-class CheckpointError(RuntimeError):
+
+class CheckpointError(TriVisionError, RuntimeError):
     """A checkpoint file is missing or cannot be read."""
 
 
-class CheckpointMismatchError(RuntimeError):
+class CheckpointMismatchError(TriVisionError, RuntimeError):
     """A state_dict does not fit a module: lists missing, unexpected and shape-mismatched keys."""
 
     def __init__(self, source: str, missing: list[str], unexpected: list[str], shapes: list[str]) -> None:

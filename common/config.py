@@ -20,12 +20,14 @@ from typing import Any, Literal, TypeVar, Union
 import torch
 import yaml
 
+from common.errors import TriVisionError
+
 T = TypeVar("T")
 
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
-class ConfigError(ValueError):
+class ConfigError(TriVisionError, ValueError):
     """A config file or override does not match its schema."""
 
 

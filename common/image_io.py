@@ -23,6 +23,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from common.errors import TriVisionError
+
 __all__ = ["ImageReadError", "IMAGE_SUFFIXES", "read_image", "write_image", "natural_sort_key", "list_images"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".exr")
@@ -31,7 +33,7 @@ _DTYPES = ("float32", "uint8", "uint16")
 _ALPHAS = ("white", "black", "drop")
 
 
-class ImageReadError(OSError):
+class ImageReadError(TriVisionError, OSError):
     """An image could not be read; the message names the file and the reason."""
 
     def __init__(self, path: str | Path, why: str) -> None:

@@ -24,6 +24,8 @@ from typing import IO, Any
 import numpy as np
 import torch
 
+from common.errors import TriVisionError
+
 __all__ = [
     "NUMPY_ONLY",
     "PY3_PROTOCOL2_BYTES",
@@ -77,11 +79,11 @@ _TRUNK_FILES = {"alex": "lpips_alex_trunk.pth", "vgg": "lpips_vgg16_trunk.pth"}
 _FETCH_HINT = "run `python scripts/fetch_weights.py {what}` first"
 
 
-class WeightsError(RuntimeError):
+class WeightsError(TriVisionError, RuntimeError):
     """A weights file is absent, corrupt or does not match its pinned digest."""
 
 
-class UnsafePickleError(pickle.UnpicklingError):
+class UnsafePickleError(TriVisionError, pickle.UnpicklingError):
     """A pickle asked for a global outside the allowlist (possible code execution)."""
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from common.errors import TriVisionError
 from common.image_io import natural_sort_key
 
 FRAME_EXTS = (".png", ".jpg", ".jpeg")
@@ -23,7 +24,7 @@ VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv")
 MIN_SIDE = 69
 
 
-class FrameError(ValueError):
+class FrameError(TriVisionError, ValueError):
     """A frame or frame folder cannot be used (names the file and the reason)."""
 
 

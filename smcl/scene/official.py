@@ -21,6 +21,8 @@ from torch import Tensor
 
 from smcl.scene.models.scene_model import SceneModel, SceneModelConfig
 
+from common.errors import TriVisionError
+
 log = logging.getLogger(__name__)
 
 # (regex, replacement) applied in order to every official key
@@ -32,7 +34,7 @@ OFFICIAL_RENAMES: list[tuple[str, str]] = [
 OFFICIAL_IGNORED = (r"^bkg_score$",)  # not saved by the official code, tolerated if present
 
 
-class OfficialCheckpointError(RuntimeError):
+class OfficialCheckpointError(TriVisionError, RuntimeError):
     pass
 
 

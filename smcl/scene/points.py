@@ -11,8 +11,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from common.errors import TriVisionError
 
-class PointCloudError(ValueError):
+
+class PointCloudError(TriVisionError, ValueError):
     """An unreadable, empty or degenerate point cloud."""
 
 

@@ -16,6 +16,7 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from common.errors import TriVisionError
 from common.rays import get_rays
 
 # OpenCV -> OpenGL camera axes, and DVR's y-up world -> z-up world (x, y, z) -> (x, -z, y).
@@ -24,7 +25,7 @@ T_WORLD = np.array([[1, 0, 0, 0], [0, 0, -1, 0], [0, 1, 0, 0], [0, 0, 0, 1]], dt
 NMR_NEAR, NMR_FAR = 1.2, 4.0
 
 
-class DatasetFormatError(ValueError):
+class DatasetFormatError(TriVisionError, ValueError):
     """A dataset file is missing or malformed; the message names the file."""
 
 

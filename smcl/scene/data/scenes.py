@@ -17,10 +17,12 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from common.errors import TriVisionError
+
 OPENCV_TO_OPENGL = np.diag([1.0, -1.0, -1.0, 1.0])
 
 
-class SceneFormatError(ValueError):
+class SceneFormatError(TriVisionError, ValueError):
     """A scene folder is missing a file or a file has unexpected content."""
 
 
