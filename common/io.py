@@ -1,0 +1,226 @@
+"""File-writing safety: the one atomic-write helper, stale temp clean-up, and output-path checks.
+
+* :func:`atomic_write` writes to ``.<name>.tmp-<pid>`` in the target's folder, flushes and fsyncs it,
+  then ``os.replace``-s it over the target (and fsyncs the folder), so a reader sees either the old file
+  or the complete new one; on an exception the temp file is removed and the target is untouched.
+  Every atomic write in the project (checkpoints, converted weights, configs, reports, images, figures)
+  goes through it or the small wrappers below.
+* A process killed mid-write leaves its ``.tmp-<pid>`` file behind; :func:`clean_stale_temp_files`
+  removes those whose writer process is gone (run folders call it at start-up).
+* :func:`check_outputs_outside_inputs` refuses an output path equal to, or inside, an input path and
+  :func:`check_writable` checks an output can be created, both before a script starts its work.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from common.errors import TriVisionError
+
+__all__ = [
+    "OutputInsideInputError",
+    "NotWritableError",
+    "temp_path",
+    "atomic_write",
+    "atomic_write_text",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "atomic_torch_save",
+    "clean_stale_temp_files",
+    "check_outputs_outside_inputs",
+    "check_writable",
+]
+
+_TEMP_RE = re.compile(r"^\..+\.tmp-(\d+)$")
+
+
+class OutputInsideInputError(TriVisionError, ValueError):
+    """An output path equals, or lies inside, one of the inputs (the tool would overwrite its input)."""
+
+    def __init__(self, output: str | Path, input: str | Path) -> None:
+        same = Path(output).resolve() == Path(input).resolve()
+        where = "is the input" if same else "lies inside the input"
+        super().__init__(f"output {output} {where} {input}; choose an output path outside the inputs")
+        self.output = Path(output)
+        self.input = Path(input)
+
+
+class NotWritableError(TriVisionError, OSError):
+    """An output path cannot be created or written."""
+
+    def __init__(self, path: str | Path, why: str) -> None:
+        super().__init__(f"{path}: cannot write here: {why}")
+        self.path = Path(path)
+        self.why = why
+
+
+def temp_path(path: str | Path) -> Path:
+    """The temp file :func:`atomic_write` uses for ``path``: ``<folder>/.<name>.tmp-<pid>``."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover - some filesystems refuse fsync on directories
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | Path, mode: str = "wb", **open_kwargs: Any) -> Iterator[IO]:
+    """Context manager yielding a file object whose content replaces ``path`` only on success.
+
+    ``mode`` is "wb" or "w" (text; ``encoding`` defaults to utf-8). The parent folder is created.
+    """
+    if mode not in ("wb", "w"):
+        raise ValueError(f"atomic_write mode must be 'wb' or 'w', got {mode!r}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path(path)
+    if mode == "w":
+        open_kwargs.setdefault("encoding", "utf-8")
+    try:
+        with open(tmp, mode, **open_kwargs) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically; returns the path."""
+    with atomic_write(path, "wb") as fh:
+        fh.write(data)
+    return Path(path)
+
+
+def atomic_write_text(path: str | Path, text: str, encoding: str = "utf-8") -> Path:
+    """Write ``text`` to ``path`` atomically; returns the path."""
+    with atomic_write(path, "w", encoding=encoding) as fh:
+        fh.write(text)
+    return Path(path)
+
+
+def atomic_write_json(path: str | Path, obj: Any, *, indent: int | None = 1, **dump_kwargs: Any) -> Path:
+    """``json.dump`` to ``path`` atomically (NaN/inf refused: JSON has no such values); returns the path."""
+    dump_kwargs.setdefault("allow_nan", False)
+    text = json.dumps(obj, indent=indent, **dump_kwargs) + "\n"
+    return atomic_write_text(path, text)
+
+
+def atomic_torch_save(obj: Any, path: str | Path) -> Path:
+    """``torch.save`` to ``path`` atomically; returns the path."""
+    import torch
+
+    with atomic_write(path, "wb") as fh:
+        torch.save(obj, fh)
+    return Path(path)
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    except OSError:  # pragma: no cover - e.g. pid out of range
+        return False
+    return True
+
+
+def clean_stale_temp_files(folder: str | Path, *, recursive: bool = False) -> list[Path]:
+    """Remove ``.<name>.tmp-<pid>`` files in ``folder`` whose writer process no longer runs.
+
+    Temp files of live processes (another run still writing) are kept. Returns the removed paths,
+    naturally sorted; a missing folder returns [].
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    candidates = folder.rglob(".*.tmp-*") if recursive else folder.glob(".*.tmp-*")
+    removed = []
+    for p in candidates:
+        m = _TEMP_RE.match(p.name)
+        if m is None or not p.is_file() or p.is_symlink():
+            continue
+        if _pid_alive(int(m.group(1))):
+            continue
+        try:
+            p.unlink()
+        except FileNotFoundError:  # removed concurrently
+            continue
+        removed.append(p)
+    return sorted(removed)
+
+
+def _is_within(child: Path, parent: Path) -> bool:
+    return child == parent or parent in child.parents
+
+
+def check_outputs_outside_inputs(
+    outputs: Iterable[str | Path | None], inputs: Iterable[str | Path | None]
+) -> None:
+    """Raise :class:`OutputInsideInputError` when an output equals, or lies inside, an input.
+
+    Paths are compared resolved (symlinks followed, relative paths made absolute), so ``data/./x`` and
+    a link to ``data`` count as ``data``. An output file equal to an input file counts; an output folder
+    that merely contains an input does not (reports beside their data are fine). ``None`` entries are
+    skipped, so optional arguments can be passed as they are.
+    """
+    ins = [(p, Path(p).expanduser().resolve()) for p in inputs if p is not None]
+    for out in outputs:
+        if out is None:
+            continue
+        r = Path(out).expanduser().resolve()
+        for orig, rin in ins:
+            if _is_within(r, rin):
+                raise OutputInsideInputError(out, orig)
+
+
+def check_writable(path: str | Path, *, is_dir: bool = False) -> None:
+    """Raise :class:`NotWritableError` unless ``path`` (a file, or a folder with ``is_dir``) can be written.
+
+    Nothing is created: the nearest existing ancestor must be a folder in which a probe file can be
+    created and removed, and an existing ``path`` must be a file (a folder with ``is_dir``).
+    """
+    path = Path(path).expanduser()
+    if path.exists():
+        if is_dir and not path.is_dir():
+            raise NotWritableError(path, "exists and is not a folder")
+        if not is_dir and path.is_dir():
+            raise NotWritableError(path, "is a folder, expected a file path")
+    folder = path if is_dir else path.parent
+    probe_dir = folder.absolute()
+    while not probe_dir.exists():
+        probe_dir = probe_dir.parent
+    if not probe_dir.is_dir():
+        raise NotWritableError(path, f"{probe_dir} is a file, so the folder cannot be created")
+    probe = probe_dir / f".write-probe.tmp-{os.getpid()}"
+    try:
+        with open(probe, "wb"):
+            pass
+    except OSError as err:
+        raise NotWritableError(path, f"folder {probe_dir} is not writable ({err.strerror or err})") from err
+    finally:
+        with contextlib.suppress(OSError):
+            probe.unlink()
