@@ -15,8 +15,9 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from common.errors import DataError
 from common.metrics.image import psnr, ssim
-from smcl.object.data.nmr import DatasetFormatError, NMRDataset, _load_rgb, pixelnerf_rays, read_object_list
+from smcl.object.data.nmr import NMRDataset, load_rgb, pixelnerf_rays, read_object_list
 from smcl.object.models.view_synthesizer import ViewSynthesizer
 
 log = logging.getLogger(__name__)
@@ -25,14 +26,14 @@ log = logging.getLogger(__name__)
 def read_viewlist(path: Path) -> dict[str, list[int]]:
     """pixelNeRF viewlist: '<synset> <obj> <src> [more]' per line -> {"synset/obj": [src, ...]}."""
     if not Path(path).is_file():
-        raise DatasetFormatError(f"{path}: viewlist file is missing")
+        raise DataError(path, "viewlist file is missing")
     out = {}
     for n, ln in enumerate(Path(path).read_text().splitlines(), start=1):
         parts = ln.split()
         if not parts:
             continue
         if len(parts) < 3:
-            raise DatasetFormatError(f"{path}:{n}: expected '<synset> <object> <source view> ...'")
+            raise DataError(f"{path}:{n}", "expected '<synset> <object> <source view> ...'")
         out[f"{parts[0]}/{parts[1]}"] = [int(v) for v in parts[2:]]
     return out
 
@@ -67,9 +68,7 @@ def render_dataset(
     for i, (s, o) in enumerate(ds.objects):
         key = f"{s}/{o}"
         if key not in viewlist:
-            raise DatasetFormatError(
-                f"object {key} is not in the viewlist (every test object must be listed)"
-            )
+            raise DataError(key, "object is not in the viewlist (every test object must be listed)")
         obj = ds[i]
         src = viewlist[key]
         views = [v for v in range(obj["images"].shape[0]) if v not in src]
@@ -110,8 +109,8 @@ def calc_metrics(datadir: Path, out_dir: Path, list_name: str = "softras_test", 
             for gp in sorted((datadir / s / o / "image").glob("*.png")):
                 pp = folder / f"{int(gp.stem):06d}.png"
                 if pp.is_file():
-                    gts.append(torch.from_numpy(_load_rgb(gp)).permute(2, 0, 1))
-                    preds.append(torch.from_numpy(_load_rgb(pp)).permute(2, 0, 1))
+                    gts.append(torch.from_numpy(load_rgb(gp)).permute(2, 0, 1))
+                    preds.append(torch.from_numpy(load_rgb(pp)).permute(2, 0, 1))
             if not gts:
                 continue
             g, p = torch.stack(gts).double(), torch.stack(preds).double()
@@ -131,7 +130,7 @@ def calc_metrics(datadir: Path, out_dir: Path, list_name: str = "softras_test", 
             rows[f"{s}/{o}"] = r
             (folder / "metrics.txt").write_text(" ".join(f"{k} {v:.6f}" for k, v in r.items()) + "\n")
     if not rows:
-        raise DatasetFormatError(f"{out_dir}: no rendered objects matching {datadir}/*/{list_name}.lst")
+        raise DataError(out_dir, f"no rendered objects matching {datadir}/*/{list_name}.lst")
     keys = list(next(iter(rows.values())))
     mean = {k: float(np.mean([r[k] for r in rows.values()])) for k in keys}
     table = ["object " + " ".join(keys)] + [

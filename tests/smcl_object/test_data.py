@@ -11,10 +11,9 @@ import pytest
 import torch
 from PIL import Image
 
+from common.errors import DataError
 from smcl.object.data.mir180 import Mir180Dataset, build_triplet_index, export_flat_folders, triplet_views
 from smcl.object.data.nmr import (
-    T_CAM,
-    DatasetFormatError,
     NMRDataset,
     NMRDatasetConfig,
     pixelnerf_rays,
@@ -22,6 +21,9 @@ from smcl.object.data.nmr import (
 )
 from smcl.object.data.srn import SRNDataset, SRNDatasetConfig
 from tests.smcl_object.ellipsoids import orbit_poses, write_ellipsoid_nmr
+
+# DVR's y-up world -> our z-up world, written out independently of the loader
+T_WORLD = np.array([[1, 0, 0, 0], [0, 0, -1, 0], [0, 1, 0, 0], [0, 0, 0, 1]], dtype=np.float64)
 
 
 @pytest.fixture(scope="module")
@@ -92,11 +94,11 @@ def test_mir180_dataset_and_flat_export(nmr_root: Path, tmp_path: Path) -> None:
 
 
 def test_loader_errors_name_the_file(tmp_path: Path) -> None:
-    with pytest.raises(DatasetFormatError, match="does not exist"):
+    with pytest.raises(DataError, match="does not exist"):
         NMRDataset(NMRDatasetConfig(root=str(tmp_path / "nope")))
     (tmp_path / "s").mkdir()
     (tmp_path / "s" / "softras_train.lst").write_text("missing_obj\n")
-    with pytest.raises(DatasetFormatError, match="missing_obj"):
+    with pytest.raises(DataError, match="missing_obj"):
         NMRDataset(NMRDatasetConfig(root=str(tmp_path)))
 
 
@@ -138,7 +140,7 @@ def test_srn_loader_on_nsvf_lego(shared_data: Path, tmp_path: Path) -> None:
     (split / "inst").symlink_to(shared_data / "nsvf" / "lego")
     item = SRNDataset(SRNDatasetConfig(root=str(tmp_path), name="lego", split="train", image_size=64))[0]
     raw = np.loadtxt(sorted((shared_data / "nsvf" / "lego" / "pose").glob("*.txt"))[0])
-    np.testing.assert_allclose(item["poses"][0].numpy(), raw @ T_CAM, atol=1e-5)
+    np.testing.assert_allclose(item["poses"][0].numpy(), raw @ np.diag([1.0, -1.0, -1.0, 1.0]), atol=1e-5)
     assert math.isclose(float(item["focal"]), 1111.1110311937682 * 64 / 800, rel_tol=1e-6)
     assert item["images"].shape[1:] == (3, 64, 64) and item["near"] == 0.8
 
@@ -165,7 +167,7 @@ def test_pixel_centers_option_matches_common_writer_geometry(tmp_path: Path) -> 
     from common.synthetic import write_nmr_dataset
     from common.synthetic.multiview import nmr_object
     from common.synthetic.render import cast
-    from smcl.object.data.nmr import T_WORLD, pixelnerf_rays, pixelnerf_rays_at
+    from smcl.object.data.nmr import pixelnerf_rays, pixelnerf_rays_at
 
     root = write_nmr_dataset(tmp_path / "nmr", category="display", n_objects=3, image_size=32, seed=0)
     obj_id, scene = nmr_object(0, "display", 0)
@@ -220,7 +222,6 @@ def test_common_writer_object_scale(tmp_path: Path) -> None:
     from common.synthetic import write_nmr_dataset
     from common.synthetic.multiview import nmr_object, scaled
     from common.synthetic.render import cast
-    from smcl.object.data.nmr import T_WORLD
 
     kw = dict(category="display", n_objects=3, image_size=32, seed=0)
     base = write_nmr_dataset(tmp_path / "a", **kw)

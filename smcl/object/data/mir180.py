@@ -14,7 +14,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from smcl.object.data.nmr import DatasetFormatError, _load_rgb, read_object_list
+from common.errors import DataError
+from smcl.object.data.nmr import load_rgb, read_object_list
 
 ANCHOR_VIEWS = (1, 2, 3, 4, 5, 7, 8, 9, 10, 11)
 N_VIEWS = 24
@@ -50,13 +51,13 @@ def write_triplet_index(path: Path, triplets: list[Triplet]) -> None:
 def read_triplet_index(path: Path) -> list[Triplet]:
     path = Path(path)
     if not path.is_file():
-        raise DatasetFormatError(f"{path}: triplet index is missing")
+        raise DataError(path, "triplet index is missing")
     rows = path.read_text().splitlines()[1:]
     out = []
     for n, ln in enumerate(rows, start=2):
         parts = ln.split()
         if len(parts) != 5:
-            raise DatasetFormatError(f"{path}:{n}: expected 5 fields 'synset obj anchor mirror opposite'")
+            raise DataError(f"{path}:{n}", "expected 5 fields 'synset obj anchor mirror opposite'")
         out.append(Triplet(parts[0], parts[1], *map(int, parts[2:])))
     return out
 
@@ -77,7 +78,7 @@ class Mir180Dataset(Dataset):
     def __init__(self, root: str | Path, split: str = "train", synsets: tuple[str, ...] = ()) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
-            raise DatasetFormatError(f"{self.root}: dataset root does not exist")
+            raise DataError(self.root, "dataset root does not exist")
         synsets = synsets or tuple(
             sorted(p.name for p in self.root.iterdir() if (p / f"softras_{split}.lst").is_file())
         )
@@ -86,7 +87,7 @@ class Mir180Dataset(Dataset):
             objs = read_object_list(self.root / s / f"softras_{split}.lst")
             self.triplets += build_triplet_index(self.root, s, objs)
         if not self.triplets:
-            raise DatasetFormatError(f"{self.root}: no Mir-180 triplets for split {split!r}")
+            raise DataError(self.root, f"no Mir-180 triplets for split {split!r}")
 
     def __len__(self) -> int:
         return len(self.triplets)
@@ -94,8 +95,8 @@ class Mir180Dataset(Dataset):
     def _img(self, t: Triplet, view: int) -> Tensor:
         p = self.root / t.synset / t.obj / "image" / f"{view:04d}.png"
         if not p.is_file():
-            raise DatasetFormatError(f"{p}: view {view} needed by Mir-180 is missing (NMR has 24 views)")
-        return torch.from_numpy(np.ascontiguousarray(_load_rgb(p))).permute(2, 0, 1)
+            raise DataError(p, f"view {view} needed by Mir-180 is missing (NMR has 24 views)")
+        return torch.from_numpy(np.ascontiguousarray(load_rgb(p))).permute(2, 0, 1)
 
     def __getitem__(self, i: int) -> dict[str, Tensor]:
         t = self.triplets[i]
@@ -126,10 +127,10 @@ def build_mir180(
 
     src = Path(nmr_root) / synset
     if not src.is_dir():
-        raise DatasetFormatError(f"{src}: synset folder not found in the NMR root")
+        raise DataError(src, "synset folder not found in the NMR root")
     objs = sorted(p.name for p in src.iterdir() if (p / "image").is_dir())
     if not objs:
-        raise DatasetFormatError(f"{src}: no object folders with image/")
+        raise DataError(src, "no object folders with image/")
     perm = np.random.default_rng(seed).permutation(len(objs))
     n_tr = max(1, int(len(objs) * split_fractions[0]))
     n_va = int(len(objs) * split_fractions[1])

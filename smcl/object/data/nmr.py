@@ -7,51 +7,41 @@ optional <root>/metadata.yaml (JSON text).
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from common.errors import TriVisionError
+from common.cameras import change_world_axes, opencv_to_opengl, opengl_to_opencv
+from common.errors import DataError
+from common.image_io import list_images, read_image, write_image
+from common.io import atomic_write, atomic_write_text
 from common.rays import get_rays
 
-# OpenCV -> OpenGL camera axes, and DVR's y-up world -> z-up world (x, y, z) -> (x, -z, y).
-T_CAM = np.diag([1.0, -1.0, -1.0, 1.0])
-T_WORLD = np.array([[1, 0, 0, 0], [0, 0, -1, 0], [0, 1, 0, 0], [0, 0, 0, 1]], dtype=np.float64)
+# DVR's y-up world -> our z-up world: (x, y, z) -> (x, -z, y). Camera axes: OpenCV -> OpenGL (common.cameras).
+R_WORLD = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]], dtype=torch.float64)
 NMR_NEAR, NMR_FAR = 1.2, 4.0
 
 
-class DatasetFormatError(TriVisionError, ValueError):
-    """A dataset file is missing or malformed; the message names the file."""
+def load_rgb(path: Path) -> np.ndarray:
+    """HxWx3 float32 in [0,1]: the first three channels (alpha dropped, not composited, as the official loader)."""
+    return read_image(path, mode="rgb", alpha="drop")
 
 
-def _load_rgb(path: Path) -> np.ndarray:
-    try:
-        with Image.open(path) as im:
-            arr = np.asarray(im.convert("RGBA") if im.mode in ("RGBA", "LA", "P") else im.convert("RGB"))
-    except (OSError, ValueError) as e:
-        raise DatasetFormatError(f"{path}: cannot read image ({e})") from e
-    return arr[..., :3].astype(np.float32) / 255.0  # first 3 channels, as the official loader
-
-
-def _load_mask(path: Path) -> np.ndarray:
-    try:
-        with Image.open(path) as im:
-            arr = np.asarray(im)
-    except (OSError, ValueError) as e:
-        raise DatasetFormatError(f"{path}: cannot read mask ({e})") from e
-    return (arr[..., 0] if arr.ndim == 3 else arr) > 0
+def load_mask(path: Path) -> np.ndarray:
+    """HxW bool: channel 0 > 0 (any non-zero value, as pixelNeRF's bbox)."""
+    return read_image(path, mode="unchanged", dtype="uint16")[..., 0] > 0
 
 
 def mask_bbox(mask: np.ndarray, path: Path | str = "<mask>") -> np.ndarray:
     """Tight [cmin, rmin, cmax, rmax] of non-zero pixels; raises on an empty mask (as the official code)."""
     rows, cols = np.any(mask, axis=1), np.any(mask, axis=0)
     if not rows.any():
-        raise DatasetFormatError(f"{path}: mask is empty, no bounding box")
+        raise DataError(path, "mask is empty, no bounding box")
     r = np.where(rows)[0]
     c = np.where(cols)[0]
     return np.array([c[0], r[0], c[-1], r[-1]], dtype=np.float32)
@@ -59,7 +49,7 @@ def mask_bbox(mask: np.ndarray, path: Path | str = "<mask>") -> np.ndarray:
 
 def read_object_list(path: Path) -> list[str]:
     if not path.is_file():
-        raise DatasetFormatError(f"{path}: object list is missing")
+        raise DataError(path, "object list is missing")
     return [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
 
 
@@ -76,6 +66,9 @@ class NMRDatasetConfig:
     # (common.synthetic's writer, most renderers) needs pixel_centers=True: the principal point is moved
     # to (W/2 - 0.5, H/2 - 0.5) so that the integer-pixel rays go through the centres the writer used.
     pixel_centers: bool = False
+    # check every object's cameras.npz and image/mask file names when the dataset is built (no image is
+    # decoded; ~1 ms per object), so a broken object stops the run at start-up, not at the step that draws it
+    validate: bool = True
 
 
 class NMRDataset(Dataset):
@@ -89,7 +82,7 @@ class NMRDataset(Dataset):
         self.cfg = cfg
         root = Path(cfg.root)
         if not root.is_dir():
-            raise DatasetFormatError(f"{root}: dataset root does not exist")
+            raise DataError(root, "dataset root does not exist")
         synsets = cfg.synsets or tuple(
             sorted(p.name for p in root.iterdir() if (p / f"{cfg.list_prefix}{cfg.split}.lst").is_file())
         )
@@ -97,11 +90,18 @@ class NMRDataset(Dataset):
         for s in synsets:
             for o in read_object_list(root / s / f"{cfg.list_prefix}{cfg.split}.lst"):
                 if not (root / s / o).is_dir():
-                    raise DatasetFormatError(f"{root / s / o}: listed object folder is missing")
+                    raise DataError(root / s / o, "listed object folder is missing")
                 self.objects.append((s, o))
         if not self.objects:
-            raise DatasetFormatError(f"{root}: no objects for split {cfg.split!r}")
+            raise DataError(root, f"no objects for split {cfg.split!r}")
         self.root = root
+        if cfg.validate:
+            for i in range(len(self.objects)):
+                d = self.object_dir(i)
+                n = len(read_cameras(d / "cameras.npz"))
+                view_files(d / "image", n, "image")
+                if (d / "mask").is_dir():
+                    view_files(d / "mask", n, "mask")
 
     def __len__(self) -> int:
         return len(self.objects)
@@ -112,42 +112,40 @@ class NMRDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Tensor]:
         d = self.object_dir(index)
-        img_paths = sorted(p for p in (d / "image").glob("*") if p.suffix.lower() in (".png", ".jpg"))
-        if not img_paths:
-            raise DatasetFormatError(f"{d / 'image'}: no images")
-        mask_paths = sorted((d / "mask").glob("*.png")) if (d / "mask").is_dir() else []
-        cam_path = d / "cameras.npz"
-        if not cam_path.is_file():
-            raise DatasetFormatError(f"{cam_path}: cameras file is missing")
-        cams = np.load(cam_path)
-        images, poses, bboxes, focal = [], [], [], None
+        cams = read_cameras(d / "cameras.npz")
+        n = len(cams)
+        img_paths = view_files(d / "image", n, "image")
+        mask_paths = view_files(d / "mask", n, "mask") if (d / "mask").is_dir() else []
+        images, bboxes = [], []
         for i, p in enumerate(img_paths):
-            img = _load_rgb(p)
-            h, w = img.shape[:2]
-            try:
-                wm = np.asarray(cams[f"world_mat_{i}"], dtype=np.float64)
-                cm = np.asarray(cams[f"camera_mat_{i}"], dtype=np.float64)
-            except KeyError as e:
-                raise DatasetFormatError(f"{cam_path}: missing key {e.args[0]}") from e
-            w2c = np.eye(4)
-            w2c[: wm.shape[0], :4] = wm[:, :4]
-            c2w = (
-                np.asarray(cams[f"world_mat_inv_{i}"]) if f"world_mat_inv_{i}" in cams else np.linalg.inv(w2c)
-            )
-            poses.append(T_WORLD @ c2w @ T_CAM)
-            fx, fy = cm[0, 0], cm[1, 1]
-            if not np.isclose(abs(fx), abs(fy)):
-                raise DatasetFormatError(f"{cam_path}: camera_mat_{i} has fx {fx} != fy {fy}")
-            f_i = fx * w / 2.0
-            if focal is not None and not np.isclose(focal, f_i, rtol=1e-4):
-                raise DatasetFormatError(f"{cam_path}: focal differs across views ({focal} vs {f_i})")
-            focal = f_i
+            img = load_rgb(p)
+            if images and img.shape != images[0].shape:
+                raise DataError(p, f"size {img.shape[1]}x{img.shape[0]} differs from {img_paths[0].name}'s "
+                                f"{images[0].shape[1]}x{images[0].shape[0]} (all views of an object share one size)")  # fmt: skip
             images.append(img)
             if mask_paths:
-                bboxes.append(mask_bbox(_load_mask(mask_paths[i]), mask_paths[i]))
+                mask = load_mask(mask_paths[i])
+                if mask.shape != img.shape[:2]:
+                    raise DataError(mask_paths[i], f"mask size {mask.shape[1]}x{mask.shape[0]} differs from "
+                                    f"its image's {img.shape[1]}x{img.shape[0]}")  # fmt: skip
+                bboxes.append(mask_bbox(mask, mask_paths[i]))
+        h, w = images[0].shape[:2]
+        focal = None
+        for i, (_, cm) in enumerate(cams):
+            fx, fy = cm[0, 0], cm[1, 1]
+            if not np.isclose(abs(fx), abs(fy)):
+                raise DataError(d / "cameras.npz", f"camera_mat_{i} has fx {fx} != fy {fy}")
+            f_i = fx * w / 2.0
+            if focal is not None and not np.isclose(focal, f_i, rtol=1e-4):
+                raise DataError(
+                    d / "cameras.npz", f"focal differs across views ({focal} vs {f_i} at view {i})"
+                )
+            focal = f_i
+        c2w = torch.from_numpy(np.stack([c for c, _ in cams]))  # DVR: OpenCV camera, y-up world (float64)
+        poses = change_world_axes(opencv_to_opengl(c2w), R_WORLD)
         out = {
             "images": torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous(),
-            "poses": torch.from_numpy(np.stack(poses)).float(),
+            "poses": poses.float(),
             "focal": torch.tensor(float(focal)),
             "c": torch.tensor([w / 2.0, h / 2.0]) - (0.5 if self.cfg.pixel_centers else 0.0),
             "near": torch.tensor(self.cfg.z_near),
@@ -159,6 +157,85 @@ class NMRDataset(Dataset):
         return out
 
 
+def _matrix(cams, key: str, path: Path, shapes: tuple[tuple[int, int], ...]) -> np.ndarray:
+    m = np.asarray(cams[key])
+    if m.dtype.kind not in "fiu" or tuple(m.shape) not in shapes:
+        want = " or ".join(f"{a}x{b}" for a, b in shapes)
+        raise DataError(path, f"{key} has shape {'x'.join(map(str, m.shape))} {m.dtype}, expected {want}")
+    m = m.astype(np.float64)
+    if not np.isfinite(m).all():
+        raise DataError(path, f"{key} has non-finite values (NaN or inf)")
+    if m.shape == (4, 4) and shapes[-1] == (4, 4) and not np.allclose(m[3], [0, 0, 0, 1], atol=1e-6):
+        raise DataError(path, f"{key} is 4x4 but its last row is {m[3].tolist()}, not [0, 0, 0, 1]")
+    return m
+
+
+def read_cameras(path: Path) -> list[tuple[np.ndarray, np.ndarray]]:
+    """DVR `cameras.npz` -> per view (camera->world 4x4 float64, OpenCV camera; camera_mat).
+
+    View i is `world_mat_i` (world->camera, 3x4 as DVR writes it or 4x4 with last row 0 0 0 1), optionally
+    `world_mat_inv_i` (4x4 camera->world, used when present) and `camera_mat_i` (3x3 or 4x4). The views are
+    numbered 0..N-1 without gaps. Any malformed entry raises DataError naming the file and the key.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "cameras file is missing")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            cams = {k: z[k] for k in z.files}
+    except Exception as e:  # zipfile.BadZipFile, ValueError (pickled object), OSError, EOFError, ...
+        raise DataError(path, f"not a readable .npz camera file ({type(e).__name__}: {e})") from e
+    ids = sorted(int(k.removeprefix("world_mat_")) for k in cams if re.fullmatch(r"world_mat_\d+", k))
+    if not ids:
+        raise DataError(path, "no world_mat_<i> entries")
+    if ids != list(range(len(ids))):
+        gap = next(i for i in range(len(ids) + 1) if i not in ids)
+        raise DataError(path, f"views are not numbered 0..{len(ids) - 1}: world_mat_{gap} is missing")
+    out = []
+    for i in ids:
+        if f"camera_mat_{i}" not in cams:
+            raise DataError(path, f"camera_mat_{i} is missing")
+        wm = _matrix(cams, f"world_mat_{i}", path, ((3, 4), (4, 4)))
+        cm = _matrix(cams, f"camera_mat_{i}", path, ((3, 3), (4, 4)))
+        if f"world_mat_inv_{i}" in cams:
+            c2w = _matrix(cams, f"world_mat_inv_{i}", path, ((4, 4),))
+        else:
+            w2c = np.eye(4)
+            w2c[:3] = wm[:3]
+            if abs(np.linalg.det(w2c[:3, :3])) < 1e-12:
+                raise DataError(path, f"world_mat_{i} is singular (no camera pose)")
+            c2w = np.linalg.inv(w2c)
+        out.append((c2w, cm))
+    return out
+
+
+def view_files(folder: Path, n: int, kind: str) -> list[Path]:
+    """The files `folder/<i>.<ext>` for views 0..n-1 (any zero padding), matched to cameras by their number.
+
+    A missing view, a file whose number has no camera, two files for one view, or a name that is not a view
+    number raise DataError naming the file.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(folder, f"{kind} folder is missing")
+    by_view: dict[int, Path] = {}
+    for p in list_images(folder):
+        if not p.stem.isdigit():
+            raise DataError(p, f"{kind} file name is not a view number (expected e.g. 0003{p.suffix})")
+        i = int(p.stem)
+        if i >= n:
+            raise DataError(p, f"{kind} of view {i} has no camera (cameras.npz holds views 0..{n - 1})")
+        if i in by_view:
+            raise DataError(p, f"two {kind} files for view {i} ({by_view[i].name} and {p.name})")
+        by_view[i] = p
+    for i in range(n):
+        if i not in by_view:
+            raise DataError(
+                folder / f"{i:04d}.png", f"{kind} of view {i} is missing ({n} cameras in cameras.npz)"
+            )
+    return [by_view[i] for i in range(n)]
+
+
 def write_nmr_object(
     obj_dir: Path, images: np.ndarray, poses_gl_zup: np.ndarray, focal: float, masks: np.ndarray | None = None
 ) -> None:
@@ -168,28 +245,29 @@ def write_nmr_object(
     focal in pixels; masks (NV,H,W) bool (optional).
     """
     obj_dir = Path(obj_dir)
-    (obj_dir / "image").mkdir(parents=True, exist_ok=True)
     cams = {}
-    for i, (img, pose) in enumerate(zip(images, poses_gl_zup)):
+    c2w_dvr = opengl_to_opencv(
+        change_world_axes(torch.as_tensor(np.asarray(poses_gl_zup, np.float64)), R_WORLD.T)
+    )
+    for i, (img, pose) in enumerate(zip(images, c2w_dvr.numpy())):
         h, w = img.shape[:2]
         u8 = img if img.dtype == np.uint8 else (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
-        Image.fromarray(u8[..., :3]).save(obj_dir / "image" / f"{i:04d}.png")
-        c2w_dvr = T_WORLD.T @ np.asarray(pose, dtype=np.float64) @ T_CAM
-        cams[f"world_mat_{i}"] = np.linalg.inv(c2w_dvr)[:3, :4]
-        cams[f"world_mat_inv_{i}"] = c2w_dvr
+        write_image(obj_dir / "image" / f"{i:04d}.png", u8[..., :3])
+        cams[f"world_mat_{i}"] = np.linalg.inv(pose)[:3, :4]
+        cams[f"world_mat_inv_{i}"] = pose
         cm = np.eye(4)
         cm[0, 0] = cm[1, 1] = 2.0 * focal / w
         cams[f"camera_mat_{i}"] = cm
         if masks is not None:
-            (obj_dir / "mask").mkdir(exist_ok=True)
-            Image.fromarray((masks[i] > 0).astype(np.uint8) * 255).save(obj_dir / "mask" / f"{i:04d}.png")
-    np.savez(obj_dir / "cameras.npz", **cams)
+            write_image(obj_dir / "mask" / f"{i:04d}.png", (masks[i] > 0).astype(np.uint8) * 255)
+    with atomic_write(obj_dir / "cameras.npz") as fh:
+        np.savez(fh, **cams)
 
 
 def write_metadata(root: Path, names: dict[str, str]) -> Path:
     """`metadata.yaml` with JSON content {synset: {"name": ...}} (the official per-category table)."""
     path = Path(root) / "metadata.yaml"
-    path.write_text(json.dumps({s: {"name": n} for s, n in names.items()}, indent=1))
+    atomic_write_text(path, json.dumps({s: {"name": n} for s, n in names.items()}, indent=1))
     return path
 
 

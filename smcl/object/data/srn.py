@@ -15,7 +15,9 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from smcl.object.data.nmr import T_CAM, DatasetFormatError, _load_rgb, mask_bbox
+from common.cameras import opencv_to_opengl
+from common.errors import DataError
+from smcl.object.data.nmr import load_rgb, mask_bbox
 
 
 @dataclass(frozen=True)
@@ -32,13 +34,13 @@ class SRNDatasetConfig:
 def read_srn_intrinsics(path: Path) -> tuple[float, float, float, int, int]:
     """(f, cx, cy, H, W) from an SRN/NSVF multi-line intrinsics file."""
     if not path.is_file():
-        raise DatasetFormatError(f"{path}: intrinsics file is missing")
+        raise DataError(path, "intrinsics file is missing")
     lines = [ln.split() for ln in path.read_text().splitlines() if ln.strip()]
     try:
         f, cx, cy = (float(v) for v in lines[0][:3])
         h, w = (int(float(v)) for v in lines[-1][:2])
     except (ValueError, IndexError) as e:
-        raise DatasetFormatError(f"{path}: expected 'f cx cy 0' on line 1 and 'H W' on the last line") from e
+        raise DataError(path, "expected 'f cx cy 0' on line 1 and 'H W' on the last line") from e
     return f, cx, cy, h, w
 
 
@@ -51,10 +53,10 @@ class SRNDataset(Dataset):
         if cfg.name == "chairs" and cfg.split == "train" and (base / "chairs_2.0_train").is_dir():
             base = base / "chairs_2.0_train"
         if not base.is_dir():
-            raise DatasetFormatError(f"{base}: SRN split folder does not exist")
+            raise DataError(base, "SRN split folder does not exist")
         self.instances = sorted(p for p in base.iterdir() if (p / "intrinsics.txt").is_file())
         if not self.instances:
-            raise DatasetFormatError(f"{base}: no instances with intrinsics.txt")
+            raise DataError(base, "no instances with intrinsics.txt")
         self.near, self.far = (1.25, 2.75) if cfg.name == "chairs" else (0.8, 1.8)
 
     def __len__(self) -> int:
@@ -66,31 +68,31 @@ class SRNDataset(Dataset):
         rgbs = sorted((d / "rgb").glob("*.png"))
         poses_p = sorted((d / "pose").glob("*.txt"))
         if not rgbs or len(rgbs) != len(poses_p):
-            raise DatasetFormatError(f"{d}: {len(rgbs)} images in rgb/ but {len(poses_p)} poses in pose/")
+            raise DataError(d, f"{len(rgbs)} images in rgb/ but {len(poses_p)} poses in pose/")
         s = self.cfg.image_size
         images, poses, bboxes, width = [], [], [], None
         for ip, pp in zip(rgbs, poses_p):
-            raw = _load_rgb(ip)
+            raw = load_rgb(ip)
             if raw.shape[0] != raw.shape[1]:
-                raise DatasetFormatError(f"{ip}: SRN views must be square, got {raw.shape[1]}x{raw.shape[0]}")
+                raise DataError(ip, f"SRN views must be square, got {raw.shape[1]}x{raw.shape[0]}")
             if width is not None and raw.shape[1] != width:
-                raise DatasetFormatError(
-                    f"{ip}: image size {raw.shape[1]} differs from the first view's {width}"
-                )
+                raise DataError(ip, f"image size {raw.shape[1]} differs from the first view's {width}")
             width = raw.shape[1]
             mask = np.any(raw < 1.0, axis=-1)  # not pure white
             img = cv2.resize(raw, (s, s), interpolation=cv2.INTER_AREA) if raw.shape[0] != s else raw
             try:
                 pose = np.loadtxt(pp, dtype=np.float64).reshape(4, 4)
             except ValueError as e:
-                raise DatasetFormatError(f"{pp}: expected 16 numbers (4x4 camera->world)") from e
+                raise DataError(pp, "expected 16 numbers (4x4 camera->world)") from e
+            if not np.isfinite(pose).all():
+                raise DataError(pp, "pose has non-finite values (NaN or inf)")
             images.append(img)
-            poses.append(pose @ T_CAM)
+            poses.append(opencv_to_opengl(torch.from_numpy(pose)))
             bboxes.append(mask_bbox(mask, ip) * (s / raw.shape[1]))
         scale = s / width  # the actual image width, as pixelNeRF (intrinsics may describe another size)
         return {
             "images": torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous(),
-            "poses": torch.from_numpy(np.stack(poses)).float(),
+            "poses": torch.stack(poses).float(),
             "focal": torch.tensor(f * scale),
             "c": torch.tensor([cx * scale, cy * scale]),
             "near": torch.tensor(self.near),
