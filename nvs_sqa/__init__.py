@@ -4,6 +4,7 @@ from nvs_sqa.assessor import NSSScore, QualityAssessor
 from nvs_sqa.data.pairs import NSSPairSampler, PairConfig, load_renders
 from nvs_sqa.frames import FrameError, list_frames, natural_sort_key, read_frame
 from nvs_sqa.losses import CosineTargetLoss, Projector
+from nvs_sqa.metric import NSSQuality
 from nvs_sqa.models import SequenceModel, SequenceModelConfig, ViewEncoder, ViewEncoderConfig, build_model
 from nvs_sqa.ridge import RidgeReadout, fit_ridge
 from nvs_sqa.weights import fetch_official_weights, read_ridge_pickle, require_official_weights
@@ -11,6 +12,7 @@ from nvs_sqa.weights import fetch_official_weights, read_ridge_pickle, require_o
 __all__ = [
     "CosineTargetLoss",
     "NSSPairSampler",
+    "NSSQuality",
     "PairConfig",
     "Projector",
     "load_renders",
