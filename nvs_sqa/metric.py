@@ -1,0 +1,189 @@
+"""NSSQuality: the NVS-SQA no-reference score as a `torchmetrics.Metric` (issue 14 §1).
+
+The numerical path is `QualityAssessor.score_frames` (spec nvs_sqa.md §1.4): each frame goes through the
+BatchNorm-folded view encoder at its own resolution, the per-frame tokens of one sequence go through the
+sequence model ("last" fusion) and the ridge read-out maps the 384-d feature to a JOD-like score. Only the
+384-d features (and an ordering key) are metric states, so DDP sync moves 1.5 kB per sequence.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+from torchmetrics import Metric
+from torchmetrics.utilities import dim_zero_cat
+
+from nvs_sqa.assessor import QualityAssessor
+from nvs_sqa.frames import MIN_SIDE, FrameError
+from nvs_sqa.ridge import LABEL_RANGE
+
+__all__ = ["NSSQuality"]
+
+
+class NSSQuality(Metric):
+    """No-reference quality of rendered camera paths (NVS-SQA, JOD scale: 0 = as good as the reference
+    video, mostly negative, higher is better).
+
+    `update(frames, keys=None)`: one sequence `(T, 3, H, W)` or a batch `(B, T, 3, H, W)`, float in [0, 1]
+    or uint8 in [0, 255] (divided by 255, exactly as the assessor reads 8-bit frames), on any device (moved
+    to the metric's device chunk by chunk). Sequences of different sizes and lengths may go to different
+    `update` calls. `keys`: one int per sequence (e.g. the dataset index) used to order the results;
+    default: the update order on each rank, so that with a `DistributedSampler(shuffle=False)` the merged
+    order is the dataset order.
+
+    `compute()` -> dict: `"jod"` (N,) per-sequence scores sorted by key, `"mean"` their mean, `"keys"` (N,)
+    int64 and `"features"` (N, 384) float32. States are cat states, synced over DDP ranks by torchmetrics.
+
+    Scores equal `QualityAssessor.score_frames` on the same frames (features within 1e-5) whatever the
+    batch composition, the `chunk` (frames per CNN call; memory only), the device and the number of ranks.
+
+    Frame size: at least 69x69 pixels (smaller frames cannot pass the encoder's reflect padding); frames are
+    never resized, as the official model was trained on full-resolution frames (960x768 in the examples).
+    Scores across resolutions are not comparable: compare methods at one resolution.
+
+    Sequence length: any T >= 1 is scored as given (no padding, repetition or resampling). The official
+    model and its ridge read-out saw 120-frame camera paths; the frame index enters through the sinusoidal
+    positional encoding and the score is read at the last frame, so the score shifts with T (measured in
+    docs/nvs_sqa_stress.md). Compare sequences of one length, and prefer 120 frames when the score is to be
+    read against the official JOD scale.
+
+    weights="official": the released checkpoint and ridge (`python scripts/fetch_weights.py nvs_sqa`), or
+    pass `assessor=` (any `QualityAssessor`, e.g. your own ridge) with `weights=None`.
+    """
+
+    is_differentiable = False
+    higher_is_better = True
+    full_state_update = False
+    label_range = LABEL_RANGE
+
+    def __init__(
+        self,
+        weights: str | None = "official",
+        *,
+        assessor: QualityAssessor | None = None,
+        chunk: int = 2,
+        **kwargs,
+    ) -> None:
+        super().__init__(**kwargs)
+        if assessor is None:
+            if weights != "official":
+                raise ValueError(
+                    f"NSSQuality: weights must be 'official' or an assessor given, got {weights!r}"
+                )
+            assessor = QualityAssessor.from_official()
+        elif weights not in (None, "official"):
+            raise ValueError(f"NSSQuality: unknown weights tag {weights!r}")
+        if chunk < 1:
+            raise ValueError(f"NSSQuality: chunk must be >= 1, got {chunk}")
+        self.chunk = chunk
+        self.channels_last = assessor.channels_last
+        self.view_encoder = assessor.view_encoder.eval()
+        self.sequence_model = assessor.model.eval()
+        self.view_encoder.requires_grad_(False)
+        self.sequence_model.requires_grad_(False)
+        coef = torch.as_tensor(assessor.ridge.coef, dtype=torch.float32)
+        self.register_buffer("ridge_coef", coef, persistent=False)
+        self.register_buffer(
+            "ridge_intercept", torch.tensor(float(assessor.ridge.intercept)), persistent=False
+        )
+        self.add_state("features", default=[], dist_reduce_fx="cat")
+        self.add_state("keys", default=[], dist_reduce_fx="cat")
+        self._count = 0
+
+    def train(self, mode: bool = True) -> NSSQuality:
+        """The networks stay in eval mode (no dropout, running BatchNorm statistics) whatever `mode`."""
+        super().train(mode)
+        self.view_encoder.eval()
+        self.sequence_model.eval()
+        return self
+
+    def reset(self) -> None:
+        super().reset()
+        self._count = 0
+
+    # ---- update ---------------------------------------------------------------------------------
+    def _check(self, frames: Tensor) -> Tensor:
+        if not isinstance(frames, Tensor):
+            raise TypeError(f"NSSQuality.update: frames must be a Tensor, got {type(frames).__name__}")
+        if frames.ndim == 4:
+            frames = frames.unsqueeze(0)
+        if frames.ndim != 5 or frames.shape[2] != 3:
+            raise FrameError(
+                f"NSSQuality.update: expected (T, 3, H, W) or (B, T, 3, H, W), got {tuple(frames.shape)}"
+            )
+        b, t, _, h, w = frames.shape
+        if b == 0 or t == 0:
+            raise FrameError(f"NSSQuality.update: empty input {tuple(frames.shape)}")
+        if h < MIN_SIDE or w < MIN_SIDE:
+            raise FrameError(
+                f"NSSQuality.update: frames are {w}x{h}; NVS-SQA needs at least {MIN_SIDE}x{MIN_SIDE}"
+            )
+        if frames.dtype == torch.uint8:
+            return frames
+        if not frames.is_floating_point():
+            raise FrameError(
+                f"NSSQuality.update: frames must be float in [0, 1] or uint8, got {frames.dtype}"
+            )
+        lo, hi = float(frames.amin()), float(frames.amax())
+        if not (0.0 <= lo and hi <= 1.0):  # also catches NaN
+            raise FrameError(f"NSSQuality.update: float frames must lie in [0, 1], got [{lo:.4g}, {hi:.4g}]")
+        return frames
+
+    def _to_input(self, x: Tensor) -> Tensor:
+        x = x.to(self.ridge_coef.device)
+        x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
+        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+        return x.contiguous(memory_format=fmt)
+
+    @torch.no_grad()
+    def sequence_features(self, frames: Tensor) -> Tensor:
+        """(T, 3, H, W) or (B, T, 3, H, W) -> (B, 384) features (the same checks as `update`)."""
+        frames = self._check(frames)
+        b, t = frames.shape[:2]
+        flat = frames.flatten(0, 1)
+        tokens = torch.cat(
+            [self.view_encoder(self._to_input(flat[i : i + self.chunk])) for i in range(0, b * t, self.chunk)]
+        )
+        tokens = tokens.float().view(b, t, -1).transpose(0, 1).contiguous()  # (T, B, D), sequence-first
+        return self.sequence_model.forward_tokens(tokens).float()
+
+    def update(self, frames: Tensor, keys: Sequence[int] | Tensor | None = None) -> None:
+        feats = self.sequence_features(frames)
+        n = feats.shape[0]
+        if keys is None:
+            world, rank = 1, 0
+            if torch.distributed.is_available() and torch.distributed.is_initialized():
+                world = torch.distributed.get_world_size(self.process_group)
+                rank = torch.distributed.get_rank(self.process_group)
+            k = (
+                torch.arange(self._count, self._count + n, dtype=torch.int64, device=feats.device) * world
+                + rank
+            )
+        else:
+            k = torch.as_tensor(keys, dtype=torch.int64).reshape(-1).to(feats.device)
+            if k.numel() != n:
+                raise ValueError(f"NSSQuality.update: {k.numel()} keys for {n} sequences")
+        self._count += n  # sequences this rank has seen (default keys)
+        self.features.append(feats)
+        self.keys.append(k)
+
+    # ---- compute --------------------------------------------------------------------------------
+    def compute(self) -> dict[str, Tensor]:
+        if isinstance(self.features, list) and not self.features:
+            raise ValueError("NSSQuality.compute: no sequences were given to update()")
+        feats = dim_zero_cat(self.features)
+        keys = dim_zero_cat(self.keys)
+        order = torch.sort(keys, stable=True).indices
+        feats, keys = feats[order], keys[order]
+        jod = feats @ self.ridge_coef + self.ridge_intercept
+        lo, hi = LABEL_RANGE
+        if bool(((jod < lo - 1.0) | (jod > hi + 1.0)).any()):
+            warnings.warn(
+                f"NSSQuality: scores {jod.min().item():.2f}..{jod.max().item():.2f} leave the label range "
+                f"{LABEL_RANGE} the read-out was fitted on; the input is probably not a rendered scene",
+                stacklevel=2,
+            )
+        return {"jod": jod, "mean": jod.mean(), "keys": keys, "features": feats}
