@@ -114,5 +114,6 @@ def test_compat_last_chunk_tiled_features():
     ref = PointGCL(PointGCLConfig(blocks="file_chunks"))
     ref.load_state_dict(gcl.state_dict())
     aligned = ref.point_features(pts)
-    assert torch.allclose(f[torch.arange(85, 105) % 20], aligned[85:105], atol=1e-6)
+    a, b = f[torch.arange(85, 105) % 20], aligned[85:105]  # same chunk, batched differently
+    assert float((a - b).norm()) <= 1e-5 * float(b.norm())  # norm-scaled: GEMM rounding differs per CPU
     assert not torch.allclose(f[:20], aligned[:20])

@@ -77,7 +77,8 @@ def test_point_features_aligned_with_order():
     perm = torch.randperm(300)
     f2 = model.point_features(pts[perm])
     assert f.shape == (300, 64)
-    assert torch.allclose(f[perm], f2, atol=1e-5)  # features follow the points, not the file order
+    # features follow the points, not the file order (norm-scaled: GEMM rounding differs per CPU)
+    assert float((f[perm] - f2).norm()) <= 1e-5 * float(f2.norm())
     assert f.std(0).mean() > 0  # not one tiled block
 
 

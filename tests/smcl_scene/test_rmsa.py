@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -19,6 +20,27 @@ from smcl.scene.models.rmsa import (
 )
 
 
+def assert_close(a, b, rtol, what=""):
+    """Norm-scaled comparison: ||a - b|| <= rtol ||b|| (never per element on long sums, whose rounding
+    depends on the CPU's GEMM blocking: AMX / AVX-512 / AVX2, and on the thread count)."""
+    a, b = a.double(), b.double()
+    err, ref = float((a - b).norm()), float(b.norm())
+    assert err <= rtol * ref + 1e-12, f"{what}: relative error {err / max(ref, 1e-30):.2e} > {rtol:.0e}"
+
+
+def assert_same_selection(pts, o, d, idx, k):
+    """The selected points are K nearest to each ray: their float64 distances equal the float64 top-K
+    (tie-robust: a swap of two points at the same distance within rounding is not a failure)."""
+    p64, o64, d64 = pts.double(), o.double(), d.double()
+    ref = perpendicular_distance(p64, o64, d64).topk(k, dim=1, largest=False).values.sort(1).values
+    v = p64[idx] - o64[:, None]
+    t = (v * d64[:, None]).sum(-1, keepdim=True) / ((d64 * d64).sum(-1)[:, None, None] + 1e-6)
+    got = (v - t * d64[:, None]).norm(dim=-1).sort(1).values
+    assert float((got - ref).abs().max()) <= 1e-5 * float(ref.abs().max()), (
+        "a selected point is not among the K nearest"
+    )
+
+
 @pytest.mark.parametrize("form", ["direct", "expanded"])
 def test_tiled_topk_matches_brute_force(form):
     g = torch.Generator().manual_seed(0)
@@ -26,10 +48,10 @@ def test_tiled_topk_matches_brute_force(form):
     o = torch.randn(200, 3, generator=g) * 5
     d = torch.nn.functional.normalize(torch.randn(200, 3, generator=g), dim=-1)
     idx, dist = topk_points_per_ray(pts, o, d, 20, ray_chunk=64, point_chunk=333, form=form)
-    ref_d, ref_i = perpendicular_distance(pts, o, d).topk(20, dim=1, largest=False)
-    same = (idx.sort(1).values == ref_i.sort(1).values).all(1).float().mean()
-    assert float(same) == 1.0
-    assert torch.allclose(dist, ref_d, atol=1e-6)
+    assert_same_selection(pts, o, d, idx, 20)
+    ref_d = perpendicular_distance(pts.double(), o.double(), d.double()).topk(20, dim=1, largest=False).values
+    assert dist.dtype == torch.float32
+    assert_close(dist, ref_d, 1e-6, "distances")  # fp32 rounding only
 
 
 def _scaled_scene(m, r, seed=0):
@@ -49,8 +71,8 @@ def test_expanded_selection_equals_direct_on_scaled_scene():
     idx, dist = topk_points_per_ray(pts, o, d, 20, form="expanded")
     same = lambda a: (a.sort(1).values == ref_i.sort(1).values).all(1).float().mean()  # noqa: E731
     assert float(same(no_margin)) < 0.99  # the cancellation problem is real at this scale
-    assert float(same(idx)) == 1.0
-    assert torch.allclose(dist, ref_d.sort(1).values, atol=1e-5)
+    assert_same_selection(pts, o, d, idx, 20)  # with the margin: the K nearest (ties within rounding aside)
+    assert_close(dist, ref_d.sort(1).values, 1e-6, "distances")
 
 
 def test_topk_ignores_autocast():
@@ -80,16 +102,28 @@ def test_fused_attention_equals_reference(cfg):
     p = pts[idx].requires_grad_()
     f = torch.randn(40, 20, 64).requires_grad_()
     infl = torch.rand(40, 20).requires_grad_()
-    ref = attn.forward_reference(p, f, infl, o, d, 3.0)
-    out = attn(p, f, infl, o, d, 3.0)
-    for a, b in zip(out, ref):
-        assert torch.allclose(a, b, atol=1e-5, rtol=1e-4)
-    # gradients agree too (points, features, influence, weights)
-    w = torch.randn_like(ref[0])
-    g_ref = torch.autograd.grad((ref[0] * w).sum() + ref[1].sum(), [p, f, infl, *attn.parameters()])
-    g_out = torch.autograd.grad((out[0] * w).sum() + out[1].sum(), [p, f, infl, *attn.parameters()])
-    for a, b in zip(g_out, g_ref):
-        assert torch.allclose(a, b, atol=1e-4, rtol=1e-3)
+    # 1) algebra: in float64 the fused path equals the straightforward form to rounding (1e-10)
+    # 2) fp32: the fused path against the fp32 straightforward form, norm-scaled (per-element checks on
+    #    sums of thousands of products fail on CPUs whose GEMM blocks differently, e.g. AMX)
+    attn64 = copy.deepcopy(attn).double()
+    x64 = [t.detach().double().requires_grad_() for t in (p, f, infl)]
+    w = torch.randn(40, cfg.d_value, dtype=torch.float64)
+    names = ["points", "features", "influence", *(n for n, _ in attn.named_parameters())]
+    for module, xs, params, rtol_out, rtol_grad in (
+        (attn64, x64, list(attn64.parameters()), 1e-10, 1e-9),
+        (attn, [p, f, infl], list(attn.parameters()), 1e-5, 1e-4),
+    ):
+        dt = xs[0].dtype
+        args = (*xs, o.to(dt), d.to(dt), 3.0)
+        ref = module.forward_reference(*args)
+        out = module(*args)
+        for name, a, b in zip(("features", "a_bkg"), out, ref):
+            assert_close(a, b, rtol_out, f"{dt} {name}")
+        # gradients agree too (points, features, influence, weights)
+        g_ref = torch.autograd.grad((ref[0] * w.to(dt)).sum() + ref[1].sum(), [*xs, *params])
+        g_out = torch.autograd.grad((out[0] * w.to(dt)).sum() + out[1].sum(), [*xs, *params])
+        for name, a, b in zip(names, g_out, g_ref):
+            assert_close(a, b, rtol_grad, f"{dt} grad {name}")
 
 
 def test_checkpointed_blocks_same_gradients():
@@ -106,8 +140,8 @@ def test_checkpointed_blocks_same_gradients():
         feat, a_bkg = m(p, torch.zeros(50, 8, 64), torch.ones(50, 8), o, d, 5.0)
         (feat.square().sum() + a_bkg.sum()).backward()
         grads.append([p.grad, *(q.grad for q in m.parameters())])
-    for a, b in zip(*grads):
-        assert torch.allclose(a, b, atol=1e-5, rtol=1e-4)
+    for a, b in zip(*grads):  # the same function in different ray blocks: rounding only
+        assert_close(a, b, 1e-5, "gradient")
 
 
 def test_perpendicular_distance_by_hand():
