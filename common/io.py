@@ -17,6 +17,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -149,7 +150,7 @@ def _pid_alive(pid: int) -> bool:
 
 
 def clean_stale_temp_files(folder: str | Path, *, recursive: bool = False) -> list[Path]:
-    """Remove ``.<name>.tmp-<pid>`` files in ``folder`` whose writer process no longer runs.
+    """Remove ``.<name>.tmp-<pid>`` files (and temp folders) in ``folder`` whose writer process is gone.
 
     Temp files of live processes (another run still writing) are kept. Returns the removed paths,
     naturally sorted; a missing folder returns [].
@@ -161,12 +162,15 @@ def clean_stale_temp_files(folder: str | Path, *, recursive: bool = False) -> li
     removed = []
     for p in candidates:
         m = _TEMP_RE.match(p.name)
-        if m is None or not p.is_file() or p.is_symlink():
+        if m is None or p.is_symlink() or not (p.is_file() or p.is_dir()):
             continue
         if _pid_alive(int(m.group(1))):
             continue
         try:
-            p.unlink()
+            if p.is_dir():  # a temp folder (e.g. a video being encoded)
+                shutil.rmtree(p)
+            else:
+                p.unlink()
         except FileNotFoundError:  # removed concurrently
             continue
         removed.append(p)

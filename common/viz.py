@@ -1,31 +1,63 @@
-"""Figures for reports: GIFs, contact sheets, label colouring and overlays, bar charts (matplotlib Agg).
+"""Figures for reports: GIFs, MP4 videos, contact sheets, label colouring and overlays, bar and line
+plots, confusion matrices (matplotlib Agg, no display needed).
 
-Images are H x W x 3 arrays, uint8 or float in [0, 1]; outputs are uint8.
+Images are H x W x 3 arrays (or torch tensors), uint8 or float in [0, 1]; outputs are uint8. Every file
+is written atomically (``common.io``): a figure is rendered in memory and then moved into place.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import io
+import os
+import shutil
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+
+from common.io import atomic_write_bytes, temp_path
 
 __all__ = [
     "to_uint8",
     "default_palette",
     "save_gif",
+    "save_video",
     "contact_sheet",
     "colorize_labels",
     "overlay",
     "bar_chart",
+    "line_plot",
+    "confusion_matrix_plot",
 ]
 
+_ROUNDINGS = ("nearest", "half_up", "floor")
 
-def to_uint8(image: np.ndarray) -> np.ndarray:
-    """uint8 unchanged; floats in [0, 1] clipped, scaled and rounded; grey H x W -> H x W x 3."""
+
+def to_uint8(image, *, rounding: str = "nearest", chw: bool = False) -> np.ndarray:
+    """The one float -> uint8 image conversion: H x W (x 1|3) -> H x W x 3 uint8.
+
+    uint8 passes unchanged; floats are clipped to [0, 1] and scaled by 255 in their own precision, then
+    ``rounding="nearest"`` (np.rint, ties to even; default), ``"half_up"`` (``(x * 255 + 0.5)`` truncated,
+    as several writers did) or ``"floor"`` (``(x * 255).astype(uint8)``, the truncation of pixelNeRF's
+    official eval.py, which SMCL's metrics keep). torch tensors are detached and moved to the CPU;
+    ``chw=True`` takes a (C, H, W) tensor/array (C = 1 or 3).
+    """
+    if rounding not in _ROUNDINGS:
+        raise ValueError(f"rounding must be one of {_ROUNDINGS}, got {rounding!r}")
+    if hasattr(image, "detach"):
+        image = image.detach().cpu().numpy()
     a = np.asarray(image)
+    if chw:
+        if a.ndim != 3:
+            raise ValueError(f"chw=True expects a (C, H, W) image, got shape {a.shape}")
+        a = a.transpose(1, 2, 0)
     if a.dtype.kind == "f":
-        a = np.clip(np.rint(a * 255.0), 0, 255).astype(np.uint8)
+        x = np.clip(a, 0, 1) * 255
+        if rounding == "nearest":
+            x = np.rint(x)
+        elif rounding == "half_up":
+            x = x + 0.5
+        a = x.astype(np.uint8)
     elif a.dtype != np.uint8:
         raise ValueError(f"expected uint8 or float images, got dtype {a.dtype}")
     if a.ndim == 2:
@@ -57,10 +89,48 @@ def save_gif(frames: Sequence[np.ndarray], path: str | Path, fps: float = 10.0) 
         raise ValueError(f"{path}: no frames to write")
     if fps <= 0:
         raise ValueError(f"fps must be positive, got {fps}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     imgs = [Image.fromarray(to_uint8(f)) for f in frames]
-    imgs[0].save(path, save_all=True, append_images=imgs[1:], duration=round(1000 / fps), loop=0)
+    buf = io.BytesIO()
+    imgs[0].save(buf, format="GIF", save_all=True, append_images=imgs[1:], duration=round(1000 / fps), loop=0)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def save_video(
+    frames: Sequence[np.ndarray], path: str | Path, fps: float = 24.0, *, fourcc: str = "mp4v"
+) -> Path:
+    """Write frames (equal-sized H x W x 3 RGB, uint8 or float) as a video with OpenCV (MPEG-4 Part 2).
+
+    The file is written into a temp folder beside ``path`` and moved into place when complete.
+    Odd sizes are kept (mp4v accepts them); the container follows the suffix (.mp4, .avi, ...).
+    """
+    import cv2
+
+    if len(frames) == 0:
+        raise ValueError(f"{path}: no frames to write")
+    if fps <= 0:
+        raise ValueError(f"fps must be positive, got {fps}")
+    path = Path(path)
+    first = to_uint8(frames[0])
+    h, w = first.shape[:2]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp_dir = temp_path(path)
+    tmp_dir.mkdir()
+    try:
+        tmp = tmp_dir / f"video{path.suffix or '.mp4'}"
+        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*fourcc), float(fps), (w, h))
+        if not writer.isOpened():
+            raise ValueError(f"{path}: OpenCV cannot open a {fourcc!r} video writer for this suffix")
+        try:
+            for k, f in enumerate(frames):
+                u8 = to_uint8(f)
+                if u8.shape[:2] != (h, w):
+                    raise ValueError(f"{path}: frame {k} is {u8.shape[:2]}, expected {(h, w)} like frame 0")
+                writer.write(np.ascontiguousarray(u8[:, :, ::-1]))
+        finally:
+            writer.release()
+        os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
     return path
 
 
@@ -123,6 +193,27 @@ def overlay(
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save_figure(fig, path: Path, dpi: float | None) -> Path:
+    """Render a figure in memory (format from the suffix) and write it atomically; closes the figure."""
+    plt = _pyplot()
+    try:
+        buf = io.BytesIO()
+        fmt = path.suffix.lstrip(".").lower() or "png"
+        fig.savefig(buf, format=fmt, dpi=dpi)
+    finally:
+        plt.close(fig)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
 def bar_chart(
     names: Sequence[str],
     values: Sequence[float],
@@ -131,25 +222,118 @@ def bar_chart(
     title: str = "",
     ylabel: str = "",
     errors: Sequence[float] | None = None,
+    color: str | None = None,
+    dpi: float | None = None,
 ) -> Path:
-    """Save a labelled bar chart (PNG/PDF by suffix) with the Agg backend; no display needed."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """Save a labelled bar chart (PNG/PDF/SVG by suffix); returns the path."""
     if len(names) != len(values) or (errors is not None and len(errors) != len(values)):
         raise ValueError(f"names ({len(names)}), values ({len(values)}) and errors must have equal length")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(max(4.0, 0.6 * len(names) + 2), 3.5))
     try:
-        ax.bar(range(len(values)), values, yerr=errors, capsize=3 if errors is not None else 0)
+        ax.bar(range(len(values)), values, yerr=errors, capsize=3 if errors is not None else 0, color=color)
         ax.set_xticks(range(len(names)), list(names), rotation=45, ha="right")
         ax.set_title(title)
         ax.set_ylabel(ylabel)
         fig.tight_layout()
-        fig.savefig(path)
-    finally:
+    except BaseException:
         plt.close(fig)
-    return path
+        raise
+    return _save_figure(fig, Path(path), dpi)
+
+
+def line_plot(
+    series: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+    path: str | Path,
+    xlabel: str = "",
+    ylabel: str = "",
+    title: str = "",
+    *,
+    hlines: Mapping[str, float] | None = None,
+    marker: str | None = "o",
+    logx: bool = False,
+    figsize: tuple[float, float] = (7.5, 4.5),
+    legend_cols: int = 3,
+    dpi: float | None = 110,
+) -> Path:
+    """One line per named (x, y) series (legend in insertion order); optional dashed reference lines."""
+    if not series:
+        raise ValueError(f"{path}: no series to plot")
+    for name, (x, y) in series.items():
+        if len(x) != len(y):
+            raise ValueError(f"series {name!r}: x has {len(x)} values, y has {len(y)}")
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=figsize)
+    try:
+        for name, (x, y) in series.items():
+            ax.plot(list(x), list(y), marker=marker, label=name)
+        for name, v in (hlines or {}).items():
+            ax.axhline(v, color="grey", lw=0.8, ls="--", label=name)
+        if logx:
+            ax.set_xscale("log")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        ax.legend(fontsize=8, ncol=legend_cols)
+        fig.tight_layout()
+    except BaseException:
+        plt.close(fig)
+        raise
+    return _save_figure(fig, Path(path), dpi)
+
+
+def confusion_matrix_plot(
+    matrix,
+    class_names: Sequence[str],
+    path: str | Path,
+    *,
+    normalize: bool = True,
+    title: str = "",
+    annotate: bool | None = None,
+    dpi: float | None = 110,
+) -> Path:
+    """Heat map of a K x K confusion matrix (rows: ground truth, columns: prediction).
+
+    ``normalize`` divides each row by its total (recall per class; empty rows stay 0). Cells are
+    annotated with their value when ``annotate`` (default: K <= 20).
+    """
+    if hasattr(matrix, "detach"):
+        matrix = matrix.detach().cpu().numpy()
+    m = np.asarray(matrix, dtype=np.float64)
+    k = len(class_names)
+    if m.shape != (k, k):
+        raise ValueError(f"confusion matrix has shape {m.shape}, expected ({k}, {k}) for {k} class names")
+    if normalize:
+        rows = m.sum(axis=1, keepdims=True)
+        m = np.divide(m, rows, out=np.zeros_like(m), where=rows > 0)
+    annotate = k <= 20 if annotate is None else annotate
+    plt = _pyplot()
+    side = max(4.0, 0.45 * k + 2.5)
+    fig, ax = plt.subplots(figsize=(side + 1.0, side))
+    try:
+        im = ax.imshow(m, cmap="Blues", vmin=0.0, vmax=1.0 if normalize else None)
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+        ax.set_xticks(range(k), list(class_names), rotation=45, ha="right")
+        ax.set_yticks(range(k), list(class_names))
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("ground truth")
+        ax.set_title(title)
+        if annotate:
+            top = m.max() if m.size else 0.0
+            for i in range(k):
+                for j in range(k):
+                    text = f"{m[i, j]:.2f}" if normalize else f"{m[i, j]:.0f}"
+                    ax.text(
+                        j,
+                        i,
+                        text,
+                        ha="center",
+                        va="center",
+                        fontsize=7,
+                        color="white" if m[i, j] > 0.5 * top else "black",
+                    )
+        fig.tight_layout()
+    except BaseException:
+        plt.close(fig)
+        raise
+    return _save_figure(fig, Path(path), dpi)

@@ -124,3 +124,11 @@ def test_check_writable(tmp_path):
 def test_check_writable_refuses_read_only_folder():
     with pytest.raises(NotWritableError):
         check_writable("/proc/1/tri-vision-report.json")
+
+
+def test_clean_stale_temp_folder(tmp_path):
+    d = tmp_path / f".v.mp4.tmp-{_dead_pid()}"
+    d.mkdir()
+    (d / "video.mp4").write_bytes(b"x")
+    assert clean_stale_temp_files(tmp_path) == [d]
+    assert not d.exists()

@@ -45,3 +45,71 @@ def test_gif_and_bar_chart_files(tmp_path) -> None:
         assert im.size[0] > 100
     with pytest.raises(ValueError, match="equal length"):
         bar_chart(["a"], [1, 2], tmp_path / "d.png")
+
+
+def test_to_uint8_roundings_match_former_copies() -> None:
+    import torch
+
+    from common.viz import to_uint8
+
+    rng = np.random.default_rng(0)
+    x = rng.random((4, 5, 3)).astype(np.float32)
+    x[0, 0] = [0.5 / 255, 1.5 / 255, 2.5 / 255]  # ties
+    x[0, 1] = [-0.2, 1.3, 1.0]
+    assert np.array_equal(to_uint8(x), np.clip(np.rint(x * 255.0), 0, 255).astype(np.uint8))
+    assert np.array_equal(to_uint8(x, rounding="half_up"), (np.clip(x, 0, 1) * 255 + 0.5).astype(np.uint8))
+    t = torch.from_numpy(x).permute(2, 0, 1)
+    official = (t.clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).astype(np.uint8)  # pixelNeRF eval.py
+    assert np.array_equal(to_uint8(t, rounding="floor", chw=True), official)
+    assert to_uint8(np.array([[0.5 / 255]]))[0, 0].tolist() == [0, 0, 0]  # rint: tie to even
+    assert to_uint8(np.array([[0.5 / 255]]), rounding="half_up")[0, 0, 0] == 1
+    with pytest.raises(ValueError, match="rounding"):
+        to_uint8(x, rounding="up")
+
+
+def test_save_video_round_trip(tmp_path) -> None:
+    from common.image_io import count_video_frames, iter_video_frames
+    from common.viz import save_video
+
+    frames = [
+        np.full((32, 48, 3), c, np.uint8)
+        for c in ((250, 10, 10), (10, 250, 10), (10, 10, 250), (128, 128, 128))
+    ]
+    p = save_video(frames, tmp_path / "v.mp4", fps=4)
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["v.mp4"]
+    assert count_video_frames(p) == 4
+    for got, want in zip(iter_video_frames(p), frames):
+        assert got.shape == (32, 48, 3)
+        assert np.abs(got.astype(float).mean((0, 1)) - want[0, 0]).max() < 10  # RGB order kept
+    with pytest.raises(ValueError, match="frame 1"):
+        save_video([frames[0], np.zeros((8, 8, 3), np.uint8)], tmp_path / "w.mp4")
+    assert not (tmp_path / "w.mp4").exists()
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["v.mp4"]
+
+
+def test_line_plot_and_confusion_matrix(tmp_path) -> None:
+    from common.viz import confusion_matrix_plot, line_plot
+
+    p = line_plot(
+        {"blur": ([0, 1, 2], [3.0, 2.0, 1.0]), "noise": ([0, 1], [3.0, 2.5])},
+        tmp_path / "l.png",
+        "level",
+        "JOD",
+        "stress",
+        hlines={"clean": 3.0},
+    )
+    with Image.open(p) as im:
+        assert im.size == (825, 495)  # 7.5 x 4.5 in at 110 dpi
+    with pytest.raises(ValueError, match="'blur'"):
+        line_plot({"blur": ([0, 1], [1.0])}, tmp_path / "bad.png")
+    cm = np.array([[5, 1, 0], [0, 0, 0], [2, 2, 6]])
+    p = confusion_matrix_plot(cm, ["a", "b", "c"], tmp_path / "cm.png", title="cm")
+    with Image.open(p) as im:
+        rgb = np.asarray(im.convert("RGB"))
+        assert rgb.shape[0] > 100 and rgb.std() > 0
+    confusion_matrix_plot(cm, ["a", "b", "c"], tmp_path / "cm.pdf", normalize=False)
+    assert (tmp_path / "cm.pdf").read_bytes()[:4] == b"%PDF"
+    with pytest.raises(ValueError, match=r"\(2, 2\)"):
+        confusion_matrix_plot(cm, ["a", "b"], tmp_path / "x.png")
+    assert not (tmp_path / "x.png").exists()
+    assert not [x for x in tmp_path.iterdir() if ".tmp-" in x.name]
