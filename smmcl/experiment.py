@@ -93,7 +93,8 @@ def _forward_probs(
     model: SegNeXtRGBX, rgb: Tensor, aux: Tensor, seed: int | None, precision: str = "fp32"
 ) -> Tensor:
     if seed is not None:
-        model.decode_head.hamburger.ham.generator = torch.Generator().manual_seed(seed)
+        gen = torch.Generator(device=rgb.device)  # NMF bases drawn where the model runs
+        model.decode_head.hamburger.ham.generator = gen.manual_seed(seed)
     try:
         with autocast_context(rgb.device, precision):
             logits = model(rgb, aux)
@@ -221,57 +222,36 @@ def load_trained(model: nn.Module, path: str | Path) -> None:
     load_state_dict_strict(model, sd, source=str(path))
 
 
+def overlay_names(rgbs: list[Path]) -> list[str]:
+    """One distinct overlay file name per input: `<stem>_overlay.png`, or `<stem>_<i>_overlay.png` (i the
+    input's position) for inputs whose file stems collide (e.g. `day/0001.png` and `night/0001.png`)."""
+    from collections import Counter
+
+    counts = Counter(Path(p).stem for p in rgbs)
+    names: list[str] = []
+    for i, path in enumerate(rgbs):
+        stem = Path(path).stem
+        name = f"{stem}_overlay.png" if counts[stem] == 1 else f"{stem}_{i}_overlay.png"
+        while name in names:
+            name = name.replace("_overlay.png", "_x_overlay.png")
+        names.append(name)
+    return names
+
+
 def predict_files(
-    model: SegNeXtRGBX, cfg: ExperimentConfig, rgbs: list[Path], auxs: list[Path], out: Path
+    model: SegNeXtRGBX, cfg: ExperimentConfig, rgbs: list[Path], auxs: list[Path | None], out: Path
 ) -> list[Path]:
-    """Overlays for user image pairs read with the dataset's reading rules (no label: shown as ignore)."""
-    import tempfile
+    """Overlays for user image pairs read with the dataset's reading rules (no label: shown as ignore).
 
-    from smmcl.data.rgbx import to_tensors
+    The files are read where they are (errors name them); inputs go to the model's device; every input
+    gets its own overlay (see overlay_names). aux None: the aux is channel 4 of the RGB file.
+    """
+    from smmcl.data.rgbx import read_sample, to_tensors
 
+    device, out = next(model.parameters()).device, Path(out)
     written = []
-    for rgb_path, aux_path in zip(rgbs, auxs):
-        with tempfile.TemporaryDirectory() as tmp:
-            root = Path(tmp)
-            for sub, src in (("RGB", rgb_path), ("AUX", aux_path)):
-                (root / sub).mkdir()
-                (root / sub / f"x{src.suffix}").symlink_to(src.resolve())
-            probe = cv2_read_shape(rgb_path)
-            (root / "L").mkdir()
-            _write_blank_label(root / "L" / "x.png", probe)
-            (root / "test.txt").write_text("x\n")
-            data = replace(
-                cfg.data,
-                root=str(root),
-                rgb_dir="RGB",
-                aux_dir="AUX",
-                label_dir="L",
-                rgb_ext=rgb_path.suffix,
-                aux_ext=aux_path.suffix,
-                label_ext=".png",
-                label_offset=0,
-            )
-            ds = RGBXDataset(data, split="test", train=False)
-            item = to_tensors(*ds.read("x"))
-        probs = predict(model, item["rgb"][None], item["aux"][None], cfg.eval)
-        written.append(
-            save_overlay(
-                item, probs.argmax(1)[0], out / f"{rgb_path.stem}_overlay.png", cfg.model.num_classes
-            )
-        )
+    for (rgb_path, aux_path), name in zip(zip(rgbs, auxs), overlay_names(rgbs)):
+        item = to_tensors(*read_sample(Path(rgb_path), aux_path and Path(aux_path), None, cfg.data))
+        probs = predict(model, item["rgb"][None].to(device), item["aux"][None].to(device), cfg.eval)
+        written.append(save_overlay(item, probs.argmax(1)[0].cpu(), out / name, cfg.model.num_classes))
     return written
-
-
-def cv2_read_shape(path: Path) -> tuple[int, int]:
-    import cv2
-
-    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise OSError(f"{path}: cannot be read as an image")
-    return img.shape[:2]
-
-
-def _write_blank_label(path: Path, shape: tuple[int, int]) -> None:
-    import cv2
-
-    cv2.imwrite(str(path), np.full(shape, 255, np.uint8))

@@ -40,14 +40,18 @@ def downsample_labels(label: Tensor, size: tuple[int, int]) -> Tensor:
 def anchor_groups(
     label_ds: Tensor, num_classes: int, cfg: SMMCLLossConfig
 ) -> tuple[list[tuple[int, int, Tensor]], int]:
-    """(image, class, raster cell indices) for every group with >= min_views cells, image-major, and V."""
+    """(image, class, raster cell indices) for every group with >= min_views cells, image-major, and V.
+
+    The labels are brought to the CPU once (one host sync per call, whatever the device); the groups and
+    their CPU index tensors are then found there, so no per-(image, class) device round trip happens.
+    """
     groups = []
-    flat = label_ds.reshape(label_ds.shape[0], -1)
+    flat = label_ds.reshape(label_ds.shape[0], -1).cpu()
     for b in range(flat.shape[0]):
         for k in range(num_classes):
             idx = torch.nonzero(flat[b] == k).flatten()
             if idx.numel() >= cfg.min_views_per_class:
-                groups.append((b, k, idx.cpu()))
+                groups.append((b, k, idx))
     if not groups:
         return groups, 0
     views = min(g[2].numel() for g in groups)
@@ -58,14 +62,25 @@ def anchor_groups(
     return groups, views
 
 
+def sample_indices(groups: list[tuple[int, int, Tensor]], views: int) -> tuple[Tensor, Tensor]:
+    """V random cells per group (one CPU randperm per group, in group order, as the official code draws).
+
+    Returns CPU tensors: image index (T,) and cell indices (T, V).
+    """
+    picks = [idx[torch.randperm(idx.numel())[:views]] for _, _, idx in groups]
+    return torch.tensor([g[0] for g in groups]), torch.stack(picks)
+
+
+def gather_features(feats: Tensor, images: Tensor, cells: Tensor) -> Tensor:
+    """feats (B,C,h,w), images (T,), cells (T,V) -> (T,C,V) in one gather (indices moved in one copy)."""
+    flat = feats.reshape(feats.shape[0], feats.shape[1], -1)
+    images, cells = images.to(feats.device, non_blocking=True), cells.to(feats.device, non_blocking=True)
+    return flat[images[:, None], :, cells].permute(0, 2, 1)
+
+
 def sample_features(feats: Tensor, groups: list[tuple[int, int, Tensor]], views: int) -> Tensor:
     """Gather V random cells per group (CPU randperm per group, in order) -> (T, C, V)."""
-    flat = feats.reshape(feats.shape[0], feats.shape[1], -1)
-    out = []
-    for b, _, idx in groups:
-        pick = idx[torch.randperm(idx.numel())[:views]].to(feats.device)
-        out.append(flat[b][:, pick])
-    return torch.stack(out)
+    return gather_features(feats, *sample_indices(groups, views))
 
 
 def contrast(anchors: Tensor, contrasts: Tensor, labels: Tensor, tau: float) -> Tensor:
@@ -101,7 +116,7 @@ class SMMCLLoss(nn.Module):
         if not groups:
             zero = (color_fea.sum() + other_fea.sum()) * 0.0
             return {"cm": zero, "vis": zero, "aux": zero}
-        cls = torch.tensor([g[1] for g in groups], device=color_fea.device)
+        cls = torch.tensor([g[1] for g in groups]).to(color_fea.device, non_blocking=True)
         fc = sample_features(color_fea, groups, views)
         fo = sample_features(other_fea, groups, views)
         return {

@@ -16,6 +16,13 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from common.errors import DataError
+
+
+class MissingDataError(DataError, FileNotFoundError):
+    """A list file or a file it names does not exist (a DataError that is also a FileNotFoundError)."""
+
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -51,34 +58,106 @@ class RGBXDatasetConfig:
 def parse_list(path: Path) -> list[str]:
     """Stems from a list file: bare stems or SA-Gate lines ("RGB/0001.jpg<TAB>Label/0001.png")."""
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: list file not found")
+        raise MissingDataError(path, "list file not found")
     stems = []
     for line in path.read_text().splitlines():
         if line.strip():
             stems.append(Path(line.split()[0]).stem)
     if not stems:
-        raise ValueError(f"{path}: list file is empty")
+        raise DataError(path, "list file is empty")
     return stems
 
 
 def _read(path: Path, flag: int) -> np.ndarray:
     img = cv2.imread(str(path), flag)
     if img is None:
-        raise OSError(f"{path}: cannot be read as an image")
+        raise DataError(path, "missing or not readable as an image")
     return img
 
 
 def read_aux_plane(img: np.ndarray, path: Path, legacy_8bit: bool) -> np.ndarray:
     """Single-channel aux (H,W) as float32 in [0,1], full 16-bit precision unless legacy_8bit."""
     if img.ndim == 3:
-        raise ValueError(f"{path}: expected a single-channel aux image, got {img.shape[2]} channels")
+        raise DataError(path, f"expected a single-channel aux image, got {img.shape[2]} channels")
     if img.dtype == np.uint16:
         if legacy_8bit:
             return (img >> 8).astype(np.float32) / 255.0
         return img.astype(np.float32) / 65535.0
     if img.dtype != np.uint8:
-        raise ValueError(f"{path}: unsupported aux dtype {img.dtype}")
+        raise DataError(path, f"unsupported aux dtype {img.dtype}")
     return img.astype(np.float32) / 255.0
+
+
+def read_label_map(path: Path, cfg: RGBXDatasetConfig) -> np.ndarray:
+    """Label map (H,W) after `label_offset`; every value in [0, num_classes) or the ignore index.
+
+    8- and 16-bit PNGs alike: values are checked on the file's own integers, so a 16-bit 256 never wraps
+    into class 0. label_offset -1 (NYU) maps 0 (unlabelled) to 255 = ignore, as the official uint8
+    `gt - 1` does. A value outside the valid set raises DataError naming the file and the values.
+    """
+    raw = _read(path, cv2.IMREAD_UNCHANGED)
+    if raw.ndim == 3 and raw.shape[2] in (3, 4) and (raw[..., :3] == raw[..., :1]).all():
+        raw = raw[..., 0]  # grey stored as colour
+    if raw.ndim != 2:
+        raise DataError(path, f"label must be single-channel, got shape {raw.shape}")
+    label = raw.astype(np.int64)
+    if cfg.label_offset:
+        label = label + cfg.label_offset
+        label = np.where(label < 0, label % 256, label)  # official uint8 wrap: 0 - 1 -> 255
+    k, ignore = cfg.num_classes, cfg.ignore_index
+    bad = ((label < 0) | (label >= k)) & (label != ignore)
+    if bad.any():
+        values = np.unique(raw[bad])
+        shown = ", ".join(str(int(v)) for v in values[:8]) + (", ..." if values.size > 8 else "")
+        after = f" (label_offset {cfg.label_offset} applied)" if cfg.label_offset else ""
+        raise DataError(
+            path,
+            f"{int(bad.sum())} pixels have label values {shown} ({raw.dtype} file){after}, outside "
+            f"[0, {k}) and not the ignore index {ignore}",
+        )
+    return label.astype(np.uint8 if max(k - 1, ignore) <= 255 else np.int32)
+
+
+def read_sample(
+    rgb_path: Path, aux_path: Path | None, label_path: Path | None, cfg: RGBXDatasetConfig
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rgb HxWx3 float32 [0,1], aux HxWx3 float32 [0,1], label HxW) read by the dataset's rules.
+
+    aux_path None: the aux is channel 4 of the RGB file (MFNet release). label_path None: an all-ignore
+    label (prediction on user images). Errors name the given files.
+    """
+    c = cfg
+    raw = _read(rgb_path, cv2.IMREAD_UNCHANGED)
+    if raw.ndim != 3 or raw.shape[2] not in (3, 4):
+        raise DataError(rgb_path, f"expected a 3- or 4-channel image, got shape {raw.shape}")
+    if aux_path is not None:
+        if c.aux_channels == 3:
+            aux = _read(aux_path, cv2.IMREAD_COLOR).astype(np.float32) / 255.0
+            aux = aux if c.legacy_bgr else aux[..., ::-1]
+        else:
+            aux = read_aux_plane(_read(aux_path, cv2.IMREAD_UNCHANGED), aux_path, c.legacy_8bit)
+    else:
+        if raw.shape[2] != 4:
+            raise DataError(
+                rgb_path, "no aux file given, so the aux must be channel 4, but it has 3 channels"
+            )
+        aux = read_aux_plane(raw[..., 3], rgb_path, c.legacy_8bit)
+    if aux.ndim == 2:
+        aux = np.repeat(aux[..., None], 3, axis=2)
+    bgr = raw[..., :3]
+    scale = 65535.0 if bgr.dtype == np.uint16 else 255.0
+    rgb = (bgr if c.legacy_bgr else bgr[..., ::-1]).astype(np.float32) / scale
+    if label_path is None:
+        label = np.full(rgb.shape[:2], c.ignore_index, np.uint8 if c.ignore_index <= 255 else np.int32)
+    else:
+        label = read_label_map(label_path, c)
+    if rgb.shape[:2] != aux.shape[:2] or rgb.shape[:2] != label.shape:
+        names = f"{rgb_path}, {aux_path or rgb_path}" + (f", {label_path}" if label_path else "")
+        raise DataError(
+            rgb_path,
+            f"sizes differ: rgb {rgb.shape[:2]}, aux {aux.shape[:2]}, label {label.shape} ({names})",
+        )
+    return np.ascontiguousarray(rgb), np.ascontiguousarray(aux), label
 
 
 class RGBXDataset(Dataset):
@@ -93,9 +172,8 @@ class RGBXDataset(Dataset):
         self.names = parse_list(list_file)
         missing = [p for n in self.names for p in self.paths(n).values() if not p.is_file()]
         if missing:
-            raise FileNotFoundError(
-                f"{list_file}: {len(missing)} listed files are missing, e.g. {missing[:3]}"
-            )
+            shown = ", ".join(str(m) for m in missing[:3])
+            raise MissingDataError(list_file, f"{len(missing)} listed files are missing, e.g. {shown}")
 
     def paths(self, name: str) -> dict[str, Path]:
         c = self.cfg
@@ -120,38 +198,9 @@ class RGBXDataset(Dataset):
         return self.names[int(torch.randint(len(self.names), ()))]
 
     def read(self, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Raw (rgb HxWx3 float32 [0,1], aux HxWx3 float32 [0,1], label HxW uint8) before augmentation."""
-        c, p = self.cfg, self.paths(name)
-        raw = _read(p["rgb"], cv2.IMREAD_UNCHANGED)
-        if raw.ndim != 3 or raw.shape[2] not in (3, 4):
-            raise ValueError(f"{p['rgb']}: expected a 3- or 4-channel image, got shape {raw.shape}")
-        if c.aux_dir:
-            if c.aux_channels == 3:
-                aux = _read(p["aux"], cv2.IMREAD_COLOR).astype(np.float32) / 255.0
-                aux = aux if c.legacy_bgr else aux[..., ::-1]
-            else:
-                aux = read_aux_plane(_read(p["aux"], cv2.IMREAD_UNCHANGED), p["aux"], c.legacy_8bit)
-        else:
-            if raw.shape[2] != 4:
-                raise ValueError(
-                    f"{p['rgb']}: aux_dir is empty so the aux must be channel 4, but it has 3 channels"
-                )
-            aux = read_aux_plane(raw[..., 3], p["rgb"], c.legacy_8bit)
-        if aux.ndim == 2:
-            aux = np.repeat(aux[..., None], 3, axis=2)
-        bgr = raw[..., :3]
-        scale = 65535.0 if bgr.dtype == np.uint16 else 255.0
-        rgb = (bgr if c.legacy_bgr else bgr[..., ::-1]).astype(np.float32) / scale
-        label = _read(p["label"], cv2.IMREAD_UNCHANGED)
-        if label.ndim != 2:
-            raise ValueError(f"{p['label']}: label must be single-channel, got shape {label.shape}")
-        if c.label_offset:
-            label = (label.astype(np.int64) + c.label_offset) % 256
-        if rgb.shape[:2] != aux.shape[:2] or rgb.shape[:2] != label.shape:
-            raise ValueError(
-                f"{p['rgb']}: rgb {rgb.shape[:2]}, aux {aux.shape[:2]}, label {label.shape} differ"
-            )
-        return np.ascontiguousarray(rgb), np.ascontiguousarray(aux), label.astype(np.uint8)
+        """Raw (rgb HxWx3 float32 [0,1], aux HxWx3 float32 [0,1], label HxW) before augmentation."""
+        p = self.paths(name)
+        return read_sample(p["rgb"], p.get("aux"), p["label"], self.cfg)
 
     def __getitem__(self, idx: int) -> dict[str, Tensor]:
         rgb, aux, label = self.read(self.name_for(idx))

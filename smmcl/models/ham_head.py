@@ -32,8 +32,9 @@ class ConvModule(nn.Module):
 class NMF2D(nn.Module):
     """Non-negative matrix factorisation of (B, D, h*w) with random bases drawn at every forward.
 
-    Bases: one `torch.rand((B, D, R), generator=...)` on the CPU (the official draw, so results match the
-    golden values), L2-normalised over D. Pass `generator` to make evaluation deterministic.
+    Bases: one `torch.rand((B, D, R), generator=...)` on the input's device (on the CPU the official draw,
+    so results match the golden values), L2-normalised over D. Set `generator` (on the input's device) to
+    make evaluation deterministic.
     """
 
     def __init__(self, rank: int = 64, train_steps: int = 6, eval_steps: int = 7, inv_t: float = 1.0) -> None:
@@ -46,9 +47,21 @@ class NMF2D(nn.Module):
         self.fast = False  # True: work on the (B, N, D) token view of a channels_last input, no copies
 
     def draw_bases(self, batch: int, dim: int, device: torch.device, dtype: torch.dtype) -> Tensor:
-        """The official draw: one CPU `torch.rand((B, D, R))`, L2-normalised over D."""
-        bases = torch.rand((batch, dim, self.rank), generator=self.generator)
+        """Random bases (B, D, R), L2-normalised over D, drawn on :meth:`bases_device`.
+
+        On the CPU this is the official draw (one `torch.rand((B, D, R))` on the global or given CPU
+        generator), so the golden values hold. On CUDA the bases are drawn on the GPU itself (no host
+        draw and copy every forward); `generator`, when set, must then live on that device.
+        """
+        where = self.bases_device(device)
+        bases = torch.rand((batch, dim, self.rank), generator=self.generator, device=where)
         return F.normalize(bases, dim=1).to(device=device, dtype=dtype)
+
+    def bases_device(self, device: torch.device) -> torch.device:
+        """Where the bases are drawn: the given generator's device, else the input's device."""
+        if self.generator is not None:
+            return self.generator.device
+        return torch.device(device)
 
     def forward(self, x: Tensor) -> Tensor:
         # NMF is run in float32 even under autocast: the multiplicative updates divide by small numbers.

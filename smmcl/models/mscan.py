@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
+from torchvision.ops import StochasticDepth
 
 
 @dataclass(frozen=True)
@@ -53,21 +54,6 @@ class PWConv(nn.Conv2d):
             return super().forward(x)
         w = self.weight.view(self.out_channels, self.in_channels)
         return F.linear(x.permute(0, 2, 3, 1), w, self.bias).permute(0, 3, 1, 2)
-
-
-class DropPath(nn.Module):
-    """Per-sample stochastic depth (timm semantics): keep-mask (B,1,1,1) scaled by 1/(1-p) in training."""
-
-    def __init__(self, p: float = 0.0) -> None:
-        super().__init__()
-        self.p = p
-
-    def forward(self, x: Tensor) -> Tensor:
-        if self.p == 0.0 or not self.training:
-            return x
-        keep = 1.0 - self.p
-        mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
-        return x * mask / keep
 
 
 class StemConv(nn.Module):
@@ -138,6 +124,16 @@ class _DepthwiseSame(torch.autograd.Function):
         return gx, gw, gb, None, None
 
 
+def use_custom_depthwise_backward(x: Tensor, fast: bool) -> bool:
+    """Whether the MSCA depthwise convs of `x` take the custom backward of :class:`_DepthwiseSame`.
+
+    Only on the CPU fast path (channels_last input): the custom backward exists because oneDNN's depthwise
+    backward is slow; on CUDA (and any other device) cuDNN's native kernels are used, since the custom
+    form would run one full-activation pass per kernel tap there.
+    """
+    return fast and x.device.type == "cpu" and x.is_contiguous(memory_format=torch.channels_last)
+
+
 def _depthwise(conv: nn.Conv2d, x: Tensor, custom_backward: bool) -> Tensor:
     if custom_backward and torch.is_grad_enabled() and conv.bias is not None:
         return _DepthwiseSame.apply(x, conv.weight, conv.bias, *conv.padding)
@@ -158,10 +154,10 @@ class AttentionModule(nn.Module):
         self.conv2_2 = nn.Conv2d(dim, dim, (21, 1), padding=(10, 0), groups=dim)
         self.conv3 = PWConv(dim, dim)
 
-    fast: bool = False  # set by SegNeXtRGBX.set_fast: custom backward for the 1xk strips and the 5x5 conv
+    fast: bool = False  # set by SegNeXtRGBX.set_fast: custom CPU backward for the 1xk strips and the 5x5 conv
 
     def forward(self, x: Tensor) -> Tensor:
-        cb = self.fast and x.is_contiguous(memory_format=torch.channels_last)
+        cb = use_custom_depthwise_backward(x, self.fast)
         a = _depthwise(self.conv0, x, cb)
         s = (
             a
@@ -218,7 +214,7 @@ class Block(nn.Module):
         super().__init__()
         self.norm1 = nn.BatchNorm2d(dim)
         self.attn = SpatialAttention(dim)
-        self.drop_path = DropPath(drop_path)
+        self.drop_path = StochasticDepth(drop_path, mode="row")  # per-sample (timm DropPath semantics)
         self.norm2 = nn.BatchNorm2d(dim)
         self.mlp = Mlp(dim, dim * mlp_ratio)
         self.layer_scale_1 = nn.Parameter(1e-2 * torch.ones(dim))

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from common.errors import DataError
 from smmcl.data import RGBXDataset, RGBXDatasetConfig, parse_list
 from smmcl.data.rgbx import IMAGENET_MEAN, IMAGENET_STD
 
@@ -66,7 +67,7 @@ def test_nyu_16bit_depth_full_precision_and_legacy(shared_data, tmp_path):
 def test_synthetic_train_augmentation(tmp_path):
     synthetic = pytest.importorskip("common.synthetic")
     root = synthetic.write_rgbx_scenes(tmp_path / "s", n_train=2, n_test=1, size=(60, 80), seed=0)
-    cfg = RGBXDatasetConfig(root=str(root), crop=(48, 64), num_classes=6)
+    cfg = RGBXDatasetConfig(root=str(root), crop=(48, 64), num_classes=6, label_offset=-1)
     ds = RGBXDataset(cfg, split="train")
     torch.manual_seed(0)
     items = [ds[i % 2] for i in range(8)]
@@ -94,13 +95,18 @@ def test_official_epoch_padding(tmp_path):
     """LLRGBD: 1418 items, batch 16 -> 16 * (1418 // 16 + 1) = 1424; the extras are random files."""
     synthetic = pytest.importorskip("common.synthetic")
     root = synthetic.write_rgbx_scenes(tmp_path / "s", n_train=5, n_test=1, size=(60, 80), seed=0)
-    base = RGBXDatasetConfig(root=str(root), crop=(48, 64), num_classes=6)
+    base = RGBXDatasetConfig(root=str(root), crop=(48, 64), num_classes=6, label_offset=-1)
     assert len(RGBXDataset(base, split="train")) == 5
     for batch, length in ((2, 6), (4, 8), (16, 16)):
-        cfg = RGBXDatasetConfig(root=str(root), crop=(48, 64), num_classes=6, epoch_padding_batch=batch)
+        cfg = RGBXDatasetConfig(
+            root=str(root), crop=(48, 64), num_classes=6, label_offset=-1, epoch_padding_batch=batch
+        )
         assert len(RGBXDataset(cfg, split="train")) == length
         assert len(RGBXDataset(cfg, split="test")) == 1  # evaluation is never padded
-    ds = RGBXDataset(RGBXDatasetConfig(root=str(root), num_classes=6, epoch_padding_batch=4), split="train")
+    ds = RGBXDataset(
+        RGBXDatasetConfig(root=str(root), num_classes=6, label_offset=-1, epoch_padding_batch=4),
+        split="train",
+    )
     assert [ds.name_for(i) for i in range(5)] == ds.names
     torch.manual_seed(0)
     extras = [ds.name_for(i) for i in (5, 6, 7) for _ in range(40)]
@@ -108,3 +114,49 @@ def test_official_epoch_padding(tmp_path):
     assert ds[7]["label"].shape == (480, 640)  # default crop
     with pytest.raises(IndexError):
         ds.name_for(8)
+
+
+def _label_root(tmp_path: Path, label: np.ndarray) -> Path:
+    root = tmp_path / "lab"
+    for sub in ("RGB", "Depth", "Label"):
+        (root / sub).mkdir(parents=True)
+    h, w = label.shape
+    cv2.imwrite(str(root / "RGB" / "a.png"), np.zeros((h, w, 3), np.uint8))
+    cv2.imwrite(str(root / "Depth" / "a.png"), np.full((h, w), 1000, np.uint16))
+    cv2.imwrite(str(root / "Label" / "a.png"), label)
+    (root / "test.txt").write_text("a\n")
+    return root
+
+
+def test_16bit_label_out_of_range_is_an_error_not_a_wrap(tmp_path):
+    """A 16-bit label value 256 used to become class 0 (uint8 cast); now it names the file and the value."""
+    label = np.zeros((8, 8), np.uint16)
+    label[:4] = 3
+    label[0, 0] = 256
+    label[1, 1] = 255  # the ignore index is fine
+    root = _label_root(tmp_path, label)
+    with pytest.raises(DataError, match=r"Label/a\.png: 1 pixels have label values 256 \(uint16 file\)"):
+        RGBXDataset(RGBXDatasetConfig(root=str(root), num_classes=14), split="test")[0]
+    label[0, 0] = 13
+    cv2.imwrite(str(root / "Label" / "a.png"), label)
+    got = RGBXDataset(RGBXDatasetConfig(root=str(root), num_classes=14), split="test")[0]["label"]
+    assert torch.equal(got, torch.from_numpy(label.astype(np.int64)))
+
+
+def test_8bit_label_outside_classes_names_file_and_values(tmp_path):
+    label = np.full((8, 8), 2, np.uint8)
+    label[0, :3] = (6, 9, 6)
+    root = _label_root(tmp_path, label)
+    with pytest.raises(
+        DataError, match=r"a\.png: 3 pixels have label values 6, 9 \(uint8 file\), outside \[0, 6\)"
+    ):
+        RGBXDataset(RGBXDatasetConfig(root=str(root), num_classes=6), split="test")[0]
+    # NYU-style offset: stored 0..6 with gt - 1 -> 0 becomes ignore, 6 becomes class 5: valid
+    label[0, :3] = (0, 6, 1)
+    cv2.imwrite(str(root / "Label" / "a.png"), label)
+    got = RGBXDataset(RGBXDatasetConfig(root=str(root), num_classes=6, label_offset=-1), split="test")[0]
+    assert got["label"][0, :3].tolist() == [255, 5, 0] and int(got["label"][4, 4]) == 1
+    # grey stored as 3 equal channels is read as grey
+    cv2.imwrite(str(root / "Label" / "a.png"), np.repeat(label[..., None], 3, axis=2))
+    again = RGBXDataset(RGBXDatasetConfig(root=str(root), num_classes=6, label_offset=-1), split="test")[0]
+    assert torch.equal(again["label"], got["label"])

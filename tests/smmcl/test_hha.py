@@ -68,3 +68,19 @@ def test_normals_of_a_tilted_plane():
     assert np.allclose(np.stack([x, y, zz], -1) @ n_true, 300.0)
     n = normals(z, np.zeros_like(z, bool), 3, NYU_INTRINSICS)
     assert np.allclose(n[10:-10, 10:-10], n_true, atol=1e-6)
+
+
+def test_8bit_or_all_zero_depth_is_refused_unless_allowed(tmp_path):
+    from common.errors import DataError
+
+    eight, zero = tmp_path / "d8.png", tmp_path / "d0.png"
+    yy, xx = np.mgrid[:40, :50]
+    cv2.imwrite(str(eight), (100 + xx + yy).astype(np.uint8))
+    cv2.imwrite(str(zero), np.zeros((40, 50), np.uint16))
+    with pytest.raises(DataError, match=r"d8\.png: depth is 8-bit"):
+        hha_from_files(eight, None, 10000.0)
+    with pytest.raises(DataError, match=r"d0\.png: depth is zero everywhere"):
+        hha_from_files(zero, None, 10000.0)
+    ok = hha_from_files(eight, None, 100.0, allow_8bit=True)
+    assert ok.shape == (40, 50, 3) and ok.dtype == np.uint8
+    assert hha_from_files(zero, None, 10000.0, allow_zero=True).shape == (40, 50, 3)
