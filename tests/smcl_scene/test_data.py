@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from common.image_io import write_image
 from smcl.scene.data import (
     SceneFormatError,
     get_rays_papr,
@@ -84,3 +86,105 @@ def test_rays_pixel_centre_and_scale():
     expect = torch.tensor([(0 + 0.5 - 3) / 2, -(0 + 0.5 - 2) / 2, -1.0])
     assert torch.allclose(d[0, 0], expect / expect.norm())
     assert torch.allclose(d.norm(dim=-1), torch.ones(4, 6))
+
+
+# ------------------------------------------------------------------ bad input: errors at load time
+@pytest.fixture(scope="module")
+def blender_scene(tmp_path_factory):
+    from common.synthetic import write_nerf_synthetic
+
+    return write_nerf_synthetic(tmp_path_factory.mktemp("bl") / "s", n_train=3, n_val=1, n_test=1, size=16)
+
+
+@pytest.fixture(scope="module")
+def nsvf_scene(tmp_path_factory):
+    from common.synthetic import write_nsvf
+
+    return write_nsvf(tmp_path_factory.mktemp("ns") / "s", n_train=3, n_test=1, width=24, height=16)
+
+
+def _copy(src, tmp_path):
+    import shutil
+
+    return Path(shutil.copytree(src, tmp_path / "scene"))
+
+
+def _edit_transforms(root, edit):
+    import json
+
+    p = root / "transforms_train.json"
+    meta = json.loads(p.read_text())
+    edit(meta)
+    p.write_text(json.dumps(meta))
+
+
+def test_blender_bad_input_named_at_load_time(blender_scene, tmp_path):
+    from common.errors import DataError
+
+    assert load_blender(blender_scene).images.shape == (3, 16, 16, 3)  # the valid scene loads
+    cases = {
+        "invalid JSON": (
+            lambda r: (r / "transforms_train.json").write_text("{frames: ["),
+            r"transforms_train\.json: not valid JSON",
+        ),
+        "missing frame": (
+            lambda r: (r / "train/r_1.png").unlink(),
+            r"r_1\.png: image of frame 1 in transforms_train\.json not found",
+        ),
+        "NaN pose": (
+            lambda r: _edit_transforms(
+                r, lambda m: m["frames"][0]["transform_matrix"][0].__setitem__(3, float("nan"))
+            ),
+            r"transforms_train\.json: frame 0 .*NaN",
+        ),
+        "3x4 pose": (
+            lambda r: _edit_transforms(
+                r, lambda m: m["frames"][2].update(transform_matrix=m["frames"][2]["transform_matrix"][:3])
+            ),
+            r"frame 2 .*shape 3x4, expected a 4x4",
+        ),
+        "bad fov": (
+            lambda r: _edit_transforms(r, lambda m: m.update(camera_angle_x="wide")),
+            r"camera_angle_x must be a number",
+        ),
+        "mixed sizes": (
+            lambda r: write_image(r / "train/r_2.png", np.zeros((20, 16, 3), np.uint8)),
+            r"r_2\.png: image is 16x20, but r_0\.png is 16x16",
+        ),
+    }
+    for name, (corrupt, message) in cases.items():
+        root = _copy(blender_scene, tmp_path / name.replace(" ", "_"))
+        corrupt(root)
+        with pytest.raises(DataError, match=message):
+            load_blender(root)
+
+
+def test_nsvf_bad_input_named_at_load_time(nsvf_scene, tmp_path):
+    from common.errors import DataError
+
+    assert load_nsvf(nsvf_scene, "train", factor=1).images.shape == (3, 16, 24, 3)
+    pose = "pose/0_0001.txt"
+    cases = {
+        "3x4 pose": (
+            lambda r: (r / pose).write_text("1 0 0 0\n0 1 0 0\n0 0 1 4\n"),
+            r"0_0001\.txt: pose has shape 3x4",
+        ),
+        "NaN pose": (
+            lambda r: (r / pose).write_text("1 0 0 nan\n0 1 0 0\n0 0 1 4\n0 0 0 1\n"),
+            r"0_0001\.txt: pose contains NaN",
+        ),
+        "missing pose": (lambda r: (r / pose).unlink(), r"0_0001\.txt: pose missing for image 0_0001\.png"),
+        "extra pose": (
+            lambda r: (r / "pose/0_0099.txt").write_text((r / pose).read_text()),
+            r"0_0099\.txt: pose without an image",
+        ),
+        "bad intrinsics": (
+            lambda r: (r / "intrinsics.txt").write_text("f cx cy\n"),
+            r"intrinsics\.txt: non-numeric",
+        ),
+    }
+    for name, (corrupt, message) in cases.items():
+        root = _copy(nsvf_scene, tmp_path / name.replace(" ", "_"))
+        corrupt(root)
+        with pytest.raises(DataError, match=message):
+            load_nsvf(root, "train", factor=1)

@@ -9,21 +9,22 @@ multiplied by `coord_scale`.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from torch import Tensor
 
-from common.errors import TriVisionError
+from common.cameras import intrinsics_matrix, opencv_to_opengl
+from common.errors import DataError
+from common.image_io import ImageReadError, image_size, read_image
+from common.rays import get_rays
 
-OPENCV_TO_OPENGL = np.diag([1.0, -1.0, -1.0, 1.0])
 
-
-class SceneFormatError(TriVisionError, ValueError):
-    """A scene folder is missing a file or a file has unexpected content."""
+class SceneFormatError(DataError):
+    """A scene folder is missing a file or a file has unexpected content: ``SceneFormatError(path, why)``."""
 
 
 @dataclass
@@ -41,51 +42,112 @@ class SceneData:
         return int(self.images.shape[1]), int(self.images.shape[2])
 
 
-def _load_rgb(path: Path, size: tuple[int, int] | None = None) -> np.ndarray:
-    """Read an 8-bit PNG/JPG, composite RGBA on white, optionally resize (W, H) bicubic -> float32."""
+def _size_of(path: Path) -> tuple[int, int]:
+    """(H, W) of an image file; a missing or unreadable file is a SceneFormatError naming it."""
     if not path.is_file():
-        raise SceneFormatError(f"{path}: image file not found")
+        raise SceneFormatError(path, "image file not found")
     try:
-        img = Image.open(path)
-        img.load()
-    except Exception as err:  # PIL raises many types
-        raise SceneFormatError(f"{path}: cannot read image ({err})") from err
-    if size is not None and img.size != tuple(size):
-        img = img.resize(tuple(size), Image.BICUBIC)
-    arr = np.asarray(img.convert("RGBA"), dtype=np.float32) / 255.0
-    return arr[..., :3] * arr[..., 3:] + (1.0 - arr[..., 3:])
+        return image_size(path)
+    except Exception as err:  # Pillow raises many types
+        raise SceneFormatError(path, f"cannot read image ({err})") from err
+
+
+def _load_rgb(path: Path, size: tuple[int, int] | None = None) -> np.ndarray:
+    """8-bit PNG/JPG, RGBA composited on white, optionally resized to size (H, W) with Pillow's bicubic
+    filter (as the official loader) -> float32 (H, W, 3) in [0, 1]."""
+    try:
+        return read_image(path, mode="rgb", alpha="white", size=size, interpolation="cubic", backend="pil")
+    except ImageReadError as err:
+        raise SceneFormatError(path, err.why) from err
+
+
+def _check_same_sizes(files: list[Path]) -> tuple[int, int]:
+    """(H, W) shared by every frame of a split; a frame of another size is an error naming both."""
+    h0, w0 = _size_of(files[0])
+    for f in files[1:]:
+        hw = _size_of(f)
+        if hw != (h0, w0):
+            raise SceneFormatError(
+                f,
+                f"image is {hw[1]}x{hw[0]}, but {files[0].name} is {w0}x{h0} (all frames of a split must "
+                "have one size)",
+            )
+    return h0, w0
+
+
+def _check_pose(m, where: Path, what: str) -> np.ndarray:
+    """A finite 4x4 camera-to-world matrix with last row (0, 0, 0, 1) -> float64 array."""
+    try:
+        a = np.asarray(m, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise SceneFormatError(where, f"{what} is not a numeric matrix ({err})") from err
+    if a.shape != (4, 4):
+        shape = "x".join(str(n) for n in a.shape) or "a scalar"
+        raise SceneFormatError(where, f"{what} has shape {shape}, expected a 4x4 camera-to-world matrix")
+    if not np.isfinite(a).all():
+        raise SceneFormatError(where, f"{what} contains NaN or infinite values")
+    if not np.allclose(a[3], [0.0, 0.0, 0.0, 1.0], atol=1e-4):
+        raise SceneFormatError(where, f"{what} last row is {a[3].tolist()}, expected [0, 0, 0, 1]")
+    return a
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        meta = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise SceneFormatError(path, f"not valid JSON ({err})") from err
+    if not isinstance(meta, dict):
+        raise SceneFormatError(path, f"expected a JSON object, got {type(meta).__name__}")
+    return meta
 
 
 def load_blender(root: str | Path, split: str = "train", factor: int = 1) -> SceneData:
-    """NeRF-Synthetic: transforms_<split>.json; focal = 0.5 W / tan(0.5 camera_angle_x); poses as is."""
+    """NeRF-Synthetic: transforms_<split>.json; focal = 0.5 W / tan(0.5 camera_angle_x); poses as is.
+
+    Every problem is reported at load time, naming the file: invalid JSON, a missing camera_angle_x or
+    frame list, a missing image, a pose that is not a finite 4x4 matrix, frames of different sizes.
+    """
     root = Path(root)
     meta_path = root / f"transforms_{split}.json"
     if not meta_path.is_file():
-        raise SceneFormatError(f"{meta_path}: not found (expected a NeRF-Synthetic scene folder)")
-    meta = json.loads(meta_path.read_text())
-    if "camera_angle_x" not in meta or not meta.get("frames"):
-        raise SceneFormatError(f"{meta_path}: needs 'camera_angle_x' and a non-empty 'frames' list")
-    images, poses, names = [], [], []
-    for fr in meta["frames"]:
+        raise SceneFormatError(meta_path, "not found (expected a NeRF-Synthetic scene folder)")
+    meta = _read_json(meta_path)
+    frames = meta.get("frames")
+    if "camera_angle_x" not in meta or not isinstance(frames, list) or not frames:
+        raise SceneFormatError(meta_path, "needs 'camera_angle_x' and a non-empty 'frames' list")
+    fov = meta["camera_angle_x"]
+    if isinstance(fov, bool) or not isinstance(fov, (int, float)) or not 0 < fov < math.pi:
+        raise SceneFormatError(meta_path, f"camera_angle_x must be a number in (0, pi) radians, got {fov!r}")
+    files, poses = [], []
+    for i, fr in enumerate(frames):
+        if (
+            not isinstance(fr, dict)
+            or not isinstance(fr.get("file_path"), str)
+            or "transform_matrix" not in fr
+        ):
+            raise SceneFormatError(
+                meta_path, f"frame {i} needs a 'file_path' string and a 'transform_matrix'"
+            )
         p = root / fr["file_path"]
         p = p if p.suffix else p.with_suffix(".png")
-        first = Image.open(p).size if not images else None
-        size = None
-        if factor > 1:
-            w0, h0 = first if first else (images[0].shape[1] * factor, images[0].shape[0] * factor)
-            size = (w0 // factor, h0 // factor)
-        images.append(_load_rgb(p, size))
-        poses.append(np.asarray(fr["transform_matrix"], dtype=np.float64))
-        names.append(p.stem)
+        if not p.is_file():
+            raise SceneFormatError(p, f"image of frame {i} in {meta_path.name} not found")
+        files.append(p)
+        poses.append(
+            _check_pose(fr["transform_matrix"], meta_path, f"frame {i} ({fr['file_path']}) transform_matrix")
+        )
+    h0, w0 = _check_same_sizes(files)
+    size = (h0 // factor, w0 // factor) if factor > 1 else None
+    images = [_load_rgb(p, size) for p in files]
     h, w = images[0].shape[:2]
-    f = 0.5 * w / np.tan(0.5 * float(meta["camera_angle_x"]))
+    f = 0.5 * w / np.tan(0.5 * float(fov))
     n = len(images)
     return SceneData(
         images=torch.from_numpy(np.stack(images)),
         c2w=torch.from_numpy(np.stack(poses)).float(),
         focal=torch.tensor([[f, f]] * n, dtype=torch.float32),
         principal=torch.tensor([[w / 2, h / 2]] * n, dtype=torch.float32),
-        names=names,
+        names=[p.stem for p in files],
     )
 
 
@@ -96,20 +158,29 @@ def parse_nsvf_intrinsics(path: Path) -> tuple[float, float, float, float, tuple
     lines origin / near / scale / "H W").
     """
     if not path.is_file():
-        raise SceneFormatError(f"{path}: intrinsics file not found")
-    rows = [[float(v) for v in line.split()] for line in path.read_text().splitlines() if line.strip()]
+        raise SceneFormatError(path, "intrinsics file not found")
+    try:
+        rows = [[float(v) for v in line.split()] for line in path.read_text().splitlines() if line.strip()]
+    except ValueError as err:
+        raise SceneFormatError(path, f"non-numeric value ({err})") from err
     if not rows:
-        raise SceneFormatError(f"{path}: empty intrinsics file")
+        raise SceneFormatError(path, "empty intrinsics file")
+    if not all(math.isfinite(v) for r in rows for v in r):
+        raise SceneFormatError(path, "intrinsics contain NaN or infinite values")
     is_matrix = (
         len(rows) >= 3 and all(len(r) >= 3 for r in rows[:3]) and rows[1][0] == 0.0 and rows[1][1] != 0
     )
     if is_matrix:
-        return rows[0][0], rows[1][1], rows[0][2], rows[1][2], None
-    if len(rows[0]) < 3:
-        raise SceneFormatError(f"{path}: first line must be 'f cx cy [0]' or the file a 3x3/4x4 matrix")
-    f, cx, cy = rows[0][:3]
-    hw = (int(rows[-1][0]), int(rows[-1][1])) if len(rows) >= 5 and len(rows[-1]) == 2 else None
-    return f, f, cx, cy, hw
+        fx, fy, cx, cy, hw = rows[0][0], rows[1][1], rows[0][2], rows[1][2], None
+    else:
+        if len(rows[0]) < 3:
+            raise SceneFormatError(path, "first line must be 'f cx cy [0]' or the file a 3x3/4x4 matrix")
+        f, cx, cy = rows[0][:3]
+        fx = fy = f
+        hw = (int(rows[-1][0]), int(rows[-1][1])) if len(rows) >= 5 and len(rows[-1]) == 2 else None
+    if fx <= 0 or fy <= 0:
+        raise SceneFormatError(path, f"focal lengths must be positive, got fx={fx}, fy={fy}")
+    return fx, fy, cx, cy, hw
 
 
 def load_nsvf(
@@ -119,52 +190,63 @@ def load_nsvf(
     target_size: tuple[int, int] = (2176, 1280),
     prefixes: dict[str, str] | None = None,
 ) -> SceneData:
-    """NSVF layout (T&T): rgb/<p>_XXXX.png, pose/<p>_XXXX.txt (OpenCV c2w), intrinsics.txt.
+    """NSVF layout (T&T): rgb/<p>_XXXX.png, pose/<p>_XXXX.txt (OpenCV 4x4 c2w), intrinsics.txt.
 
     factor 1 keeps native size; factor > 1 resizes (anisotropic, bicubic) to target_size / factor,
     e.g. 1088x640, scaling fx by new W / W and fy by new H / H. Split prefixes: train 0_, test/val 1_.
+    A missing pose or image, a pose that is not a finite 4x4 matrix and frames of different sizes are
+    errors naming the file.
     """
     root = Path(root)
     prefixes = prefixes or {"train": "0_", "val": "1_", "test": "1_"}
     if split not in prefixes:
-        raise SceneFormatError(f"{root}: unknown split {split!r}; known: {sorted(prefixes)}")
+        raise SceneFormatError(root, f"unknown split {split!r}; known: {sorted(prefixes)}")
     rgb_dir, pose_dir = root / "rgb", root / "pose"
     for d in (rgb_dir, pose_dir):
         if not d.is_dir():
-            raise SceneFormatError(f"{d}: folder not found (expected NSVF layout rgb/ pose/ intrinsics.txt)")
+            raise SceneFormatError(d, "folder not found (expected NSVF layout rgb/ pose/ intrinsics.txt)")
+    pre = prefixes[split]
+
+    def frame_index(p: Path) -> int:
+        try:
+            return int(p.stem.rsplit("_", 1)[-1])
+        except ValueError:
+            raise SceneFormatError(p, f"file name must be {pre}<number>{p.suffix}") from None
+
     files = sorted(
-        (
-            p
-            for p in rgb_dir.iterdir()
-            if p.name.startswith(prefixes[split]) and p.suffix.lower() in {".png", ".jpg"}
-        ),
-        key=lambda p: int(p.stem.rsplit("_", 1)[-1]),
+        (p for p in rgb_dir.iterdir() if p.name.startswith(pre) and p.suffix.lower() in {".png", ".jpg"}),
+        key=frame_index,
     )
     if not files:
-        raise SceneFormatError(f"{rgb_dir}: no images with prefix {prefixes[split]!r} for split {split!r}")
+        raise SceneFormatError(rgb_dir, f"no images with prefix {pre!r} for split {split!r}")
+    stems = {p.stem for p in files}
+    for pose_file in sorted(pose_dir.glob(f"{pre}*.txt")):
+        if pose_file.stem not in stems:
+            raise SceneFormatError(pose_file, f"pose without an image {pose_file.stem}.png in {rgb_dir}")
     fx, fy, cx, cy, hw_ref = parse_nsvf_intrinsics(root / "intrinsics.txt")
-    w0, h0 = Image.open(files[0]).size
+    h0, w0 = _check_same_sizes(files)
     if hw_ref is not None and hw_ref != (h0, w0):  # intrinsics given for another resolution
         fx, cx = fx * w0 / hw_ref[1], cx * w0 / hw_ref[1]
         fy, cy = fy * h0 / hw_ref[0], cy * h0 / hw_ref[0]
-    size = None if factor == 1 else (target_size[0] // factor, target_size[1] // factor)
+    size = None if factor == 1 else (target_size[1] // factor, target_size[0] // factor)
     images, poses = [], []
     for p in files:
-        images.append(_load_rgb(p, size))
         pose_file = pose_dir / (p.stem + ".txt")
         if not pose_file.is_file():
-            raise SceneFormatError(f"{pose_file}: pose missing for image {p.name}")
-        m = np.loadtxt(pose_file).reshape(-1)
-        if m.size not in (12, 16):
-            raise SceneFormatError(f"{pose_file}: expected a 3x4 or 4x4 matrix, got {m.size} numbers")
-        m = np.vstack([m.reshape(-1, 4)[:3], [0, 0, 0, 1]])
-        poses.append(m @ OPENCV_TO_OPENGL)
+            raise SceneFormatError(pose_file, f"pose missing for image {p.name}")
+        try:
+            m = np.loadtxt(pose_file, ndmin=2)
+        except ValueError as err:
+            raise SceneFormatError(pose_file, f"not a whitespace-separated matrix ({err})") from err
+        m = m.reshape(4, 4) if m.size == 16 else m  # 16 numbers on one line: row-major 4x4
+        poses.append(opencv_to_opengl(torch.from_numpy(_check_pose(m, pose_file, "pose"))))
+        images.append(_load_rgb(p, size))
     h, w = images[0].shape[:2]
     sx, sy = w / w0, h / h0
     n = len(files)
     return SceneData(
         images=torch.from_numpy(np.stack(images)),
-        c2w=torch.from_numpy(np.stack(poses)).float(),
+        c2w=torch.stack(poses).float(),
         focal=torch.tensor([[fx * sx, fy * sy]] * n, dtype=torch.float32),
         principal=torch.tensor([[cx * sx, cy * sy]] * n, dtype=torch.float32),
         names=[p.stem for p in files],
@@ -182,13 +264,23 @@ def load_llff(
     root = Path(root)
     pb_path = root / "poses_bounds.npy"
     if not pb_path.is_file():
-        raise SceneFormatError(f"{pb_path}: not found (expected an LLFF scene folder)")
-    pb = np.load(pb_path)
+        raise SceneFormatError(pb_path, "not found (expected an LLFF scene folder)")
+    try:
+        pb = np.load(pb_path, allow_pickle=False)
+    except (ValueError, OSError) as err:
+        raise SceneFormatError(pb_path, f"not a readable .npy array ({err})") from err
     if pb.ndim != 2 or pb.shape[1] != 17:
-        raise SceneFormatError(f"{pb_path}: expected shape (N, 17), got {pb.shape}")
-    files = sorted(p for p in (root / image_dir).iterdir() if p.suffix.lower() in {".png", ".jpg", ".jpeg"})
+        raise SceneFormatError(pb_path, f"expected shape (N, 17), got {pb.shape}")
+    if not np.isfinite(pb).all():
+        bad = sorted({int(i) for i in np.nonzero(~np.isfinite(pb))[0]})
+        raise SceneFormatError(pb_path, f"NaN or infinite values in the rows of views {bad[:10]}")
+    img_dir = root / image_dir
+    if not img_dir.is_dir():
+        raise SceneFormatError(img_dir, "image folder not found")
+    files = sorted(p for p in img_dir.iterdir() if p.suffix.lower() in {".png", ".jpg", ".jpeg"})
     if len(files) != pb.shape[0]:
-        raise SceneFormatError(f"{root / image_dir}: {len(files)} images but {pb.shape[0]} poses")
+        raise SceneFormatError(img_dir, f"{len(files)} images but {pb.shape[0]} poses in {pb_path.name}")
+    _check_same_sizes(files)
     poses = pb[:, :15].reshape(-1, 3, 5)
     bounds = pb[:, 15:]
     h_full, w_full, f_full = poses[0, :, 4]
@@ -222,15 +314,12 @@ def get_rays_papr(
 ) -> tuple[Tensor, Tensor]:
     """Rays for one camera: origins, unit directions, each (H, W, 3), in the scaled scene.
 
-    x = (i + 0.5 - cx) / fx, y = -(j + 0.5 - cy) / fy, direction (x, y, -1) rotated by c2w; cx, cy
-    default to the image centre (the official behaviour).
+    common.rays.get_rays with pixel centres at +0.5 and OpenGL axes: x = (i + 0.5 - cx) / fx,
+    y = -(j + 0.5 - cy) / fy, direction (x, y, -1) rotated by c2w, then normalised; cx, cy default to
+    the image centre (the official behaviour); origins multiplied by coord_scale.
     """
     cx, cy = (w / 2, h / 2) if principal is None else (float(principal[0]), float(principal[1]))
-    j, i = torch.meshgrid(
-        torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij"
-    )
-    dirs = torch.stack([(i + 0.5 - cx) / focal[0], -(j + 0.5 - cy) / focal[1], -torch.ones_like(i)], -1)
-    d = dirs @ c2w[:3, :3].T
+    K = intrinsics_matrix(float(focal[0]), float(focal[1]), cx, cy)
+    o, d = get_rays(h, w, K, c2w.float(), pixel_center=True, convention="opengl")
     d = d / d.norm(dim=-1, keepdim=True)
-    o = (c2w[:3, 3] * coord_scale).expand_as(d)
-    return o.contiguous(), d
+    return (o * coord_scale).contiguous(), d

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from common.encoding import positional_encoding
+
 EPS = 1e-6
 
 
@@ -114,22 +116,10 @@ def _topk_tiled(points, rays_o, rays_d, k, kc, ray_chunk, point_chunk, form):
     return torch.cat(out_i), torch.cat(out_d)
 
 
-_FREQS: dict = {}
-
-
-def _freqs(num_freqs: int, device, dtype) -> Tensor:
-    key = (num_freqs, device, dtype)
-    if key not in _FREQS:
-        _FREQS[key] = 2.0 ** torch.arange(num_freqs, device=device, dtype=dtype)
-    return _FREQS[key]
-
-
 def posenc(x: Tensor, num_freqs: int) -> Tensor:
-    """Per coordinate [x, sin(2^0 x), cos(2^0 x), ..., sin(2^(L-1) x), cos(2^(L-1) x)], coord-major."""
-    freqs = _freqs(num_freqs, x.device, x.dtype)
-    xf = x[..., None] * freqs  # (..., 3, L)
-    sc = torch.stack([torch.sin(xf), torch.cos(xf)], -1).flatten(-2)  # (..., 3, 2L)
-    return torch.cat([x[..., None], sc], -1).flatten(-2)
+    """PAPR's encoding (spec 2.6): per coordinate [x, sin(2^0 x), cos(2^0 x), ..., cos(2^(L-1) x)],
+    coordinates one after another (common.encoding, coordinate-major layout)."""
+    return positional_encoding(x, num_freqs, layout="coordinate_major")
 
 
 class LayerNormUnbiased(nn.Module):
