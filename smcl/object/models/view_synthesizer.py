@@ -36,8 +36,21 @@ class ViewSynthesizerConfig:
     white_bkgd: bool = True
     chunk_points: int = 100_000  # max points per MLP call during chunked rendering
     mlp_impl: str = "fast"  # fast: tiled fused ResnetFC (per-object latent); reference: official form
-    mlp_tile: int = 0  # rows per tile in the fast path; 0: auto, 2^20 / d_hidden (4 MB fp32 activation tiles)
+    mlp_tile: int = 0  # rows per tile in the fast path; 0: auto per device (see `mlp_tile_rows`)
     mlp_dtype: str = "float32"  # bfloat16: opt-in reduced-precision MLP GEMMs (fast path), not the default
+
+
+def mlp_tile_rows(device: torch.device | str, d_hidden: int) -> int:
+    """Rows per tile of the fused ResnetFC for `device` (mlp_tile 0).
+
+    CPU: 2^20 / d_hidden rows (at least 256), i.e. 4 MB fp32 activation tiles that stay in the L2/L3 cache
+    between the block GEMMs (measured fastest on the CPU bench). CUDA and other accelerators: one tile per
+    object (every sample row in one GEMM): a GPU has no cache to fit and is starved by small GEMMs and the
+    Python loop over tiles.
+    """
+    if torch.device(device).type == "cpu":
+        return max(256, 2**20 // d_hidden)
+    return 2**62
 
 
 class PositionalEncoding(nn.Module):
@@ -96,7 +109,7 @@ class ResnetFC(nn.Module):
         self.lin_out = nn.Linear(d_hidden, 4)
         self.combine_layer = combine_layer
         self.impl = "fast"
-        self.tile = max(256, 2**20 // d_hidden)
+        self.tile = 0  # rows per tile; 0: mlp_tile_rows(device of the input)
         self.compute_dtype = torch.float32
         for lin in [self.lin_in, self.lin_out, *self.lin_z]:
             nn.init.kaiming_normal_(lin.weight, a=0, mode="fan_in")
@@ -152,19 +165,36 @@ class ResnetFC(nn.Module):
 
     def _forward_fast(self, x: Tensor, z: Tensor) -> Tensor:
         x, z = x[:, 0], z[:, 0]  # one source: the mean over sources is the identity
-        pre = self._per_object_bias(z)
-        w0 = torch.stack([b.fc_0.weight for b in self.blocks])
-        b0 = torch.stack([b.fc_0.bias for b in self.blocks])
-        w1 = torch.stack([b.fc_1.weight for b in self.blocks])
-        args = (x.contiguous(), pre, self.lin_in.weight, w0, b0, w1, self.lin_out.weight, self.lin_out.bias)
-        if self.compute_dtype != args[0].dtype:  # opt-in reduced-precision GEMMs (grads accumulate in fp32)
-            args = tuple(a.to(self.compute_dtype) for a in args)
-        if torch.is_grad_enabled() and any(a.requires_grad for a in args):
-            out = _ResnetFCTiled.apply(self.tile, *args)
-        else:
-            with torch.no_grad():
-                out = _resnetfc_tiled_forward(self.tile, *args, save=False)[0]
-        return out.to(x.dtype)
+        dev = x.device.type
+        # Under autocast (train.precision bf16/fp16) the GEMMs run in the autocast dtype, as nn.Linear's
+        # would; the tiled kernels then run with autocast off, so that their preallocated buffers and the
+        # GEMM outputs share one explicit dtype. Gradients accumulate in fp32 either way.
+        autocast = torch.is_autocast_enabled(dev)
+        dtype = torch.get_autocast_dtype(dev) if autocast else self.compute_dtype
+        with torch.autocast(dev, enabled=False):
+            pre = self._per_object_bias(z.float() if autocast else z)
+            w0 = torch.stack([b.fc_0.weight for b in self.blocks])
+            b0 = torch.stack([b.fc_0.bias for b in self.blocks])
+            w1 = torch.stack([b.fc_1.weight for b in self.blocks])
+            args = (
+                x.contiguous(),
+                pre,
+                self.lin_in.weight,
+                w0,
+                b0,
+                w1,
+                self.lin_out.weight,
+                self.lin_out.bias,
+            )
+            if any(a.dtype != dtype for a in args):  # reduced-precision GEMMs (mlp_dtype or autocast)
+                args = tuple(a.to(dtype) for a in args)
+            tile = self.tile or mlp_tile_rows(x.device, self.lin_in.out_features)
+            if torch.is_grad_enabled() and any(a.requires_grad for a in args):
+                out = _ResnetFCTiled.apply(tile, *args)
+            else:
+                with torch.no_grad():
+                    out = _resnetfc_tiled_forward(tile, *args, save=False)[0]
+        return out.to(torch.float32 if autocast else x.dtype)
 
 
 def _resnetfc_tiled_forward(tile, x, pre, w_in, w0, b0, w1, w_out, b_out, save: bool):
@@ -316,7 +346,7 @@ class ViewSynthesizer(nn.Module):
         for mlp in (self.mlp_coarse, self.mlp_fine):
             mlp.impl = impl
             if tile is not None:
-                mlp.tile = int(tile) if tile > 0 else max(256, 2**20 // mlp.lin_in.out_features)
+                mlp.tile = max(0, int(tile))  # 0: chosen per device at each call (mlp_tile_rows)
             if dtype is not None:
                 mlp.compute_dtype = getattr(torch, dtype)
 
