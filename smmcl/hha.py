@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from common.errors import DataError
+from common.image_io import read_depth
 
 NYU_INTRINSICS = (518.8579, 519.4696, 325.5824, 253.7362)  # fx, fy, cx, cy of the NYU colour camera
 
@@ -117,28 +117,6 @@ def depth_to_hha(
     return np.clip(np.round(hha), 0, 255).astype(np.uint8)
 
 
-def read_depth_png(path: Path, *, allow_8bit: bool = False, allow_zero: bool = False) -> np.ndarray:
-    """Raw single-channel depth PNG values (H,W) as float64; 8-bit or all-zero files are refused.
-
-    An 8-bit depth PNG has lost the metric precision HHA needs (256 levels), and an all-zero one holds no
-    depth at all (usually a mask or a wrong file); both raise DataError unless explicitly allowed.
-    """
-    d = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if d is None:
-        raise DataError(path, "missing or not readable as an image")
-    if d.ndim != 2:
-        raise DataError(path, f"expected a single-channel depth PNG, got shape {d.shape}")
-    if d.dtype == np.uint8 and not allow_8bit:
-        raise DataError(
-            path, "depth is 8-bit (256 levels, not metric); pass allow_8bit / --allow-8bit to use it"
-        )
-    if d.dtype not in (np.uint8, np.uint16):
-        raise DataError(path, f"unsupported depth sample type {d.dtype} (8- or 16-bit PNG)")
-    if not d.any() and not allow_zero:
-        raise DataError(path, "depth is zero everywhere; pass allow_zero / --allow-zero to use it")
-    return d.astype(np.float64)
-
-
 def hha_from_files(
     depth: Path,
     raw_depth: Path | None,
@@ -152,12 +130,13 @@ def hha_from_files(
     """Read 16-bit depth PNG(s) (value / depth_scale = metres) and encode HHA (disparity, height, angle).
 
     raw_depth: its zeros form the missing-data mask, used as `mask_mode` says (see depth_to_hha); it may
-    be all zero only with allow_zero. 8-bit or all-zero depth is refused unless allowed (read_depth_png).
+    be all zero only with allow_zero. 8-bit depth (256 levels, not metric) or all-zero depth (no data: a mask
+    or a wrong file) is refused with DataError unless allowed (common.image_io.read_depth).
     """
-    d = read_depth_png(depth, allow_8bit=allow_8bit, allow_zero=allow_zero)
+    d = read_depth(depth, allow_8bit=allow_8bit, allow_zero=allow_zero).astype(np.float64)
     missing = None
     if raw_depth is not None:
-        raw = read_depth_png(raw_depth, allow_8bit=allow_8bit, allow_zero=allow_zero)
+        raw = read_depth(raw_depth, allow_8bit=allow_8bit, allow_zero=allow_zero)
         if raw.shape != d.shape:
             raise DataError(raw_depth, f"shape {raw.shape} differs from {depth} {d.shape}")
         missing = raw == 0

@@ -7,6 +7,8 @@ validated at construction, float32 normalisation, augmentation randomness from t
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from common.errors import DataError
+from common.image_io import read_image, read_label
 
 
 class MissingDataError(DataError, FileNotFoundError):
@@ -68,54 +71,45 @@ def parse_list(path: Path) -> list[str]:
     return stems
 
 
-def _read(path: Path, flag: int) -> np.ndarray:
-    img = cv2.imread(str(path), flag)
-    if img is None:
-        raise DataError(path, "missing or not readable as an image")
-    return img
+def read_aux_plane(path: Path, legacy_8bit: bool, channel: int | None = None) -> np.ndarray:
+    """Single-channel aux (H,W) as float32 in [0,1] (common.image_io), full 16-bit precision.
 
-
-def read_aux_plane(img: np.ndarray, path: Path, legacy_8bit: bool) -> np.ndarray:
-    """Single-channel aux (H,W) as float32 in [0,1], full 16-bit precision unless legacy_8bit."""
-    if img.ndim == 3:
+    legacy_8bit: the official IMREAD_GRAYSCALE read, i.e. the high byte of a 16-bit value (an 8-bit
+    value is its own high byte of the exact 8 -> 16 bit conversion v * 257). channel: take this channel
+    of a multi-channel file (the MFNet release packs thermal as channel 4 of the RGBA PNG).
+    """
+    img = read_image(path, mode="unchanged", dtype="uint16" if legacy_8bit else "float32")
+    if channel is None and img.shape[2] != 1:
         raise DataError(path, f"expected a single-channel aux image, got {img.shape[2]} channels")
-    if img.dtype == np.uint16:
-        if legacy_8bit:
-            return (img >> 8).astype(np.float32) / 255.0
-        return img.astype(np.float32) / 65535.0
-    if img.dtype != np.uint8:
-        raise DataError(path, f"unsupported aux dtype {img.dtype}")
-    return img.astype(np.float32) / 255.0
+    plane = img[..., channel or 0]
+    if legacy_8bit:
+        return (plane >> 8).astype(np.float32) / 255.0
+    return plane
+
+
+@functools.lru_cache(maxsize=4)
+def _offset_remap(offset: int) -> Mapping[int, int]:
+    """File value -> class id for `label_offset` over every 16-bit value (the official uint8 `gt + offset`,
+    in which 0 - 1 wraps to 255 = ignore)."""
+    return {v: (v + offset) % 256 if v + offset < 0 else v + offset for v in range(65536)}
 
 
 def read_label_map(path: Path, cfg: RGBXDatasetConfig) -> np.ndarray:
     """Label map (H,W) after `label_offset`; every value in [0, num_classes) or the ignore index.
 
-    8- and 16-bit PNGs alike: values are checked on the file's own integers, so a 16-bit 256 never wraps
-    into class 0. label_offset -1 (NYU) maps 0 (unlabelled) to 255 = ignore, as the official uint8
+    common.image_io.read_label checks the file's own integers whatever the bit depth, so a 16-bit 256 never
+    wraps into class 0. label_offset -1 (NYU) maps 0 (unlabelled) to 255 = ignore, as the official uint8
     `gt - 1` does. A value outside the valid set raises DataError naming the file and the values.
     """
-    raw = _read(path, cv2.IMREAD_UNCHANGED)
-    if raw.ndim == 3 and raw.shape[2] in (3, 4) and (raw[..., :3] == raw[..., :1]).all():
-        raw = raw[..., 0]  # grey stored as colour
-    if raw.ndim != 2:
-        raise DataError(path, f"label must be single-channel, got shape {raw.shape}")
-    label = raw.astype(np.int64)
-    if cfg.label_offset:
-        label = label + cfg.label_offset
-        label = np.where(label < 0, label % 256, label)  # official uint8 wrap: 0 - 1 -> 255
     k, ignore = cfg.num_classes, cfg.ignore_index
-    bad = ((label < 0) | (label >= k)) & (label != ignore)
-    if bad.any():
-        values = np.unique(raw[bad])
-        shown = ", ".join(str(int(v)) for v in values[:8]) + (", ..." if values.size > 8 else "")
-        after = f" (label_offset {cfg.label_offset} applied)" if cfg.label_offset else ""
-        raise DataError(
-            path,
-            f"{int(bad.sum())} pixels have label values {shown} ({raw.dtype} file){after}, outside "
-            f"[0, {k}) and not the ignore index {ignore}",
-        )
-    return label.astype(np.uint8 if max(k - 1, ignore) <= 255 else np.int32)
+    remap = _offset_remap(cfg.label_offset) if cfg.label_offset else None
+    try:
+        label = read_label(path, num_classes=k, ignore_index=ignore, remap=remap)
+    except DataError as err:
+        if not cfg.label_offset:
+            raise
+        raise DataError(path, f"{err.why}, after label_offset {cfg.label_offset}") from None
+    return label.astype(np.uint8 if max(k - 1, ignore) <= 255 else np.int32)  # cv2.resize needs <= 32 bit
 
 
 def read_sample(
@@ -124,29 +118,27 @@ def read_sample(
     """(rgb HxWx3 float32 [0,1], aux HxWx3 float32 [0,1], label HxW) read by the dataset's rules.
 
     aux_path None: the aux is channel 4 of the RGB file (MFNet release). label_path None: an all-ignore
-    label (prediction on user images). Errors name the given files.
+    label (prediction on user images). All reads go through common.image_io; errors name the given files.
     """
     c = cfg
-    raw = _read(rgb_path, cv2.IMREAD_UNCHANGED)
-    if raw.ndim != 3 or raw.shape[2] not in (3, 4):
-        raise DataError(rgb_path, f"expected a 3- or 4-channel image, got shape {raw.shape}")
+    raw = read_image(rgb_path, mode="unchanged", dtype="float32")  # RGB(A) order, v / 255 or v / 65535
+    if raw.shape[2] not in (3, 4):
+        raise DataError(rgb_path, f"expected a 3- or 4-channel image, got {raw.shape[2]} channel(s)")
     if aux_path is not None:
         if c.aux_channels == 3:
-            aux = _read(aux_path, cv2.IMREAD_COLOR).astype(np.float32) / 255.0
-            aux = aux if c.legacy_bgr else aux[..., ::-1]
+            aux = read_image(aux_path, mode="rgb", dtype="float32", alpha="drop")
+            aux = aux[..., ::-1] if c.legacy_bgr else aux
         else:
-            aux = read_aux_plane(_read(aux_path, cv2.IMREAD_UNCHANGED), aux_path, c.legacy_8bit)
+            aux = read_aux_plane(aux_path, c.legacy_8bit)
     else:
         if raw.shape[2] != 4:
             raise DataError(
                 rgb_path, "no aux file given, so the aux must be channel 4, but it has 3 channels"
             )
-        aux = read_aux_plane(raw[..., 3], rgb_path, c.legacy_8bit)
+        aux = read_aux_plane(rgb_path, c.legacy_8bit, channel=3)
     if aux.ndim == 2:
         aux = np.repeat(aux[..., None], 3, axis=2)
-    bgr = raw[..., :3]
-    scale = 65535.0 if bgr.dtype == np.uint16 else 255.0
-    rgb = (bgr if c.legacy_bgr else bgr[..., ::-1]).astype(np.float32) / scale
+    rgb = raw[..., 2::-1] if c.legacy_bgr else raw[..., :3]
     if label_path is None:
         label = np.full(rgb.shape[:2], c.ignore_index, np.uint8 if c.ignore_index <= 255 else np.int32)
     else:

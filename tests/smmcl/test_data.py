@@ -135,7 +135,9 @@ def test_16bit_label_out_of_range_is_an_error_not_a_wrap(tmp_path):
     label[0, 0] = 256
     label[1, 1] = 255  # the ignore index is fine
     root = _label_root(tmp_path, label)
-    with pytest.raises(DataError, match=r"Label/a\.png: 1 pixels have label values 256 \(uint16 file\)"):
+    with pytest.raises(
+        DataError, match=r"Label/a\.png: label values outside \[0, 14\).*: 256 \(1 px\) \(16-bit file\)"
+    ):
         RGBXDataset(RGBXDatasetConfig(root=str(root), num_classes=14), split="test")[0]
     label[0, 0] = 13
     cv2.imwrite(str(root / "Label" / "a.png"), label)
@@ -148,7 +150,7 @@ def test_8bit_label_outside_classes_names_file_and_values(tmp_path):
     label[0, :3] = (6, 9, 6)
     root = _label_root(tmp_path, label)
     with pytest.raises(
-        DataError, match=r"a\.png: 3 pixels have label values 6, 9 \(uint8 file\), outside \[0, 6\)"
+        DataError, match=r"a\.png: label values outside \[0, 6\).*: 6 \(2 px\), 9 \(1 px\) \(8-bit file\)"
     ):
         RGBXDataset(RGBXDatasetConfig(root=str(root), num_classes=6), split="test")[0]
     # NYU-style offset: stored 0..6 with gt - 1 -> 0 becomes ignore, 6 becomes class 5: valid
@@ -160,3 +162,49 @@ def test_8bit_label_outside_classes_names_file_and_values(tmp_path):
     cv2.imwrite(str(root / "Label" / "a.png"), np.repeat(label[..., None], 3, axis=2))
     again = RGBXDataset(RGBXDatasetConfig(root=str(root), num_classes=6, label_offset=-1), split="test")[0]
     assert torch.equal(again["label"], got["label"])
+    label[0, 0] = 8  # stored 8 -> class 7 after gt - 1: outside [0, 6)
+    cv2.imwrite(str(root / "Label" / "a.png"), label)
+    with pytest.raises(DataError, match=r"a\.png: .*: 7 \(1 px\).*after label_offset -1"):
+        RGBXDataset(RGBXDatasetConfig(root=str(root), num_classes=6, label_offset=-1), split="test")[0]
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_reads_through_common_image_io_are_bit_identical_to_the_opencv_rules(tmp_path, legacy):
+    """RGB 8/16-bit, 16-bit depth (full or high byte), 4-channel thermal, HHA: same bits as the cv2 reads."""
+    rng = np.random.default_rng(0)
+    root = tmp_path / "bits"
+    for sub in ("RGB", "Depth", "HHA", "Label", "RGBA"):
+        (root / sub).mkdir(parents=True)
+    rgb16 = rng.integers(0, 65536, (12, 16, 3), dtype=np.uint16)
+    rgb8 = rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)
+    depth = rng.integers(0, 65536, (12, 16), dtype=np.uint16)
+    bgra = rng.integers(0, 256, (12, 16, 4), dtype=np.uint8)
+    cv2.imwrite(str(root / "RGB" / "a.png"), rgb16)
+    cv2.imwrite(str(root / "RGB" / "b.png"), rgb8)
+    cv2.imwrite(str(root / "Depth" / "a.png"), depth)
+    cv2.imwrite(str(root / "Depth" / "b.png"), depth)
+    cv2.imwrite(str(root / "HHA" / "a.png"), rgb8)
+    cv2.imwrite(str(root / "HHA" / "b.png"), rgb8)
+    cv2.imwrite(str(root / "RGBA" / "a.png"), bgra)
+    cv2.imwrite(str(root / "RGBA" / "b.png"), bgra)
+    for n in "ab":
+        cv2.imwrite(str(root / "Label" / f"{n}.png"), np.full((12, 16), 2, np.uint8))
+    (root / "test.txt").write_text("a\nb\n")
+
+    def order(bgr):
+        return bgr if legacy else bgr[..., ::-1]
+
+    depth_ref = ((depth >> 8).astype(np.float32) / 255.0) if legacy else depth.astype(np.float32) / 65535.0
+    base = {"root": str(root), "legacy_bgr": legacy, "legacy_8bit": legacy, "num_classes": 3}
+    ds = RGBXDataset(RGBXDatasetConfig(**base), split="test")
+    for name, img, scale in (("a", rgb16, 65535.0), ("b", rgb8, 255.0)):
+        rgb, aux, label = ds.read(name)
+        assert np.array_equal(rgb, order(img).astype(np.float32) / scale)
+        assert np.array_equal(aux, np.repeat(depth_ref[..., None], 3, axis=2))
+        assert label.dtype == np.uint8 and (label == 2).all()
+    hha = RGBXDataset(RGBXDatasetConfig(**base, aux_dir="HHA", aux_channels=3), split="test")
+    assert np.array_equal(hha.read("b")[1], order(rgb8).astype(np.float32) / 255.0)
+    packed = RGBXDataset(RGBXDatasetConfig(**base, rgb_dir="RGBA", aux_dir=""), split="test")
+    rgb, aux, _ = packed.read("a")
+    assert np.array_equal(rgb, order(bgra[..., :3]).astype(np.float32) / 255.0)
+    assert np.array_equal(aux[..., 0], bgra[..., 3].astype(np.float32) / 255.0)
