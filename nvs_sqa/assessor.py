@@ -51,6 +51,30 @@ def fold_batchnorm(module: torch.nn.Module) -> torch.nn.Module:
     return module
 
 
+#: frames per view-CNN call: 2 on CPU (larger chunks page-fault their activations in again, module
+#: docstring); 16 on CUDA, where a call's launch overhead dominates small chunks and memory is no issue.
+CHUNK = {"cpu": 2, "cuda": 16}
+
+
+def default_chunk(device: torch.device) -> int:
+    return CHUNK.get(torch.device(device).type, CHUNK["cpu"])
+
+
+def resolve_device(device: str | int | torch.device) -> torch.device:
+    """ "cpu", "cuda", "cuda:1", 1 or "1" -> torch.device; a multi-GPU spec ("0-3") is refused with a hint."""
+    if isinstance(device, torch.device):
+        return device
+    text = str(device).strip().lower()
+    if text.isdigit():
+        return torch.device("cuda", int(text))
+    if text == "cpu" or text.startswith("cuda"):
+        return torch.device(text)
+    raise ValueError(
+        f"device {device!r}: a QualityAssessor runs on one device ('cpu', 'cuda:N' or N); "
+        "to shard a bank over several GPUs use `nvs_sqa_app.py -d 0-3`"
+    )
+
+
 @dataclass
 class NSSScore:
     """Result for one NSS. `jod` is a Python float (higher is better, reference = 0)."""
@@ -69,22 +93,17 @@ class QualityAssessor:
 
     def __init__(
         self,
-        device: str | torch.device = "cpu",
+        device: str | int | torch.device = "cpu",
         model: SequenceModel | None = None,
         ridge: RidgeReadout | None = None,
-        chunk: int = 2,
+        chunk: int | None = None,
         decode_threads: int = 1,
         channels_last: bool = True,
         background: tuple[int, int, int] | None = None,
     ) -> None:
-        if model is None or ridge is None:
-            from nvs_sqa.weights import require_official_weights
-
-            paths = require_official_weights()
-            model = model if model is not None else build_model(weights="nvs_sqa.official")
-            ridge = ridge if ridge is not None else RidgeReadout.load(paths["ridge"])
-        dev = str(device)
-        self.device = torch.device(f"cuda:{dev}" if dev.isdigit() else dev)
+        model = model if model is not None else build_model(weights="official")
+        ridge = ridge if ridge is not None else RidgeReadout.official()
+        self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         # inference copy of the CNN with BatchNorm folded into the convs (eval-mode BN is affine)
         self.view_encoder = fold_batchnorm(copy.deepcopy(self.model.view_encoder)).eval()
@@ -92,7 +111,9 @@ class QualityAssessor:
         if channels_last:
             self.view_encoder.to(memory_format=torch.channels_last)
         self.ridge = ridge
-        self.chunk = chunk
+        self.chunk = default_chunk(self.device) if chunk is None else int(chunk)
+        if self.chunk < 1:
+            raise ValueError(f"chunk must be >= 1, got {chunk}")
         self.decode_threads = decode_threads
         self.background = background
 

@@ -25,7 +25,7 @@ class ExperimentConfig:
     data: PairConfig = field(default_factory=PairConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=lambda: TrainConfig(lr=1e-3, optimizer="adam", amsgrad=True))
-    weights: str | None = None  # "nvs_sqa.official" to fine-tune from the released checkpoint
+    weights: str | None = None  # "official" to fine-tune from the released checkpoint
 
 
 class NVSSQATrainer(nn.Module):
@@ -53,7 +53,7 @@ def batch_cat(a: Tensor, b: Tensor) -> Tensor:
 
 def build(cfg: ExperimentConfig) -> dict:
     """Model and data sampler for Trainer(cfg.train, **build(cfg))."""
-    encoder = build_model(cfg.model, cfg.weights)
+    encoder = build_model("nvs_sqa", cfg.weights, cfg=cfg.model)
     loss = CosineTargetLoss(cfg.loss.branches, cfg.loss.weights, cfg.model.angular_feat_size)
     sampler = NSSPairSampler(cfg.data, cfg.train.batch_size, cfg.loss.branches)
     return {"model": NVSSQATrainer(encoder, loss), "train_data": sampler}

@@ -1,25 +1,24 @@
-"""Official NVS-SQA weights: fetch the `nvs-sqa==0.1.1` wheel once and convert its members to plain files.
+"""Official NVS-SQA weights: the pinned `nvs-sqa==0.1.1` wheel, its members cached verbatim, verified at every load.
 
-The wheel (spec nvs_sqa.md §5, weights.md) carries a torch state_dict, a config JSON and a scikit-learn
-Ridge pickle. We keep only plain tensors/arrays: the state_dict is re-saved, the Ridge's `coef_` and
-`intercept_` go to an `.npz` (read with a restricted unpickler that never imports scikit-learn).
+The wheel (spec nvs_sqa.md §5, weights.md) carries a torch state_dict, a config JSON and a scikit-learn Ridge
+pickle. `fetch_official_weights` copies the three members byte for byte into `weights_dir()`, so the cached
+files have the members' recorded sha256 digests; every load checks the digest again (a tampered cache is
+refused, not used). The state_dict is read with `torch.load(weights_only=True)` by common.weights; the Ridge
+pickle with a restricted unpickler that never imports scikit-learn and keeps only `coef_` and `intercept_`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
-import os
 import pickle
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from common.weights import WeightsError, download_package, weights_dir
+from common.weights import WeightsError, download_package, sha256_file, weights_dir
 
 WHEEL_SPEC = "nvs-sqa==0.1.1"
 WHEEL_FILE = "nvs_sqa-0.1.1-py3-none-any.whl"
@@ -33,10 +32,16 @@ CKPT_SHA256 = "322dd9b1301694f0439ed1e94ddf093724024afbf320f6545a86bc6fe6ed6497"
 CONFIG_SHA256 = "7728f1d2970177354319d74a0ad442bbaf6605598c1407107b6879a5a72f2a3a"
 RIDGE_SHA256 = "df5ad7ecae02ae7eca4b48c54e11aa68987d4baadb3d1294e175f5a283124528"
 
-# Names of the converted files inside weights_dir().
-STATE_DICT_FILE = "nvs_sqa_official.pth"
-RIDGE_FILE = "nvs_sqa_official_ridge.npz"
-CONFIG_FILE = "nvs_sqa_official_config.json"
+# Names of the cached (verbatim) members inside weights_dir(), with the digest each must have.
+STATE_DICT_FILE = "nvs_sqa_official_v0.0.1.pth"
+RIDGE_FILE = "nvs_sqa_official_v0.0.1_ridge.pkl"
+CONFIG_FILE = "nvs_sqa_official_v0.0.1_config.json"
+FILES = {
+    "state_dict": (STATE_DICT_FILE, MEMBER_CKPT, CKPT_SHA256),
+    "ridge": (RIDGE_FILE, MEMBER_RIDGE, RIDGE_SHA256),
+    "config": (CONFIG_FILE, MEMBER_CONFIG, CONFIG_SHA256),
+}
+FETCH_HINT = "python scripts/fetch_weights.py nvs_sqa --force"
 
 
 class _RidgeState:
@@ -92,57 +97,66 @@ def read_ridge_pickle(data: bytes, source: str = "<bytes>") -> dict[str, np.ndar
     return {"coef": coef, "intercept": intercept.reshape(()), "alpha": np.asarray(alpha)}
 
 
-def fetch_official_weights(force: bool = False) -> dict[str, Path]:
-    """Download the pinned wheel (once), verify every member's sha256 and write plain files.
+def official_paths() -> dict[str, Path]:
+    """Where the cached members live (whether or not they exist)."""
+    d = weights_dir()
+    return {k: d / name for k, (name, _, _) in FILES.items()}
 
-    Returns {"state_dict": .pth, "ridge": .npz, "config": .json} inside weights_dir().
+
+def fetch_official_weights(force: bool = False) -> dict[str, Path]:
+    """Download the pinned wheel (once, sha256-checked) and copy its three members into weights_dir().
+
+    Each member's sha256 is checked before it is written; `force=True` re-creates the files (e.g. after a
+    digest mismatch). Returns {"state_dict": .pth, "ridge": .pkl, "config": .json}.
     """
-    out = weights_dir()
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {"state_dict": out / STATE_DICT_FILE, "ridge": out / RIDGE_FILE, "config": out / CONFIG_FILE}
-    if not force and all(p.exists() for p in paths.values()):
+    from common.io import atomic_write_bytes
+
+    paths = official_paths()
+    if not force and all(p.is_file() and sha256_file(p) == FILES[k][2] for k, p in paths.items()):
         return paths
     wheel = download_package(WHEEL_SPEC, WHEEL_SHA256, WHEEL_FILE)
+    import hashlib
+
     with zipfile.ZipFile(wheel) as zf:
-        blobs = {m: zf.read(m) for m in (MEMBER_CKPT, MEMBER_CONFIG, MEMBER_RIDGE)}
-    for member, want in (
-        (MEMBER_CKPT, CKPT_SHA256),
-        (MEMBER_CONFIG, CONFIG_SHA256),
-        (MEMBER_RIDGE, RIDGE_SHA256),
-    ):
-        if hashlib.sha256(blobs[member]).hexdigest() != want:
-            raise WeightsError(f"{wheel}!{member}: sha256 mismatch")
-    sd = torch.load(io.BytesIO(blobs[MEMBER_CKPT]), map_location="cpu", weights_only=True)
-    if not isinstance(sd, dict) or len(sd) != 175:
-        raise WeightsError(f"{wheel}!{MEMBER_CKPT}: expected a 175-key state_dict")
-    _atomic_save(lambda p: torch.save(dict(sd), p), paths["state_dict"])
-    ridge = read_ridge_pickle(blobs[MEMBER_RIDGE], f"{wheel}!{MEMBER_RIDGE}")
-    _atomic_save(lambda p: np.savez(p, **ridge), paths["ridge"], suffix=".npz")
-    cfg = json.loads(blobs[MEMBER_CONFIG].decode("utf-8"))
-    _atomic_save(lambda p: Path(p).write_text(json.dumps(cfg, indent=1)), paths["config"])
+        for key, (_, member, want) in FILES.items():
+            blob = zf.read(member)
+            if hashlib.sha256(blob).hexdigest() != want:
+                raise WeightsError(f"{wheel}!{member}: sha256 mismatch")
+            atomic_write_bytes(paths[key], blob)
     return paths
-
-
-def _atomic_save(write, path: Path, suffix: str = ".tmp") -> None:
-    tmp = path.with_name(path.name + ".partial" + suffix)
-    write(tmp)
-    os.replace(tmp, path)
 
 
 def official_weights_available() -> bool:
-    """True when fetch_official_weights() has already written its files."""
-    d = weights_dir()
-    return all((d / f).exists() for f in (STATE_DICT_FILE, RIDGE_FILE, CONFIG_FILE))
+    """True when fetch_official_weights() has written its files (digests are checked at load time)."""
+    return all(p.is_file() for p in official_paths().values())
+
+
+def require_official_file(key: str) -> Path:
+    """Path of one cached member ("state_dict" | "ridge" | "config") after a full sha256 check."""
+    name, _, want = FILES[key]
+    path = weights_dir() / name
+    if not path.is_file():
+        raise WeightsError(f"official NVS-SQA weights not found ({path}); run `{FETCH_HINT}`")
+    got = sha256_file(path)
+    if got != want:
+        raise WeightsError(
+            f"{path}: sha256 {got} differs from the recorded {want}; refusing to use it "
+            f"(re-create it with `{FETCH_HINT}`)"
+        )
+    return path
 
 
 def require_official_weights() -> dict[str, Path]:
-    """Paths of the converted files, or a clear error saying how to fetch them."""
-    d = weights_dir()
-    paths = {"state_dict": d / STATE_DICT_FILE, "ridge": d / RIDGE_FILE, "config": d / CONFIG_FILE}
-    missing = [str(p) for p in paths.values() if not p.exists()]
-    if missing:
-        raise WeightsError(
-            f"official NVS-SQA weights not found ({', '.join(missing)}); run "
-            "`python -c 'from nvs_sqa.weights import fetch_official_weights; fetch_official_weights()'`"
-        )
-    return paths
+    """Paths of the three cached members, each verified against its recorded sha256."""
+    return {k: require_official_file(k) for k in FILES}
+
+
+def load_official_ridge_state() -> dict[str, np.ndarray]:
+    """coef / intercept / alpha of the official read-out (sha256-checked, restricted unpickling)."""
+    path = require_official_file("ridge")
+    return read_ridge_pickle(path.read_bytes(), str(path))
+
+
+def load_official_config() -> dict:
+    path = require_official_file("config")
+    return json.loads(path.read_text(encoding="utf-8"))

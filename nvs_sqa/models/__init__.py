@@ -1,49 +1,123 @@
-"""NVS-SQA networks: per-view CNN and the sequence model."""
+"""NVS-SQA networks (per-view CNN and the sequence model), their builders and their weights.
+
+`BUILDERS` and `WEIGHTS` are written out here (no registry): `build_model(name, weights=tag)` looks the
+name up in `BUILDERS` and loads `WEIGHTS[name][tag]` strictly through `common.weights.load_weights`, which
+checks the cached file's sha256 at every load.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
-import torch
+from torch import Tensor
 
+from common.weights import PackageMember, WeightsEntry, load_weights
 from nvs_sqa.models.sequence_model import SequenceModel, SequenceModelConfig, sinusoidal_encoding
 from nvs_sqa.models.view_encoder import ViewEncoder, ViewEncoderConfig
+from nvs_sqa.weights import (
+    CKPT_SHA256,
+    MEMBER_CKPT,
+    STATE_DICT_FILE,
+    WHEEL_FILE,
+    WHEEL_SHA256,
+    WHEEL_SPEC,
+)
 
 
-def build_model(cfg: SequenceModelConfig | None = None, weights: str | None = None) -> SequenceModel:
-    """Build the sequence model; weights="nvs_sqa.official" loads the released checkpoint strictly."""
-    model = SequenceModel(cfg or SequenceModelConfig())
+def remap_official_nvs_sqa(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Official key names -> ours: identical (our modules keep the official names, spec §5.1); no key dropped."""
+    return dict(state_dict)
+
+
+def build_nvs_sqa(cfg: SequenceModelConfig | None = None, **overrides) -> SequenceModel:
+    """The sequence model; `overrides` replace fields of SequenceModelConfig (e.g. fusion="mean")."""
+    cfg = cfg or SequenceModelConfig()
+    return SequenceModel(dataclasses.replace(cfg, **overrides) if overrides else cfg)
+
+
+BUILDERS = {"nvs_sqa": build_nvs_sqa}
+
+
+def _entry(**fields) -> WeightsEntry:  # TEMP until common.weights.WeightsEntry gains tag/description/url
+    names = {f.name for f in dataclasses.fields(WeightsEntry)}
+    return WeightsEntry(**{k: v for k, v in fields.items() if k in names})
+
+
+WEIGHTS: dict[str, dict[str, WeightsEntry]] = {
+    "nvs_sqa": {
+        "official": _entry(
+            tag="official",
+            description="released NVS-SQA v0.0.1 checkpoint (epoch 100), from the nvs-sqa 0.1.1 wheel",
+            filename=STATE_DICT_FILE,
+            sha256=CKPT_SHA256,
+            remap=remap_official_nvs_sqa,
+            source=PackageMember(WHEEL_SPEC, WHEEL_SHA256, WHEEL_FILE, MEMBER_CKPT),
+            url="https://pypi.org/project/nvs-sqa/0.1.1/",
+            expected_keys=175,
+        ),
+    },
+}
+
+MODEL_INFO = {
+    "nvs_sqa": {
+        "params": 4_739_680,
+        "parity": "tests/nvs_sqa/test_parity.py::test_example_matches_official_feature_and_score",
+    },
+}
+
+
+def list_models() -> list[str]:
+    return sorted(BUILDERS)
+
+
+def list_weights(name: str = "nvs_sqa") -> list[str]:
+    if name not in BUILDERS:
+        raise KeyError(f"unknown model {name!r}; known: {list_models()}")
+    return sorted(WEIGHTS.get(name, {}))
+
+
+def build_model(
+    name: str = "nvs_sqa",
+    weights: str | None = None,
+    *,
+    weights_path: str | Path | None = None,
+    cfg: SequenceModelConfig | None = None,
+    **overrides,
+) -> SequenceModel:
+    """Build `name` (only "nvs_sqa"); weights="official" loads the released checkpoint strictly.
+
+    `cfg` and keyword `overrides` (fields of SequenceModelConfig) shape the model; `weights_path` reads the
+    tag's file from that path instead of the weights cache (its sha256 is still checked).
+    """
+    if name not in BUILDERS:
+        raise KeyError(f"unknown model {name!r}; known: {list_models()}")
+    model = BUILDERS[name](cfg, **overrides)
     if weights is not None:
-        if weights != "nvs_sqa.official":
-            raise ValueError(f"unknown weights tag {weights!r}; known: 'nvs_sqa.official'")
-        from nvs_sqa.weights import require_official_weights
-
-        load_state_dict_file(model, require_official_weights()["state_dict"])
+        tags = WEIGHTS.get(name, {})
+        if weights not in tags:
+            raise KeyError(f"unknown weights {weights!r} for {name}; known: {sorted(tags)}")
+        if weights_path is None:
+            load_weights(model, tags[weights])
+        else:
+            load_weights(model, tags[weights], weights_path)
+    elif weights_path is not None:
+        raise ValueError("weights_path needs a weights tag (e.g. weights='official')")
     return model
 
 
-def load_state_dict_file(model: torch.nn.Module, path: Path) -> None:
-    """torch.load(weights_only=True) + strict load with an error naming the file and the bad keys."""
-    sd = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(sd, dict) and "model" in sd and isinstance(sd["model"], dict):
-        sd = sd["model"]  # a training checkpoint of common.engine: keep the encoder, drop the projectors
-        if any(k.startswith("encoder.") for k in sd):
-            sd = {k[len("encoder.") :]: v for k, v in sd.items() if k.startswith("encoder.")}
-    try:
-        model.load_state_dict(sd, strict=True)
-    except RuntimeError as err:
-        raise RuntimeError(f"{path}: state_dict does not match the model: {err}") from err
-
-
-BUILDERS = {"nvs_sqa": build_model}
-
 __all__ = [
     "BUILDERS",
+    "MODEL_INFO",
+    "WEIGHTS",
     "SequenceModel",
     "SequenceModelConfig",
     "ViewEncoder",
     "ViewEncoderConfig",
     "build_model",
-    "load_state_dict_file",
+    "build_nvs_sqa",
+    "list_models",
+    "list_weights",
+    "remap_official_nvs_sqa",
     "sinusoidal_encoding",
 ]

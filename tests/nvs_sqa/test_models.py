@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
 
-from nvs_sqa.models import SequenceModel, SequenceModelConfig, ViewEncoder, sinusoidal_encoding
+from nvs_sqa.models import (
+    BUILDERS,
+    MODEL_INFO,
+    WEIGHTS,
+    SequenceModel,
+    SequenceModelConfig,
+    ViewEncoder,
+    sinusoidal_encoding,
+)
 
 
 def test_parameter_counts_and_state_dict_size() -> None:
@@ -68,3 +78,44 @@ def test_last_fusion_uses_last_position_only() -> None:
 def test_bad_config_is_rejected() -> None:
     with pytest.raises(ValueError, match="fusion"):
         SequenceModelConfig(fusion="cls")
+
+
+KEYS = Path(__file__).parent / "data" / "official_keys.json"
+
+
+def test_model_contract_lists_builders_weights_and_info() -> None:
+    import nvs_sqa
+
+    assert nvs_sqa.list_models() == ["nvs_sqa"]
+    assert nvs_sqa.list_weights("nvs_sqa") == ["official"]
+    assert set(nvs_sqa.MODEL_INFO) == set(nvs_sqa.list_models())
+    with pytest.raises(KeyError, match="unknown weights"):
+        nvs_sqa.build_model("nvs_sqa", weights="nvs_sqa.official")
+    with pytest.raises(KeyError, match="unknown model"):
+        nvs_sqa.build_model("resnet")
+    m = nvs_sqa.build_model(fusion="attention", num_layers=1)
+    assert m.cfg.fusion == "attention" and m.cfg.num_layers == 1
+
+
+@pytest.mark.parametrize("name", sorted(BUILDERS))
+def test_every_builder_forward_backward_and_param_count(name: str) -> None:
+    torch.manual_seed(0)
+    m = BUILDERS[name]()
+    assert sum(p.numel() for p in m.parameters()) == MODEL_INFO[name]["params"]
+    out = m(torch.rand(2, 2, 3, 69, 69))
+    assert out.shape == (2, 384) and torch.isfinite(out).all()
+    out.sum().backward()
+    assert all(p.grad is not None for p in m.parameters())
+
+
+@pytest.mark.parametrize(("name", "tag"), [(n, t) for n in sorted(WEIGHTS) for t in sorted(WEIGHTS[n])])
+def test_every_weights_entry_remaps_the_recorded_official_keys(name: str, tag: str) -> None:
+    """The recorded key/shape list of the official file maps onto the model: no key missing or left over."""
+    entry = WEIGHTS[name][tag]
+    recorded = json.loads(KEYS.read_text())["keys"]
+    assert entry.sha256 and len(entry.sha256) == 64 and entry.source is not None
+    fake = {k: torch.zeros(shape) for k, shape in recorded.items()}
+    mapped = entry.remap(fake)
+    ours = BUILDERS[name]().state_dict()
+    assert sorted(mapped) == sorted(ours)
+    assert all(tuple(mapped[k].shape) == tuple(ours[k].shape) for k in ours)

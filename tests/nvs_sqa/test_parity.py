@@ -21,7 +21,7 @@ def assessor() -> QualityAssessor:
 
 
 def test_checkpoint_loads_strictly_with_175_keys(assessor: QualityAssessor) -> None:
-    sd = build_model(weights="nvs_sqa.official").state_dict()
+    sd = build_model(weights="official").state_dict()
     assert len(sd) == 175
     n_params = sum(p.numel() for p in assessor.model.parameters())
     assert n_params == 4_739_680
@@ -51,9 +51,7 @@ def test_example_matches_official_feature_and_score(
 def test_channels_last_and_plain_layout_agree(assessor: QualityAssessor, shared_data) -> None:
     torch.manual_seed(0)
     frames = [np.asarray(torch.randint(0, 256, (96, 120, 3), dtype=torch.uint8)) for _ in range(3)]
-    plain = QualityAssessor(
-        model=build_model(weights="nvs_sqa.official"), ridge=assessor.ridge, channels_last=False
-    )
+    plain = QualityAssessor(model=build_model(weights="official"), ridge=assessor.ridge, channels_last=False)
     with pytest.warns(UserWarning):  # noise frames score far outside the label range
         a = assessor.score_frames(frames).feature
         b = plain.score_frames(frames).feature

@@ -107,8 +107,8 @@ def test_per_frame_batchnorm_compat_mode() -> None:
     from nvs_sqa.models import SequenceModelConfig, build_model
 
     torch.manual_seed(0)
-    official = build_model(SequenceModelConfig(per_frame_bn=True, dropout=0.0))
-    ours = build_model(SequenceModelConfig(dropout=0.0))
+    official = build_model(cfg=SequenceModelConfig(per_frame_bn=True, dropout=0.0))
+    ours = build_model(cfg=SequenceModelConfig(dropout=0.0))
     ours.load_state_dict(official.state_dict())
     x = torch.rand(3, 4, 3, 72, 72)
     bn = official.view_encoder.conv_0.convna[1]
@@ -117,7 +117,7 @@ def test_per_frame_batchnorm_compat_mode() -> None:
     assert int(bn.num_batches_tracked) - before == 4  # one BN batch per frame index
     assert not torch.allclose(f_official, ours.train()(x), atol=1e-4)  # different BN statistics
     # per-frame-index batches equal running each frame slice through the CNN by itself
-    ref = build_model(SequenceModelConfig(dropout=0.0))
+    ref = build_model(cfg=SequenceModelConfig(dropout=0.0))
     ref.load_state_dict(official.state_dict())
     ref.train()
     tokens = torch.stack([ref.view_encoder(x[:, i]) for i in range(4)])

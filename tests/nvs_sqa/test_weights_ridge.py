@@ -41,8 +41,37 @@ def test_fit_ridge_equals_sklearn(n: int) -> None:
 
 def test_readout_roundtrip(tmp_path) -> None:
     r = RidgeReadout(np.arange(4, dtype=np.float32), 1.5)
-    r.save(tmp_path / "r.npz")
-    assert RidgeReadout.load(tmp_path / "r.npz").predict(np.ones(4)) == pytest.approx(7.5)
-    (tmp_path / "bad.npz").write_bytes(b"xx")
-    with pytest.raises(ValueError, match="bad.npz"):
-        RidgeReadout.load(tmp_path / "bad.npz")
+    r.save(tmp_path / "r.json")
+    assert RidgeReadout.load(tmp_path / "r.json").predict(np.ones(4)) == pytest.approx(7.5)
+    rng = np.random.default_rng(0)
+    exact = RidgeReadout(rng.normal(size=384).astype(np.float32), float(np.float32(15.164299)))
+    exact.save(tmp_path / "e.json")
+    back = RidgeReadout.load(tmp_path / "e.json")
+    assert np.array_equal(back.coef, exact.coef) and back.intercept == exact.intercept  # bit-exact float32
+    (tmp_path / "bad.json").write_bytes(b"xx")
+    with pytest.raises(ValueError, match="bad.json"):
+        RidgeReadout.load(tmp_path / "bad.json")
+
+
+@pytest.mark.parametrize("member", ["state_dict", "ridge"])
+def test_tampered_official_cache_is_refused(tmp_path, monkeypatch, member: str) -> None:
+    """Issue 13 §4: a cached official file whose sha256 differs from the recorded digest is never used."""
+    import shutil
+
+    from nvs_sqa import QualityAssessor
+    from nvs_sqa.weights import FILES, official_paths, official_weights_available
+
+    if not official_weights_available():
+        pytest.skip("official weights not fetched: run python scripts/fetch_weights.py nvs_sqa")
+    for p in official_paths().values():
+        shutil.copy(p, tmp_path / p.name)
+    monkeypatch.setenv("TRIVISION_WEIGHTS", str(tmp_path))
+    target = tmp_path / FILES[member][0]
+    data = bytearray(target.read_bytes())
+    if member == "ridge":  # flip one byte inside coef_'s float32 data (the pickle still parses)
+        data[-200] ^= 0x40
+    else:
+        data[len(data) // 2] ^= 0x01
+    target.write_bytes(bytes(data))
+    with pytest.raises(WeightsError, match=f"{target.name}.*sha256"):
+        QualityAssessor.from_official()
