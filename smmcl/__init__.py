@@ -3,16 +3,26 @@
 from smmcl.data import RGBXDataset, RGBXDatasetConfig
 from smmcl.losses import SMMCLLoss, SMMCLLossConfig
 from smmcl.models import (
+    BUILDERS,
+    MODEL_INFO,
     NMF2D,
+    WEIGHTS,
     DualMSCAN,
     LightHamHead,
     SegNeXtRGBX,
     SegNeXtRGBXConfig,
     build_model,
     build_segnext_rgbx,
+    list_models,
+    list_weights,
 )
 
 __all__ = [
+    "BUILDERS",
+    "MODEL_INFO",
+    "WEIGHTS",
+    "list_models",
+    "list_weights",
     "NMF2D",
     "DualMSCAN",
     "LightHamHead",

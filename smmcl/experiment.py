@@ -17,7 +17,7 @@ from common.engine import TrainConfig
 from common.metrics.segmentation import ConfusionMatrix
 from smmcl.data import RGBXDataset, RGBXDatasetConfig
 from smmcl.losses import SMMCLLossConfig
-from smmcl.models import SegNeXtRGBX, SegNeXtRGBXConfig, build_segnext_rgbx
+from smmcl.models import MAIN_MODEL, SegNeXtRGBX, SegNeXtRGBXConfig, build_model
 
 
 @dataclass(frozen=True)
@@ -48,16 +48,28 @@ class ExperimentConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     test_root: str | None = None  # LLRGBD keeps train/ and test/ apart; None: data.root
     class_names: tuple[str, ...] = ()
-    imagenet_weights: str | None = None  # path to mscan_*.pth (SegNeXt or mmseg naming)
+    weights: str | None = None  # a tag of smmcl.list_weights(): mscan_b_in1k, mscan_b_in1k_mmseg, official
+    weights_path: str | None = None  # the tag's file (None: its file in the weights cache, if it has one)
+    imagenet_weights: str | None = None  # older configs: the same as weights mscan_b_in1k + weights_path
     train_layer_scale: bool = True  # False: freeze like the official optimizer groups
 
+    def __post_init__(self) -> None:
+        if self.imagenet_weights and self.weights not in (None, "mscan_b_in1k"):
+            raise ValueError("give either weights/weights_path or imagenet_weights, not both")
 
-def build_model_from(cfg: ExperimentConfig) -> SegNeXtRGBX:
-    """Model with the configured loss, ImageNet init and layer-scale policy."""
-    imagenet = None
-    if cfg.imagenet_weights:
-        imagenet = load_checkpoint(cfg.imagenet_weights)
-    model = build_segnext_rgbx(cfg.model, imagenet=imagenet)
+    @property
+    def init_weights(self) -> tuple[str | None, str | None]:
+        """(tag, path) of the initial weights, with the older `imagenet_weights` path read as mscan_b_in1k."""
+        if self.imagenet_weights:
+            return "mscan_b_in1k", self.imagenet_weights
+        return self.weights, self.weights_path
+
+
+def build_model_from(cfg: ExperimentConfig, *, pretrained: bool = True) -> SegNeXtRGBX:
+    """Model with the configured loss, initial weights (unless `pretrained` is False, e.g. before a
+    checkpoint is loaded over them) and layer-scale policy."""
+    tag, path = cfg.init_weights if pretrained else (None, None)
+    model = build_model(MAIN_MODEL, tag, weights_path=path, cfg=cfg.model)
     model.criterion.cfg = cfg.loss
     model.set_layer_scale_trainable(cfg.train_layer_scale)
     # Parameters that can never get a gradient are frozen, so DDP needs no find_unused_parameters and

@@ -1,7 +1,24 @@
-"""SMMCL models: MSCAN branches, cross-modal fusion, projectors, LightHamHead."""
+"""SMMCL models (MSCAN branches, cross-modal fusion, projectors, LightHamHead), builders and weights.
 
+`BUILDERS` and `WEIGHTS` are written out here (no registry). `build_model(name, weights=tag)` builds
+`BUILDERS[name]` and loads `WEIGHTS[name][tag]` strictly through `common.weights.load_weights`; the user
+names the tag (no format guessing from key prefixes):
+
+* `mscan_b_in1k`: SegNeXt's ImageNet-1K MSCAN-B file (`mscan_b.pth`, SegNeXt naming), one branch copied
+  into both (spec 7.1); loaded into `model.backbone.branches()`.
+* `mscan_b_in1k_mmseg`: the same backbone as converted by mmsegmentation (renamed depthwise keys).
+* `official`: an authors' `epoch-N.pth` (state_dict under "model", our names; spec 7.2).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from torch import nn
+
+from common.weights import WeightsEntry, load_weights
 from smmcl.models.ham_head import NMF2D, LightHamHead
-from smmcl.models.mscan import MSCAN_VARIANTS, MSCANConfig, remap_upstream_mscan
+from smmcl.models.mscan import MSCAN_VARIANTS, MSCANConfig
 from smmcl.models.rgbx_segmentor import (
     CrossModu,
     DualMSCAN,
@@ -9,16 +26,109 @@ from smmcl.models.rgbx_segmentor import (
     Projector,
     SegNeXtRGBX,
     SegNeXtRGBXConfig,
-    build_model,
     build_segnext_rgbx,
+    remap_mscan_in1k,
+    remap_mscan_in1k_mmseg,
+    remap_official_smmcl,
 )
 
-BUILDERS = {"segnext_rgbx": build_segnext_rgbx}
+MAIN_MODEL = "smmcl_mscan_b"
+
+BUILDERS = {"smmcl_mscan_b": build_segnext_rgbx}
+
+WEIGHTS: dict[str, dict[str, WeightsEntry]] = {
+    "smmcl_mscan_b": {
+        "mscan_b_in1k": WeightsEntry(
+            tag="mscan_b_in1k",
+            description="ImageNet-1K MSCAN-B backbone (SegNeXt release, SegNeXt naming), both branches",
+            filename="mscan_b.pth",
+            sha256=None,
+            remap=remap_mscan_in1k,
+            url="https://github.com/Visual-Attention-Network/SegNeXt (README: ImageNet MSCAN-B, Tsinghua cloud)",
+        ),
+        "mscan_b_in1k_mmseg": WeightsEntry(
+            tag="mscan_b_in1k_mmseg",
+            description="ImageNet-1K MSCAN-B backbone as converted by mmsegmentation (mlp.dwconv renamed)",
+            filename=None,
+            sha256=None,
+            remap=remap_mscan_in1k_mmseg,
+            url="https://github.com/open-mmlab/mmsegmentation/tree/main/configs/segnext",
+            key="state_dict",
+        ),
+        "official": WeightsEntry(
+            tag="official",
+            description="authors' SMMCL checkpoint epoch-N.pth (LLRGBD release: epoch-500.pth)",
+            filename=None,
+            sha256=None,
+            remap=remap_official_smmcl,
+            url="https://github.com/palmdong/SMMCL (README: Google Drive link)",
+            key="model",
+            expected_keys=1782,
+        ),
+    },
+}
+
+MODEL_INFO = {
+    "smmcl_mscan_b": {
+        "params": 72_888_722,
+        "parity": "tests/smmcl/test_models.py::test_full_model_golden_seed0_fill",
+    },
+}
+
+
+def list_models() -> list[str]:
+    """Model names of this package."""
+    return sorted(BUILDERS)
+
+
+def list_weights(name: str = MAIN_MODEL) -> list[str]:
+    """Weights tags of model `name`."""
+    if name not in BUILDERS:
+        raise KeyError(f"unknown model {name!r}; known: {list_models()}")
+    return sorted(WEIGHTS.get(name, {}))
+
+
+def weights_target(model: SegNeXtRGBX, tag: str) -> nn.Module:
+    """The module a weights tag loads into: both backbone branches for the ImageNet files, else the model."""
+    return model.backbone.branches() if tag.startswith("mscan_") else model
+
+
+def build_model(
+    name: str | int = MAIN_MODEL,
+    weights: str | None = None,
+    *,
+    weights_path: str | Path | None = None,
+    cfg: SegNeXtRGBXConfig | None = None,
+    **overrides,
+) -> SegNeXtRGBX:
+    """Build `name` ("smmcl_mscan_b"); keyword `overrides` replace SegNeXtRGBXConfig fields.
+
+    `smmcl.build_model(num_classes=14)` is the paper's model (72,888,722 parameters). `weights` names a tag
+    of `list_weights(name)`; `weights_path` is the file (the user-downloaded ones have no cache entry).
+    For compatibility an int first argument is read as num_classes (`build_model(14)`).
+    """
+    if isinstance(name, int):
+        overrides["num_classes"], name = name, MAIN_MODEL
+    if name not in BUILDERS:
+        raise KeyError(f"unknown model {name!r}; known: {list_models()}")
+    model = BUILDERS[name](cfg, **overrides)
+    if weights is not None:
+        tags = WEIGHTS.get(name, {})
+        if weights not in tags:
+            raise KeyError(f"unknown weights {weights!r} for {name}; known: {sorted(tags)}")
+        load_weights(weights_target(model, weights), tags[weights], weights_path)
+    elif weights_path is not None:
+        raise ValueError(f"weights_path needs a weights tag (one of {list_weights(name)})")
+    return model
+
 
 __all__ = [
     "BUILDERS",
+    "MAIN_MODEL",
+    "MODEL_INFO",
     "MSCAN_VARIANTS",
     "NMF2D",
+    "WEIGHTS",
     "CrossModu",
     "DualMSCAN",
     "FusionConv",
@@ -29,5 +139,10 @@ __all__ = [
     "SegNeXtRGBXConfig",
     "build_model",
     "build_segnext_rgbx",
-    "remap_upstream_mscan",
+    "list_models",
+    "list_weights",
+    "remap_mscan_in1k",
+    "remap_mscan_in1k_mmseg",
+    "remap_official_smmcl",
+    "weights_target",
 ]

@@ -8,7 +8,6 @@ checkpoints (`patch_embed1.proj.0`, `block1.0.mlp.dwconv.dwconv`, ...).
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 
 import torch
@@ -285,27 +284,3 @@ def run_stage(
     # LayerNorm on the channel axis == the official token-layout LN, without the reshapes.
     y = norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
     return y if fast else y.contiguous()
-
-
-_MMSEG_DWCONV = re.compile(r"\.mlp\.dwconv\.(weight|bias)$")
-
-
-def remap_upstream_mscan(sd: dict[str, Tensor]) -> dict[str, Tensor]:
-    """Bring an ImageNet MSCAN state_dict (SegNeXt or mmseg naming) to SegNeXt naming; pure, no I/O.
-
-    Unwraps `state_dict`, strips `module.`/`backbone.` prefixes, drops the classification `head.*`
-    (deliberately unused), and renames mmseg's `.mlp.dwconv.{weight,bias}` to `.mlp.dwconv.dwconv.*`
-    (mmseg PR #2653).
-    """
-    if "state_dict" in sd and isinstance(sd["state_dict"], dict):
-        sd = sd["state_dict"]
-    out: dict[str, Tensor] = {}
-    for key, value in sd.items():
-        for prefix in ("module.", "backbone."):
-            if key.startswith(prefix):
-                key = key[len(prefix) :]
-        if key.startswith("head."):
-            continue
-        key = _MMSEG_DWCONV.sub(r".mlp.dwconv.dwconv.\1", key)
-        out[key] = value
-    return out

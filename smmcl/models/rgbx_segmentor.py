@@ -7,7 +7,8 @@ encode_modules,projector}.py`. Rewritten; attribute names are kept so that offic
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -21,7 +22,6 @@ from smmcl.models.mscan import (
     PWConv,
     build_stages,
     init_weights,
-    remap_upstream_mscan,
     run_stage,
 )
 
@@ -183,29 +183,16 @@ class DualMSCAN(nn.Module):
 
     keep_fconv1: bool = False  # set True only to inspect the (unused) stage-1 fusion output
 
-    def load_imagenet(self, sd: dict[str, Tensor], *, source: str = "mscan checkpoint") -> None:
-        """Load one ImageNet MSCAN into both branches (SegNeXt or mmseg naming); fail on anything missing."""
-        sd = remap_upstream_mscan(sd)
-        own = self.state_dict()
-        branch_keys = [k for k in own if k.startswith(("patch_embed", "block", "norm"))]
-        missing, mismatched = [], []
-        new = {}
-        for key in branch_keys:
-            src = key.replace("_other", "")
-            if src not in sd:
-                missing.append(key)
-            elif sd[src].shape != own[key].shape:
-                mismatched.append(f"{key}: {tuple(sd[src].shape)} vs {tuple(own[key].shape)}")
-            else:
-                new[key] = sd[src]
-        used = {k.replace("_other", "") for k in branch_keys}
-        unexpected = sorted(set(sd) - used)
-        if missing or mismatched or unexpected:
-            raise RuntimeError(
-                f"{source}: cannot load ImageNet MSCAN weights: missing {len(missing)} {missing[:5]}, "
-                f"shape mismatches {mismatched[:5]}, unexpected {len(unexpected)} {unexpected[:5]}"
-            )
-        self.load_state_dict(new, strict=False)  # strictness checked above: only branch keys are loaded
+    def branches(self) -> nn.Module:
+        """A view of both MSCAN branches (the same modules, not copies) whose state_dict keys are the
+        backbone's own (`patch_embed1.*`, `block_other2.0.*`, ...): the target of the ImageNet weights."""
+        view = nn.Module()
+        for suffix in ("", "_other"):
+            for i in range(1, 5):
+                for part in ("patch_embed", "block", "norm"):
+                    name = f"{part}{suffix}{i}"
+                    view.add_module(name, getattr(self, name))
+        return view
 
 
 class SegNeXtRGBX(nn.Module):
@@ -287,16 +274,49 @@ class SegNeXtRGBX(nn.Module):
         return F.interpolate(logits, size=rgb.shape[2:], mode="bilinear", align_corners=False).contiguous()
 
 
-def build_segnext_rgbx(
-    cfg: SegNeXtRGBXConfig | None = None, imagenet: dict[str, Tensor] | None = None
-) -> SegNeXtRGBX:
-    """Build the model; optionally initialise both branches from an ImageNet MSCAN state_dict."""
-    model = SegNeXtRGBX(cfg or SegNeXtRGBXConfig())
-    if imagenet is not None:
-        model.backbone.load_imagenet(imagenet)
-    return model
+def build_segnext_rgbx(cfg: SegNeXtRGBXConfig | None = None, **overrides) -> SegNeXtRGBX:
+    """The SMMCL network; keyword `overrides` replace fields of `cfg` (default: the paper's MSCAN-B, K=14)."""
+    cfg = cfg or SegNeXtRGBXConfig()
+    return SegNeXtRGBX(replace(cfg, **overrides) if overrides else cfg)
 
 
-def build_model(num_classes: int = 14, arch: str = "mscan_b", **kwargs) -> SegNeXtRGBX:
-    """Paper defaults (MSCAN-B, decoder 512, rank 64); kwargs override SegNeXtRGBXConfig fields."""
-    return SegNeXtRGBX(SegNeXtRGBXConfig(arch=arch, num_classes=num_classes, **kwargs))
+_BRANCH = re.compile(r"^(patch_embed|block|norm)(\d)\.")
+_MMSEG_DWCONV = re.compile(r"\.mlp\.dwconv\.(weight|bias)$")
+
+
+def _both_branches(sd: dict[str, Tensor]) -> dict[str, Tensor]:
+    out: dict[str, Tensor] = {}
+    for key, value in sd.items():
+        out[key] = value
+        out[_BRANCH.sub(r"\1_other\2.", key)] = value
+    return out
+
+
+def remap_mscan_in1k(sd: dict[str, Tensor]) -> dict[str, Tensor]:
+    """SegNeXt's ImageNet MSCAN file (one branch, SegNeXt naming) -> both branches of `DualMSCAN.branches()`.
+
+    Pure, no I/O. The classification head `head.*` is dropped on purpose (unused by segmentation); every
+    other key must be an MSCAN branch key and is copied into the RGB and the aux branch (spec 7.1: both
+    branches start identical, as the official loader makes them). A file wrapped as {"state_dict": ...}
+    is unwrapped (the spec leaves the wrapper of the release open).
+    """
+    if set(sd) == {"state_dict"} or ("state_dict" in sd and isinstance(sd["state_dict"], dict)):
+        sd = sd["state_dict"]
+    return _both_branches({k: v for k, v in sd.items() if not k.startswith("head.")})
+
+
+def remap_mscan_in1k_mmseg(sd: dict[str, Tensor]) -> dict[str, Tensor]:
+    """mmsegmentation's converted MSCAN file -> both branches: its `backbone.` prefix removed, `head.*`
+    dropped, and `.mlp.dwconv.{weight,bias}` renamed to SegNeXt's `.mlp.dwconv.dwconv.*` (mmseg PR #2653)."""
+    out = {}
+    for key, value in sd.items():
+        key = key[len("backbone.") :] if key.startswith("backbone.") else key
+        if key.startswith("head."):
+            continue
+        out[_MMSEG_DWCONV.sub(r".mlp.dwconv.dwconv.\1", key)] = value
+    return _both_branches(out)
+
+
+def remap_official_smmcl(sd: dict[str, Tensor]) -> dict[str, Tensor]:
+    """The authors' `epoch-N.pth` "model" dict -> ours: identical names (kept on purpose), nothing dropped."""
+    return dict(sd)
