@@ -1,7 +1,9 @@
 """Time our NVS-SQA app against the official `nvs-sqa` 0.1.1 package on the same NSS folders.
 
-The official package is pip-installed with --no-deps --target into a temporary folder and run in its own
-process (both packages are called `nvs_sqa`); ours also runs in its own process with the same thread count.
+The official wheel is pip-installed by its pinned sha256 (hash-checking mode: `--require-hashes` with the
+digest on the requirements line, `--no-deps --only-binary :all:`) with --target into a temporary folder and
+run in its own process (both packages are called `nvs_sqa`); ours also runs in its own process with the same
+thread count. The wheel cached by `scripts/fetch_weights.py` is used when present (`--find-links`).
 Writes a section with per-NSS seconds, the ratio and the max feature difference into
 docs/benchmarks_nvs_sqa.md.
 """
@@ -60,6 +62,37 @@ def _run(cmd: list[str], env: dict[str, str], cwd: str) -> dict:
     return json.loads(line[len("RESULT") :])
 
 
+def install_official(
+    target: Path, spec: str, sha256: str, *, find_links: Path | None = None, no_index: bool = False
+) -> None:
+    """pip-install the pinned wheel `spec` into `target`; pip refuses any archive whose sha256 differs."""
+    from common.weights import WeightsError
+
+    req = target.parent / "official-requirements.txt"
+    req.write_text(f"{spec} --hash=sha256:{sha256}\n", encoding="utf-8")
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "-q",
+        "--no-deps",
+        "--require-hashes",
+        "--only-binary",
+        ":all:",
+    ]
+    cmd += ["--disable-pip-version-check", "--no-input", "--target", str(target), "-r", str(req)]
+    if find_links is not None and find_links.is_dir():
+        cmd += ["--find-links", str(find_links)]
+    if no_index:
+        cmd += ["--no-index"]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise WeightsError(
+            f"installing {spec} by its pinned sha256 failed:\n{(proc.stdout + proc.stderr)[-3000:]}"
+        )
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("folders", nargs="+", type=Path, help="NSS folders of frames")
@@ -68,23 +101,21 @@ def main() -> None:
         "--rounds", type=int, default=2, help="alternating official/ours rounds; the minimum counts"
     )
     p.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks_nvs_sqa.md")
+    p.add_argument(
+        "--no-index", action="store_true", help="install the official wheel from the weights cache only"
+    )
     args = p.parse_args()
+    from common.io import atomic_write_text, check_outputs_outside_inputs
+    from common.weights import weights_dir
+
+    check_outputs_outside_inputs([args.out], args.folders)
     folders = [str(f.resolve()) for f in args.folders]
     with tempfile.TemporaryDirectory() as tmp:
         target = Path(tmp) / "official"
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "install",
-                "-q",
-                "--no-deps",
-                "--target",
-                str(target),
-                "nvs-sqa==0.1.1",
-            ],
-            check=True,
+        from nvs_sqa.weights import WHEEL_SHA256, WHEEL_SPEC
+
+        install_official(
+            target, WHEEL_SPEC, WHEEL_SHA256, find_links=weights_dir() / "packages", no_index=args.no_index
         )
         env = dict(os.environ, PYTHONPATH=str(target))
         t0 = time.time()
@@ -124,8 +155,7 @@ def main() -> None:
         )
     text = "\n".join(lines) + "\n"
     print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
+    atomic_write_text(args.out, text)
 
 
 if __name__ == "__main__":
