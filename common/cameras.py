@@ -12,7 +12,14 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["intrinsics_matrix", "focal_from_fov", "opencv_to_opengl", "opengl_to_opencv", "change_world_axes"]
+__all__ = [
+    "intrinsics_matrix",
+    "focal_from_fov",
+    "opencv_to_opengl",
+    "opengl_to_opencv",
+    "change_world_axes",
+    "look_at",
+]
 
 
 def intrinsics_matrix(
@@ -61,3 +68,39 @@ def change_world_axes(c2w: Tensor, R: Tensor) -> Tensor:
     out[..., :3, :3] = R @ c2w[..., :3, :3]
     out[..., :3, 3] = (R @ c2w[..., :3, 3].unsqueeze(-1)).squeeze(-1)
     return out
+
+
+def look_at(
+    eye,
+    target=(0.0, 0.0, 0.0),
+    up=(0.0, 0.0, 1.0),
+    *,
+    convention: str = "opengl",
+    dtype: torch.dtype = torch.float32,
+) -> Tensor:
+    """4x4 camera-to-world pose at ``eye`` looking at ``target`` with ``up`` roughly up in the image.
+
+    OpenGL: columns x right, y up, z backwards (the camera looks along -z); OpenCV: x right, y down,
+    z forwards. Computed in float64, returned in ``dtype``. ``up`` parallel to the viewing direction
+    raises ValueError.
+    """
+    if convention not in ("opengl", "opencv"):
+        raise ValueError(f"convention must be 'opengl' or 'opencv', got {convention!r}")
+    eye, target, up = (torch.as_tensor(v, dtype=torch.float64).reshape(3) for v in (eye, target, up))
+    forward = target - eye
+    n = torch.linalg.norm(forward)
+    if n < 1e-12:
+        raise ValueError("look_at: eye and target coincide")
+    forward = forward / n
+    right = torch.linalg.cross(forward, up)
+    if torch.linalg.norm(right) < 1e-9 * torch.linalg.norm(up):
+        raise ValueError("look_at: viewing direction is parallel to `up`")
+    right = right / torch.linalg.norm(right)
+    true_up = torch.linalg.cross(right, forward)
+    c2w = torch.eye(4, dtype=torch.float64)
+    if convention == "opengl":
+        c2w[:3, :3] = torch.stack([right, true_up, -forward], dim=1)
+    else:
+        c2w[:3, :3] = torch.stack([right, -true_up, forward], dim=1)
+    c2w[:3, 3] = eye
+    return c2w.to(dtype)

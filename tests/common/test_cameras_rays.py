@@ -86,3 +86,41 @@ def test_change_world_axes_z_up_to_y_up() -> None:
         change_world_axes(c2w, torch.eye(4))
     with pytest.raises(ValueError, match="c2w"):
         get_rays(2, 2, K, torch.eye(3), pixel_center=True)
+
+
+def test_look_at_conventions() -> None:
+    from common.cameras import look_at
+
+    c2w = look_at((0.0, -4.0, 0.0), (0.0, 0.0, 0.0), (0.0, 0.0, 1.0))
+    # OpenGL: looks along -z; up is +y in the image
+    assert torch.allclose(-c2w[:3, 2], torch.tensor([0.0, 1.0, 0.0]))
+    assert torch.allclose(c2w[:3, 1], torch.tensor([0.0, 0.0, 1.0]))
+    assert torch.allclose(c2w[:3, 0], torch.tensor([1.0, 0.0, 0.0]))
+    assert torch.allclose(c2w[:3, :3] @ c2w[:3, :3].T, torch.eye(3), atol=1e-6)
+    cv = look_at((0.0, -4.0, 0.0), up=(0.0, 0.0, 1.0), convention="opencv")
+    assert torch.allclose(opengl_to_opencv(c2w), cv)
+    # the centre pixel's ray of a look_at camera hits the target
+    K = intrinsics_matrix(10.0, 10.0, 2.0, 2.0)
+    o, d = get_rays(4, 4, K, look_at((3.0, 1.0, 2.0), (0.5, 0.0, 0.0)), pixel_center=False, normalize=True)
+    t = torch.dot(torch.tensor([0.5, 0.0, 0.0]) - o[2, 2], d[2, 2])
+    assert torch.allclose(o[2, 2] + t * d[2, 2], torch.tensor([0.5, 0.0, 0.0]), atol=1e-6)
+    with pytest.raises(ValueError, match="parallel"):
+        look_at((0.0, 0.0, 3.0), up=(0.0, 0.0, 1.0))
+
+
+def test_rays_at_pixels_equals_full_grid_and_normalize() -> None:
+    from common.rays import rays_at_pixels
+
+    K = intrinsics_matrix(7.0, 6.0, 3.2, 2.1, dtype=torch.float64)
+    poses = torch.stack([_pose().double(), opencv_to_opengl(_pose().double())])
+    for conv in ("opengl", "opencv"):
+        for pc in (False, True):
+            o, d = get_rays(5, 6, K, poses, pixel_center=pc, convention=conv)
+            rows, cols = torch.tensor([4, 1]), torch.tensor([2, 5])
+            o2, d2 = rays_at_pixels(K, poses, rows, cols, pixel_center=pc, convention=conv)
+            ref_d = torch.stack([d[0, 4, 2], d[1, 1, 5]])
+            assert torch.allclose(d2, ref_d, rtol=0, atol=1e-12) and torch.equal(o2, poses[:, :3, 3])
+            _, dn = rays_at_pixels(K, poses, rows, cols, pixel_center=pc, convention=conv, normalize=True)
+            assert torch.allclose(dn, ref_d / ref_d.norm(dim=-1, keepdim=True), atol=1e-12)
+    _, dg = get_rays(5, 6, K, poses, pixel_center=True, normalize=True)
+    assert torch.allclose(dg.norm(dim=-1), torch.ones(2, 5, 6, dtype=torch.float64))
