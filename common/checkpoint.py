@@ -1,13 +1,17 @@
 """Atomic checkpoint files, weights_only loading, key renaming and loud strict loading.
 
-Checkpoints are written to a temp file and moved into place with os.replace, so an interrupted save never
-leaves a truncated file behind. Loading always uses weights_only=True; everything we store (RNG states
-included) is therefore kept as tensors and plain Python types.
+Checkpoints are written through `common.io.atomic_torch_save` (temp file + fsync + os.replace), so an
+interrupted save never leaves a truncated file behind. Loading always uses weights_only=True and maps every
+tensor to the CPU (module and optimizer `load_state_dict` place them; RNG states must stay CPU tensors);
+everything we store (RNG states included) is therefore kept as tensors and plain Python types.
+
+Each engine checkpoint carries the `run_id` of the run that wrote it: `prune_checkpoints` only ever deletes
+checkpoints of its own run.
 """
 
 from __future__ import annotations
 
-import os
+import logging
 import random
 import re
 import subprocess
@@ -20,6 +24,10 @@ import torch
 from torch import nn
 
 from common.errors import TriVisionError
+from common.image_io import natural_sort_key
+from common.io import atomic_torch_save
+
+log = logging.getLogger(__name__)
 
 
 class CheckpointError(TriVisionError, RuntimeError):
@@ -41,32 +49,49 @@ class CheckpointMismatchError(TriVisionError, RuntimeError):
 
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:
     """Write `state` to `path` atomically (temp file in the same folder + fsync + os.replace)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as fh:
-            torch.save(state, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    atomic_torch_save(state, Path(path))
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """torch.load with weights_only=True; a clear error naming the file when it is absent or unreadable."""
+def load_checkpoint(
+    path: str | Path, map_location: str | torch.device = "cpu", *, mmap: bool = False
+) -> dict[str, Any]:
+    """torch.load with weights_only=True; a clear error naming the file when it is absent or unreadable.
+
+    Keep the default map_location="cpu" for training state: `load_state_dict` moves module and optimizer
+    tensors to their parameters' device, and RNG states must stay on the CPU. `mmap=True` maps the
+    tensor data lazily (cheap when only a small entry such as the config is read).
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        state = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except Exception as exc:  # torch raises several types (pickle, zip, weights-only unpickler)
         raise CheckpointError(f"checkpoint {path} cannot be loaded with weights_only=True: {exc}") from exc
     if not isinstance(state, dict):
         raise CheckpointError(f"checkpoint {path} holds a {type(state).__name__}, expected a dict")
     return state
+
+
+def read_config_from_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The resolved config (plain dict) an engine checkpoint was written with; CheckpointError if absent."""
+    state = load_checkpoint(path, mmap=True)
+    config = state.get("config")
+    if not isinstance(config, dict):
+        raise CheckpointError(
+            f"checkpoint {path} holds no config (keys: {sorted(state)}); pass the YAML with -c instead"
+        )
+    return config
+
+
+def checkpoint_run_id(path: str | Path) -> str | None:
+    """The `run_id` stored in a checkpoint (None for files without one or that cannot be read)."""
+    try:
+        state = load_checkpoint(path, mmap=True)
+    except CheckpointError:
+        return None
+    run_id = state.get("run_id")
+    return run_id if isinstance(run_id, str) else None
 
 
 def rename_keys(sd: dict[str, Any], table: list[tuple[str, str]]) -> dict[str, Any]:
@@ -104,11 +129,24 @@ def load_state_dict_strict(
         for k in sd
         if k in own and torch.is_tensor(sd[k]) and tuple(sd[k].shape) != tuple(own[k].shape)
     )
-    if missing or unexpected or shapes:
+    if missing or unexpected:
         raise CheckpointMismatchError(source, missing, unexpected, shapes)
     filtered = {k: v for k, v in sd.items() if k in own}
-    # strict=False is safe here: every difference was checked above and only ignored keys remain absent.
-    module.load_state_dict(filtered, strict=False)
+    # strict=False is safe here: the keys were checked above and only ignored keys remain absent. Shapes
+    # are left to the module: one whose load_state_dict (or a pre-hook) resizes Parameters to the
+    # checkpoint's, e.g. a point cloud that grew in training, loads; any other mismatch raises here.
+    try:
+        module.load_state_dict(filtered, strict=False)
+    except RuntimeError as exc:
+        if "size mismatch" not in str(exc):
+            raise
+        after = module.state_dict()
+        still = sorted(
+            f"{k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(after[k].shape)}"
+            for k in filtered
+            if k in after and torch.is_tensor(sd[k]) and tuple(sd[k].shape) != tuple(after[k].shape)
+        )
+        raise CheckpointMismatchError(source, [], [], still or shapes) from exc
 
 
 # ------------------------------------------------------------------------------------------ RNG state
@@ -137,7 +175,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
         cuda_states = [s.cpu() for s in state["cuda"]][: torch.cuda.device_count()]
         torch.cuda.set_rng_state_all(cuda_states)
     npst = state["numpy"]
-    keys = npst["keys"].numpy().astype(np.uint32)
+    keys = npst["keys"].cpu().numpy().astype(np.uint32)
     np.random.set_state((npst["kind"], keys, npst["pos"], npst["has_gauss"], npst["cached_gaussian"]))
     py = state["python"]
     random.setstate((py["version"], tuple(py["internal"]), py["gauss"]))
@@ -155,16 +193,12 @@ def git_sha(repo: Path | None = None) -> str | None:
     return out.stdout.strip() or None
 
 
-def _natural_key(name: str) -> list[Any]:
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
-
-
 def list_checkpoints(folder: Path) -> list[Path]:
     """`*.pth` files in `folder`, oldest first by natural name order (step-9 < step-10, epoch-9 < epoch-10)."""
     folder = Path(folder)
     if not folder.is_dir():
         return []
-    return sorted((p for p in folder.glob("*.pth") if p.is_file()), key=lambda p: _natural_key(p.name))
+    return sorted((p for p in folder.glob("*.pth") if p.is_file()), key=lambda p: natural_sort_key(p.name))
 
 
 def latest_checkpoint(folder: Path) -> Path | None:
@@ -173,11 +207,17 @@ def latest_checkpoint(folder: Path) -> Path | None:
     return found[-1] if found else None
 
 
-def prune_checkpoints(folder: Path, keep_last: int) -> list[Path]:
-    """Delete all but the newest `keep_last` checkpoints (0 keeps everything); returns what was deleted."""
+def prune_checkpoints(folder: Path, keep_last: int, *, run_id: str | None = None) -> list[Path]:
+    """Delete all but the newest `keep_last` checkpoints (0 keeps everything); returns what was deleted.
+
+    With `run_id` (what the engine passes) only checkpoints written by that run count and can be deleted;
+    files of another run, or without a run id, are never touched.
+    """
     if keep_last <= 0:
         return []
     found = list_checkpoints(folder)
+    if run_id is not None:
+        found = [p for p in found if checkpoint_run_id(p) == run_id]
     doomed = found[:-keep_last]
     for p in doomed:
         p.unlink(missing_ok=True)

@@ -7,8 +7,10 @@ rejected with the key path and a "did you mean" hint, so that a typo never silen
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import difflib
+import logging
 import os
 import re
 import types
@@ -21,8 +23,11 @@ import torch
 import yaml
 
 from common.errors import TriVisionError
+from common.io import atomic_write_text
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -37,8 +42,13 @@ def _default_devices() -> str:
 
 
 def build_parser(description: str) -> argparse.ArgumentParser:
-    """Parser with the flags every script shares; scripts add their own flags on top."""
-    parser = argparse.ArgumentParser(description=description)
+    """Parser with the flags every script shares; scripts add their own flags on top.
+
+    -c/--config, -d/--devices, --set KEY=VALUE, --resume [PATH|auto], -o/--out-dir, --overwrite,
+    --allow-config-change, --checkpoint PATH, --report PATH, --debug. A script that defines one of these
+    itself replaces the shared definition (conflict_handler="resolve").
+    """
+    parser = argparse.ArgumentParser(description=description, conflict_handler="resolve")
     parser.add_argument("-c", "--config", type=Path, default=None, help="experiment YAML file")
     parser.add_argument(
         "-d",
@@ -52,7 +62,8 @@ def build_parser(description: str) -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override a config value, dotted key, YAML-parsed value (repeatable), e.g. train.lr=1e-3",
+        help="override a config value, dotted key (repeatable), e.g. train.lr=1e-3; values are YAML, "
+        "except for string and path keys, which take the text as it is",
     )
     parser.add_argument(
         "--resume",
@@ -62,20 +73,34 @@ def build_parser(description: str) -> argparse.ArgumentParser:
         metavar="PATH|auto",
         help='resume from a checkpoint file, or "auto" for the latest one in the output dir',
     )
-    parser.add_argument("-o", "--out-dir", type=Path, default=None, help="run directory (overrides config)")
+    parser.add_argument("-o", "--out-dir", type=str, default=None, help="run directory (overrides config)")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start afresh in an output dir that holds checkpoints (old files move to <out_dir>/old-<time>/)",
+    )
+    parser.add_argument(
+        "--allow-config-change",
+        action="store_true",
+        help="resume although the config differs from the checkpoint's (the new values are applied)",
+    )
+    parser.add_argument(
+        "--checkpoint", type=Path, default=None, metavar="PATH", help="checkpoint to evaluate or start from"
+    )
+    parser.add_argument(
+        "--report", type=Path, default=None, metavar="PATH", help="write the JSON report here"
+    )
+    parser.add_argument(
+        "--debug", action="store_true", help="show the traceback of errors (also: TRIVISION_DEBUG=1)"
+    )
     return parser
-
-
-def parse_cli(description: str = "", argv: list[str] | None = None) -> argparse.Namespace:
-    """Parse the shared flags only (for scripts that add none of their own)."""
-    return build_parser(description).parse_args(argv)
 
 
 def cli_overrides(args: argparse.Namespace, out_dir_key: str = "train.out_dir") -> list[str]:
     """The --set overrides plus -o/--out-dir turned into an override of `out_dir_key`."""
     overrides = list(getattr(args, "overrides", None) or [])
     if getattr(args, "out_dir", None) is not None:
-        overrides.append(f"{out_dir_key}={args.out_dir}")
+        overrides.append(f"{out_dir_key}={args.out_dir}")  # a string key: taken verbatim, never YAML
     return overrides
 
 
@@ -137,10 +162,6 @@ def _apply_override(data: dict[str, Any], item: str, schema: type) -> None:
         raise ConfigError(f"override {item!r} must look like key.path=value")
     key, raw = item.split("=", 1)
     key = key.strip()
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"override {item!r}: value is not valid YAML: {exc}") from exc
     parts = key.split(".")
     node: dict[str, Any] = data
     cls: Any = schema
@@ -152,7 +173,7 @@ def _apply_override(data: dict[str, Any], item: str, schema: type) -> None:
                 f"override {item!r}: unknown key {path!r}{_suggest(part, names, parts[:depth])}"
             )
         if depth == len(parts) - 1:
-            node[part] = value
+            node[part] = _override_value(raw, _field_type(cls, part) if names is not None else None, item)
             return
         child = node.get(part)
         if not isinstance(child, dict):
@@ -161,6 +182,39 @@ def _apply_override(data: dict[str, Any], item: str, schema: type) -> None:
         node = child
         cls = _field_type(cls, part) if names is not None else None
         cls = _dataclass_in(cls)
+
+
+def _is_text_type(tp: Any) -> tuple[bool, bool]:
+    """(str/Path field, optional) for annotations str, Path, str | None, Path | None."""
+    if tp in (str, Path):
+        return True, False
+    if typing.get_origin(tp) in (Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1 and args[0] in (str, Path):
+            return True, len(args) < len(typing.get_args(tp))
+    return False, False
+
+
+def _override_value(raw: str, tp: Any, item: str) -> Any:
+    """An override's value: the text as it is for str/Path keys (paths and names such as "runs/exp #2"
+    are never YAML-parsed; a quoted value is unquoted, and null/~ give None for optional keys), YAML
+    for every other key."""
+    text, optional = _is_text_type(tp)
+    if text:
+        stripped = raw.strip()
+        if optional and stripped in ("null", "~", "None"):
+            return None
+        if len(stripped) >= 2 and stripped[0] == stripped[-1] and stripped[0] in "'\"":
+            try:
+                quoted = yaml.safe_load(stripped)
+            except yaml.YAMLError:
+                return raw
+            return quoted if isinstance(quoted, str) else raw
+        return raw
+    try:
+        return yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override {item!r}: value is not valid YAML: {exc}") from exc
 
 
 def _suggest(name: str, valid: Iterable[str], prefix: list[str]) -> str:
@@ -327,7 +381,49 @@ def save_config(cfg: Any, run_dir: Path) -> Path:
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / "config.yaml"
-    tmp = path.with_name(f".config.yaml.tmp-{os.getpid()}")
-    tmp.write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
-    os.replace(tmp, path)
+    atomic_write_text(path, yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
     return path
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(tree, Mapping) and tree:
+        out: dict[str, Any] = {}
+        for k, v in tree.items():
+            out.update(_flatten(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: tree}
+
+
+def config_diff(old: Any, new: Any) -> list[tuple[str, Any, Any]]:
+    """(dotted key, old value, new value) for every leaf that differs between two config trees (dataclass
+    or plain dict; tuples and lists compare equal); a key present on one side only has None on the other."""
+    a, b = _flatten(config_to_dict(old)), _flatten(config_to_dict(new))
+    return [(k, a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+
+
+def config_from_checkpoint(
+    path: str | Path, schema: type[T], config_path: str | Path | None = None, overrides: Iterable[str] = ()
+) -> tuple[T, list[tuple[str, Any, Any]]]:
+    """Rebuild the config a checkpoint was trained with, then apply optional overrides.
+
+    The stored config is the base; a YAML file (`config_path`, e.g. from -c) is merged over it and
+    `overrides` (--set) come last. Returns the validated config and the differences from the stored
+    one, which are also logged, so that an evaluation states what it changed.
+    """
+    from common.checkpoint import read_config_from_checkpoint
+
+    stored = read_config_from_checkpoint(path)
+    data = copy.deepcopy(stored)
+    if config_path is not None:
+        data = _deep_merge(data, _read_yaml(Path(config_path)))
+    for item in overrides:
+        _apply_override(data, item, schema)
+    data = _expand_env(data, "")
+    try:
+        cfg = _build(schema, data, "")
+    except ConfigError as exc:
+        raise ConfigError(f"config stored in {path}: {exc}") from exc
+    diffs = config_diff(stored, cfg)
+    for key, old, new in diffs:
+        log.info("config differs from %s: %s: %r -> %r", path, key, old, new)
+    return cfg, diffs

@@ -1,16 +1,20 @@
 """Device parsing, torchrun re-launch and process-group set-up (NCCL on GPU, gloo on CPU).
 
 `-d 0-3` in a plain `python script.py` run re-executes the script under `torch.distributed.run` with one
-process per GPU; under torchrun (RANK/WORLD_SIZE in the environment) nothing is re-launched. A CPU run
-under torchrun with WORLD_SIZE > 1 uses gloo, which is how the tests exercise DDP without a GPU.
+process per GPU; under torchrun (RANK/WORLD_SIZE in the environment) nothing is re-launched. `-d` indices
+count within the GPUs the process may see: with `CUDA_VISIBLE_DEVICES=4,5,6,7` (SLURM, Kubernetes), `-d 0,1`
+means physical GPUs 4 and 5 (UUID lists are mapped the same way). A CPU run under torchrun with
+WORLD_SIZE > 1 uses gloo, which is how the tests exercise DDP without a GPU.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
 import random
 import sys
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Literal
 
 import numpy as np
@@ -18,9 +22,15 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from common.errors import TriVisionError
+
 Devices = list[int] | Literal["cpu"]
 
 _RELAUNCH_FLAG = "TRIVISION_RELAUNCHED"
+
+
+class DeviceError(TriVisionError, RuntimeError):
+    """The requested devices do not exist on this machine (no CUDA, an index beyond the visible GPUs)."""
 
 
 def parse_devices(spec: str | list[int]) -> Devices:
@@ -69,16 +79,43 @@ def relaunch_command(devices: Devices, argv: list[str] | None = None) -> list[st
     ]
 
 
+def visible_devices_for(devices: list[int], visible: str | None) -> str:
+    """CUDA_VISIBLE_DEVICES value selecting `devices` (indices within `visible`, the current value).
+
+    `visible` None: indices are physical ids. Otherwise its comma-separated entries (ids or GPU UUIDs, as
+    SLURM and Kubernetes set them) are indexed: visible "4,5,6,7" and devices [0, 2] give "4,6".
+    """
+    if visible is None:
+        return ",".join(str(d) for d in devices)
+    entries = [e.strip() for e in visible.split(",") if e.strip()]
+    beyond = [d for d in devices if d >= len(entries)]
+    if beyond:
+        raise DeviceError(
+            f"-d names GPU {beyond[0]}, but CUDA_VISIBLE_DEVICES={visible!r} makes {len(entries)} GPU(s) "
+            f"visible (indices 0-{len(entries) - 1})"
+            if entries
+            else f"-d names GPUs {devices}, but CUDA_VISIBLE_DEVICES={visible!r} hides every GPU"
+        )
+    return ",".join(entries[d] for d in devices)
+
+
 def maybe_relaunch(devices: Devices | str) -> None:
-    """Several GPUs and not under torchrun: re-exec this script via torch.distributed.run (no return)."""
+    """Several GPUs and not under torchrun: re-exec this script via torch.distributed.run (no return).
+
+    Checks first that CUDA is there (a DeviceError here, once, rather than a traceback in every worker)
+    and maps the indices through an existing CUDA_VISIBLE_DEVICES. Call it first thing in a script,
+    before data and models are built (`common.engine.prepare_run` does).
+    """
     devices = parse_devices(devices) if isinstance(devices, str) else devices
     cmd = relaunch_command(devices)
     if cmd is None:
         return
     if os.environ.get(_RELAUNCH_FLAG):
         raise RuntimeError("re-launch loop: torch.distributed.run did not set RANK/WORLD_SIZE")
+    if not torch.cuda.is_available():
+        raise DeviceError(f"GPU devices {devices} requested but CUDA is not available (use -d cpu)")
     env = dict(os.environ)
-    env["CUDA_VISIBLE_DEVICES"] = ",".join(str(d) for d in devices)
+    env["CUDA_VISIBLE_DEVICES"] = visible_devices_for(devices, os.environ.get("CUDA_VISIBLE_DEVICES"))
     env[_RELAUNCH_FLAG] = "1"
     sys.stdout.flush()
     sys.stderr.flush()
@@ -96,19 +133,28 @@ class DistInfo:
 
 def _cuda_device(devices: list[int], local_rank: int) -> torch.device:
     if not torch.cuda.is_available():
-        raise RuntimeError(f"GPU devices {devices} requested but CUDA is not available (use -d cpu)")
+        raise DeviceError(f"GPU devices {devices} requested but CUDA is not available (use -d cpu)")
     if os.environ.get(_RELAUNCH_FLAG):  # CUDA_VISIBLE_DEVICES was narrowed to exactly `devices`
         index = local_rank
     elif under_torchrun():
         index = devices[local_rank] if local_rank < len(devices) else local_rank
     else:
         index = devices[0]
+    count = torch.cuda.device_count()
+    if index >= count:
+        raise DeviceError(
+            f"-d names GPU {index}, but this process sees {count} GPU(s) (indices 0-{count - 1})"
+        )
     torch.cuda.set_device(index)
     return torch.device("cuda", index)
 
 
-def init_distributed(devices: Devices | str) -> DistInfo:
-    """Join the process group described by torchrun's environment (nccl on GPU, gloo on CPU)."""
+def init_distributed(devices: Devices | str, *, timeout_s: float = 1800) -> DistInfo:
+    """Join the process group described by torchrun's environment (nccl on GPU, gloo on CPU).
+
+    `timeout_s` bounds every collective (NCCL's watchdog, gloo's waits). A group created here is
+    destroyed at interpreter exit (`cleanup_distributed`, also callable earlier).
+    """
     devices = parse_devices(devices) if isinstance(devices, str) else devices
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
@@ -120,7 +166,10 @@ def init_distributed(devices: Devices | str) -> DistInfo:
     if distributed and not dist.is_initialized():
         backend = "gloo" if device.type == "cpu" else "nccl"
         kwargs = {"device_id": device} if backend == "nccl" else {}
-        dist.init_process_group(backend=backend, rank=rank, world_size=world, **kwargs)
+        dist.init_process_group(
+            backend=backend, rank=rank, world_size=world, timeout=timedelta(seconds=timeout_s), **kwargs
+        )
+        atexit.register(cleanup_distributed)
     return DistInfo(
         rank=rank, world_size=world, local_rank=local_rank, device=device, distributed=distributed
     )
@@ -172,3 +221,10 @@ def seed_everything(seed: int, rank: int = 0) -> None:
     random.seed(s)
     np.random.seed(s % 2**32)
     torch.manual_seed(s)
+
+
+def loader_generator(seed: int, epoch: int, rank: int) -> torch.Generator:
+    """Generator for a DataLoader's per-epoch base seed: reproducible per (seed, epoch) and different on
+    every rank, so DataLoader workers (seeded base_seed + worker id, numpy and random included) draw
+    different augmentations on different ranks."""
+    return torch.Generator().manual_seed((int(seed) * 100_003 + int(epoch)) * 1_000_003 + int(rank))

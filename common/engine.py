@@ -2,10 +2,23 @@
 evaluation, checkpoints and bit-exact resume (STYLE 2.5).
 
 Paper packages supply a model with `training_step(batch) -> dict[str, Tensor]` (named, already weighted
-loss terms that the engine sums) and optionally `param_groups(cfg) -> list[dict]` (custom optimiser groups)
-`before_step(step) -> bool` (called before step `step` outside the DDP forward; True means the model
-replaced Parameters, e.g. point pruning, and DDP is re-wrapped) and `on_step_end(step)` (called after every
-optimizer step with the number of steps done).
+loss terms that the engine sums) and optionally `param_groups(cfg) -> list[dict]` (custom optimiser groups).
+Anything that acts on the run from outside the model is a `Callback` (before/after each step, after each
+evaluation, with the trainer, hence the optimizer, at hand; its state goes into the checkpoints). The older
+model-level hooks `before_step(step) -> bool` and `on_step_end(step)` keep working.
+
+Run folders: a new run in an `out_dir` that holds checkpoints stops with a `RunFolderError` unless it
+resumes (`resume="auto"`) or `overwrite=True` moves the old files aside into `<out_dir>/old-<time>/`.
+On resume the stored config is compared with the new one: keys in `RESUMABLE_CHANGES` (length, cadence and
+output options) may differ and are logged; any other difference is a `ConfigChangeError` naming each key
+unless `allow_config_change=True`, which applies the new values. The model state is loaded (from a CPU
+copy) before the optimizer is built and before the DDP wrap, so models whose `load_state_dict` resizes
+Parameters resume at any step.
+
+Scripts call `prepare_run(cfg.train, devices, ...)` first, before building data or models: it re-launches
+under torchrun for several GPUs, joins the process group, sets the TF32 policy, checks the run folder
+and seeds every RNG with `train.seed` (the same on every rank, so models and data built next are
+identical everywhere; the Trainer re-seeds with seed + rank before training).
 """
 
 from __future__ import annotations
@@ -13,10 +26,13 @@ from __future__ import annotations
 import json
 import logging
 import math
+import shutil
 import time
-from collections.abc import Callable, Iterator
+import uuid
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -33,24 +49,47 @@ from common.checkpoint import (
     get_rng_state,
     git_sha,
     latest_checkpoint,
+    list_checkpoints,
     load_checkpoint,
     load_state_dict_strict,
     prune_checkpoints,
     save_checkpoint,
     set_rng_state,
 )
-from common.config import config_to_dict, save_config
+from common.config import config_diff, config_to_dict, save_config
 from common.distributed import (
     DistInfo,
+    all_reduce_sum,
     barrier,
+    broadcast_from_rank0,
     init_distributed,
+    loader_generator,
     maybe_relaunch,
     parse_devices,
     seed_everything,
 )
-from common.schedules import ScheduleConfig, build_scheduler
+from common.errors import TriVisionError
+from common.io import clean_stale_temp_files
+from common.schedules import ClosedFormLR, ScheduleConfig, build_scheduler
 
-__all__ = ["ScheduleConfig", "TrainConfig", "TrainableModel", "Trainer", "NonFiniteLossError"]
+__all__ = [
+    "ScheduleConfig",
+    "TrainConfig",
+    "TrainableModel",
+    "Callback",
+    "Trainer",
+    "prepare_run",
+    "prepare_run_dir",
+    "check_resume_config",
+    "resume_path",
+    "swap_parameter",
+    "convert_sync_bn",
+    "set_tf32",
+    "NonFiniteLossError",
+    "RunFolderError",
+    "ConfigChangeError",
+    "RESUMABLE_CHANGES",
+]
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +122,13 @@ class TrainConfig:
     drop_last: bool = True
     tensorboard: bool = True
     progress: bool = True
+    max_seconds: float | None = None  # wall-clock budget of one invocation: stops, saves, resumable
+    # samples per optimizer step over all processes; when set it replaces batch_size:
+    # per-process batch = global_batch_size / (world_size * grad_accum), which must divide exactly
+    global_batch_size: int | None = None
+    tf32: bool = False  # TF32 matmuls / cuDNN convolutions on Ampere+ GPUs (off: full fp32)
+    sync_bn: bool = False  # DDP on GPUs: convert BatchNorm layers to SyncBatchNorm
+    nccl_timeout_s: int = 1800  # timeout of every collective (NCCL watchdog / gloo)
 
     def __post_init__(self) -> None:
         if self.optimizer not in ("adam", "adamw", "sgd"):
@@ -91,6 +137,249 @@ class TrainConfig:
             raise ValueError(f"precision {self.precision!r} is not one of fp32, bf16, fp16")
         if self.grad_accum < 1 or self.max_steps < 1 or self.batch_size < 1:
             raise ValueError("grad_accum, max_steps and batch_size must be >= 1")
+        if self.global_batch_size is not None and self.global_batch_size < 1:
+            raise ValueError(f"global_batch_size must be >= 1, got {self.global_batch_size}")
+        if self.max_seconds is not None and self.max_seconds <= 0:
+            raise ValueError(f"max_seconds must be > 0, got {self.max_seconds}")
+        if self.nccl_timeout_s < 1:
+            raise ValueError(f"nccl_timeout_s must be >= 1, got {self.nccl_timeout_s}")
+
+    def per_process_batch(self, world_size: int) -> int:
+        """Micro-batch of one process: batch_size, or global_batch_size / (world_size * grad_accum)."""
+        if self.global_batch_size is None:
+            return self.batch_size
+        parts = world_size * self.grad_accum
+        if self.global_batch_size % parts:
+            raise ValueError(
+                f"train.global_batch_size={self.global_batch_size} does not divide into {world_size} "
+                f"process(es) x grad_accum {self.grad_accum}; choose a multiple of {parts}"
+            )
+        return self.global_batch_size // parts
+
+
+# Config keys (matched on the last dotted component) that may differ between a checkpoint and the run
+# that resumes it: they lengthen or re-time the run or change only where and how it reports.
+RESUMABLE_CHANGES = frozenset(
+    {
+        "max_steps",
+        "max_epochs",
+        "max_seconds",
+        "eval_every",
+        "log_every",
+        "ckpt_every",
+        "keep_last",
+        "progress",
+        "tensorboard",
+        "out_dir",
+    }
+)
+
+
+class RunFolderError(TriVisionError, RuntimeError):
+    """A new run would start in a folder that holds another run's checkpoints."""
+
+
+class ConfigChangeError(TriVisionError, ValueError):
+    """The config of a resumed run differs from its checkpoint's in keys that change the training."""
+
+
+class Callback:
+    """Hooks into the training loop; override what you need (every method is optional).
+
+    `trainer` gives `model` (unwrapped), `optimizer`, `scheduler`, `step`, `cfg`, `info` (DistInfo),
+    `writer` (TensorBoard SummaryWriter or None) and `out_dir`. Steps count optimizer steps done.
+    """
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        """Once, before the first step of this invocation (after a resume has restored state)."""
+
+    def before_step(self, trainer: Trainer, step: int) -> bool:
+        """Before step `step` (0-based), outside the DDP forward. Return True when the callback replaced
+        Parameters of the model (it moves their optimizer state itself, e.g. with `swap_parameter`);
+        the engine then re-wraps DDP and checks that the optimizer holds only current Parameters."""
+        return False
+
+    def after_step(self, trainer: Trainer, step: int, losses: dict[str, float]) -> None:
+        """After optimizer step number `step` (1-based: steps done) with the rank-averaged loss terms."""
+
+    def after_evaluation(self, trainer: Trainer, step: int, metrics: dict[str, float]) -> None:
+        """After each periodic (and the final) evaluation, with the logged metrics (without "eval/")."""
+
+    def on_train_end(self, trainer: Trainer) -> None:
+        """Once, after the last step and the final checkpoint."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """State saved in every checkpoint (tensors and plain types only)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what state_dict returned."""
+
+
+def swap_parameter(
+    optimizer: Optimizer,
+    old: nn.Parameter,
+    new: nn.Parameter,
+    edit: Callable[[Tensor], Tensor] | None = None,
+) -> None:
+    """Make `optimizer` use `new` where it used `old`: group references and per-parameter state
+    (state tensors shaped like `old` are passed through `edit`, e.g. row selection after pruning; other
+    state, such as Adam's step counter, is kept as it is)."""
+    for group in optimizer.param_groups:
+        group["params"] = [new if q is old else q for q in group["params"]]
+    state = optimizer.state.pop(old, None)
+    if state is None:
+        return
+    if edit is not None:
+        state = {
+            k: edit(v) if torch.is_tensor(v) and v.shape == old.shape and v.ndim > 0 else v
+            for k, v in state.items()
+        }
+    optimizer.state[new] = state
+
+
+def set_tf32(enabled: bool) -> None:
+    """TF32 policy, set explicitly (PyTorch's own defaults differ between matmul and cuDNN)."""
+    torch.backends.cuda.matmul.allow_tf32 = bool(enabled)
+    torch.backends.cudnn.allow_tf32 = bool(enabled)
+
+
+def convert_sync_bn(model: nn.Module, info: DistInfo, enabled: bool) -> nn.Module:
+    """BatchNorm layers as SyncBatchNorm (same Parameter objects) when `enabled` and running DDP on GPUs;
+    unchanged otherwise (SyncBatchNorm has no CPU/gloo implementation: a warning says so)."""
+    if not enabled or not info.distributed:
+        return model
+    if info.device.type != "cuda":
+        log.warning("train.sync_bn needs CUDA devices; BatchNorm stays per process on %s", info.device)
+        return model
+    return nn.SyncBatchNorm.convert_sync_batchnorm(model)
+
+
+def _move_aside(out_dir: Path) -> Path:
+    """Move every entry of out_dir (except earlier old-* folders) into out_dir/old-<time>/."""
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    dest = out_dir / f"old-{stamp}"
+    n = 1
+    while dest.exists():
+        n += 1
+        dest = out_dir / f"old-{stamp}-{n}"
+    dest.mkdir()
+    for entry in sorted(out_dir.iterdir()):
+        if entry != dest and not entry.name.startswith("old-"):
+            shutil.move(str(entry), str(dest / entry.name))
+    return dest
+
+
+def prepare_run_dir(out_dir: str | Path, *, resume: str | None = None, overwrite: bool = False) -> None:
+    """Check (and on rank 0 tidy) a run folder before a run starts.
+
+    Removes temp files left by killed checkpoint writes. A folder holding checkpoints starts a new run
+    only with `overwrite` (the old files move into `<out_dir>/old-<time>/`, nothing is deleted);
+    `resume` (a path or "auto") continues. Files of an earlier run that wrote no checkpoint (config.yaml,
+    metrics.jsonl, tb/) are moved aside the same way so that logs never mix. Every rank calls it.
+    """
+    out_dir = Path(out_dir)
+    ckpt_dir = out_dir / "checkpoints"
+    if resume is not None and overwrite:
+        raise RunFolderError("--resume and --overwrite exclude each other: continue a run or start afresh")
+    main = _rank() == 0
+    if main:
+        for folder in (out_dir, ckpt_dir):
+            for p in clean_stale_temp_files(folder):
+                log.info("removed %s, left by an interrupted write", p)
+    found = list_checkpoints(ckpt_dir)
+    if resume is not None and (resume != "auto" or found):
+        return  # continuing a run
+    if found and not overwrite:
+        names = ", ".join(p.name for p in found[-3:])
+        raise RunFolderError(
+            f"{out_dir} already holds checkpoints of a run ({names}); continue it with --resume auto, "
+            f"start afresh with --overwrite (moves the old files into {out_dir}/old-<time>/), "
+            "or choose another -o/--out-dir"
+        )
+    if main and out_dir.is_dir():
+        entries = [p for p in out_dir.iterdir() if not p.name.startswith("old-")]
+        earlier = [p for p in entries if p.name in ("config.yaml", "metrics.jsonl", "tb", "checkpoints")]
+        if earlier or (overwrite and entries):
+            dest = _move_aside(out_dir)
+            log.info("moved the files of the earlier run in %s to %s", out_dir, dest)
+    barrier()
+
+
+def check_resume_config(
+    stored: Any, config: Any, path: str | Path, *, allow: bool = False
+) -> list[tuple[str, Any, Any]]:
+    """Differences (key, checkpoint value, new value) between a checkpoint's config and this run's.
+
+    Keys in RESUMABLE_CHANGES may differ; any other difference raises ConfigChangeError naming each key
+    with both values, unless `allow` (the new values are then applied by the Trainer).
+    """
+    if not isinstance(stored, dict):
+        log.warning("checkpoint %s holds no config: cannot compare it with this run's", path)
+        return []
+    diffs = config_diff(stored, config_to_dict(config))
+    blocking = [d for d in diffs if d[0].rsplit(".", 1)[-1] not in RESUMABLE_CHANGES]
+    if blocking and not allow:
+        shown = "\n".join(f"  {k}: checkpoint {old!r} -> now {new!r}" for k, old, new in blocking)
+        raise ConfigChangeError(
+            f"the config differs from the one {path} was trained with:\n{shown}\n"
+            "resume with the checkpoint's values, pass --allow-config-change to apply the new ones, "
+            "or start a new run (--overwrite or another -o/--out-dir)"
+        )
+    return diffs
+
+
+def resume_path(out_dir: str | Path, resume: str | Path | None) -> Path | None:
+    """The checkpoint a run continues from: an explicit path, the newest in <out_dir>/checkpoints for
+    "auto" (None when there is none), or None when not resuming."""
+    if resume is None:
+        return None
+    if str(resume) == "auto":
+        return latest_checkpoint(Path(out_dir) / "checkpoints")
+    return Path(resume)
+
+
+def _rank() -> int:
+    import torch.distributed as tdist
+
+    return tdist.get_rank() if tdist.is_available() and tdist.is_initialized() else 0
+
+
+def prepare_run(
+    cfg: Any,
+    devices: str | list[int] = "cpu",
+    *,
+    resume: str | Path | None = None,
+    overwrite: bool = False,
+    allow_config_change: bool = False,
+) -> DistInfo:
+    """First call of a training script, before any data or model is built.
+
+    `cfg` is a TrainConfig or an experiment config with a `.train` TrainConfig. Re-launches under torchrun
+    when several GPUs are named (a DeviceError, once, when CUDA is absent), joins the process group (NCCL
+    timeout `train.nccl_timeout_s`), sets the TF32 policy (`train.tf32`), checks the run folder
+    (`prepare_run_dir`), compares the config with the checkpoint's when resuming (a ConfigChangeError
+    before anything is built; pass the whole experiment config for that) and seeds python, numpy and
+    torch with `train.seed` on every rank, so that two runs with the same seed build the same model and
+    data. Returns the DistInfo. Idempotent: the Trainer repeats what is needed. Takes
+    `**common.cli.run_options(args)`.
+    """
+    train = cfg.train if isinstance(getattr(cfg, "train", None), TrainConfig) else cfg
+    if not isinstance(train, TrainConfig):
+        raise TypeError(f"prepare_run needs a TrainConfig or a config with .train, got {type(cfg).__name__}")
+    parsed = parse_devices(devices)
+    maybe_relaunch(parsed)
+    info = init_distributed(parsed, timeout_s=train.nccl_timeout_s)
+    set_tf32(train.tf32)
+    resume = str(resume) if resume is not None else None
+    prepare_run_dir(train.out_dir, resume=resume, overwrite=overwrite)
+    path = resume_path(train.out_dir, resume)
+    if path is not None:
+        from common.checkpoint import read_config_from_checkpoint
+
+        check_resume_config(read_config_from_checkpoint(path), cfg, path, allow=allow_config_change)
+    seed_everything(train.seed)
+    return info
 
 
 class TrainableModel(Protocol):
@@ -163,7 +452,19 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> Optimizer:
 
 
 class Trainer:
-    """Runs `cfg.max_steps` optimizer steps of `model.training_step` on `train_data`."""
+    """Runs `cfg.max_steps` optimizer steps of `model.training_step` on `train_data`.
+
+    `resume`: a checkpoint path or "auto" (newest in `<out_dir>/checkpoints`; a fresh start when there is
+    none). `overwrite`: start afresh in a folder holding checkpoints (old files are moved aside).
+    `allow_config_change`: resume although the config differs in keys outside RESUMABLE_CHANGES (the new
+    values are applied). `evaluator` + `val_data`: every `eval_every` steps (and at the end)
+    `evaluator.run(model, val_data, step=step)` runs on every rank and `result.aggregate` is logged under
+    `eval/`; `evaluate(model, step) -> dict` is the older callable form. `config`: the experiment config
+    stored in checkpoints and config.yaml (default: cfg).
+
+    A caller-built `optimizer` works, but a model whose `load_state_dict` replaces Parameters then needs
+    to update that optimizer itself; let the Trainer build it (`param_groups(cfg)`) where possible.
+    """
 
     def __init__(
         self,
@@ -177,23 +478,59 @@ class Trainer:
         devices: str | list[int] = "cpu",
         collate_fn: Callable | None = None,
         image_logger: Callable[[nn.Module, int], dict[str, Tensor]] | None = None,
-        resume: str | None = None,
+        resume: str | Path | None = None,
         config: Any = None,
+        callbacks: Sequence[Callback] = (),
+        evaluator: Any = None,
+        val_data: Any = None,
+        overwrite: bool = False,
+        allow_config_change: bool = False,
     ) -> None:
         if not callable(getattr(model, "training_step", None)):
             raise TypeError(f"{type(model).__name__} has no training_step(batch) -> dict[str, Tensor]")
+        if evaluator is not None and val_data is None:
+            raise ValueError("Trainer(evaluator=...) needs val_data")
         self.cfg, self.model, self.train_data = cfg, model, train_data
-        self.evaluate, self.image_logger, self.resume = evaluate, image_logger, resume
+        self.evaluate, self.image_logger = evaluate, image_logger
+        self.evaluator, self.val_data = evaluator, val_data
+        self.callbacks: list[Callback] = list(callbacks)
+        self.resume = str(resume) if resume is not None else None
+        self.allow_config_change = allow_config_change
         self.collate_fn = collate_fn
         self.config = config if config is not None else cfg  # what goes into config.yaml / checkpoints
         self.devices = parse_devices(devices)
         maybe_relaunch(self.devices)
-        self.info: DistInfo = init_distributed(self.devices)
+        self.info: DistInfo = init_distributed(self.devices, timeout_s=cfg.nccl_timeout_s)
         self.main = self.info.rank == 0
+        if self.main and not logging.getLogger().handlers:  # a script without logging still sees progress
+            logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+        set_tf32(cfg.tf32)
         self.out_dir = Path(cfg.out_dir)
         self.ckpt_dir = self.out_dir / "checkpoints"
+        self.batch_size = cfg.per_process_batch(self.info.world_size)
+        if cfg.global_batch_size is not None:
+            log.info(
+                "global batch %d = %d per process x %d process(es) x grad_accum %d",
+                cfg.global_batch_size,
+                self.batch_size,
+                self.info.world_size,
+                cfg.grad_accum,
+            )
+        prepare_run_dir(self.out_dir, resume=self.resume, overwrite=overwrite)
         seed_everything(cfg.seed, self.info.rank)
+        self.step = 0
+        self.run_id = uuid.uuid4().hex
+        self.stopped_early = False
+        self.writer = None
+        self._rng_to_restore: Any = None
+
+        # Resume, part 1: the model state, before the optimizer exists and before the DDP wrap (a model
+        # may resize Parameters in load_state_dict). Loaded to the CPU; load_state_dict places tensors.
+        state, path, diffs = self._read_resume_state()
+        if state is not None:
+            load_state_dict_strict(self.model, state["model"], source=str(path))
         self.model.to(self.info.device)
+        self.model = convert_sync_bn(self.model, self.info, cfg.sync_bn)
         self.optimizer = optimizer or build_optimizer(self.model, cfg)
         self.scheduler = (
             scheduler
@@ -205,13 +542,13 @@ class Trainer:
             log.warning("precision fp16 needs CUDA; running fp32 on %s", self.info.device)
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16 if cuda else None}.get(cfg.precision)
         self.scaler = torch.amp.GradScaler("cuda", enabled=cuda and cfg.precision == "fp16")
+        if state is not None:
+            self._load_training_state(state, path, diffs)
         self.step_module: nn.Module = self._wrap_model()
         self.loader: DataLoader | None = None
         self.sampler: ResumableSampler | None = None
         if not callable(train_data) or isinstance(train_data, Dataset):
             self._build_loader(train_data)
-        self.step = 0
-        self.writer = None
 
     def _wrap_model(self) -> nn.Module:
         """The module the step calls: DDP around the model when distributed (rebuilt when the model
@@ -223,6 +560,16 @@ class Trainer:
         return DistributedDataParallel(
             step_module, device_ids=ids, find_unused_parameters=self.cfg.find_unused_parameters
         )
+
+    def _check_optimizer_params(self, who: str) -> None:
+        """Every Parameter the optimizer holds must be one of the model's (after a replacement)."""
+        current = {id(p) for p in self.model.parameters()}
+        stale = sum(1 for g in self.optimizer.param_groups for p in g["params"] if id(p) not in current)
+        if stale:
+            raise RuntimeError(
+                f"{who} replaced Parameters of the model, but the optimizer still holds {stale} old one(s); "
+                "move them with common.engine.swap_parameter(optimizer, old, new, edit)"
+            )
 
     # ------------------------------------------------------------------------------------------ data
     def _build_loader(self, dataset: Dataset) -> None:
@@ -241,17 +588,17 @@ class Trainer:
         )
         self.loader = DataLoader(
             dataset,
-            batch_size=self.cfg.batch_size,
+            batch_size=self.batch_size,
             sampler=self.sampler,
             num_workers=self.cfg.num_workers,
             collate_fn=self.collate_fn,
             drop_last=True,
             pin_memory=self.info.device.type == "cuda",
         )
-        self.batches_per_epoch = self.sampler.num_samples // self.cfg.batch_size
+        self.batches_per_epoch = self.sampler.num_samples // self.batch_size
         if self.batches_per_epoch == 0:
             raise ValueError(
-                f"dataset of {len(dataset)} items gives no full batch of {self.cfg.batch_size} per process"
+                f"dataset of {len(dataset)} items gives no full batch of {self.batch_size} per process"
             )
 
     def _batches(self, micro_step: int) -> Iterator[dict]:
@@ -262,10 +609,11 @@ class Trainer:
                 micro_step += 1
         epoch, offset = divmod(micro_step, self.batches_per_epoch)
         while True:
-            self.sampler.set_position(epoch, offset * self.cfg.batch_size)
-            # A per-epoch generator makes worker seeds reproducible; with num_workers=0 augmentation
-            # randomness comes from the global torch RNG, which the checkpoint restores.
-            self.loader.generator = torch.Generator().manual_seed(self.cfg.seed * 100_003 + epoch)
+            self.sampler.set_position(epoch, offset * self.batch_size)
+            # A per-epoch, per-rank generator makes worker seeds reproducible and different on every rank;
+            # with num_workers=0 augmentation randomness comes from the global torch RNG (seed + rank),
+            # which the checkpoint restores.
+            self.loader.generator = loader_generator(self.cfg.seed, epoch, self.info.rank)
             yield from self.loader
             epoch, offset = epoch + 1, 0
 
@@ -278,19 +626,18 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------- training
     def fit(self) -> nn.Module:
-        """Train to cfg.max_steps (continuing from a checkpoint if `resume`); returns the bare model."""
+        """Train to cfg.max_steps (or until cfg.max_seconds); returns the bare model."""
         cfg = self.cfg
-        if self.resume:
-            self._load(self.resume)
         if self.main:
-            if not logging.getLogger().handlers:  # a script that set up no logging still sees progress
-                logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
             self.out_dir.mkdir(parents=True, exist_ok=True)
             save_config(self.config, self.out_dir)
             if cfg.tensorboard:
                 from torch.utils.tensorboard import SummaryWriter  # lazy: slow import
 
                 self.writer = SummaryWriter(str(self.out_dir / "tb"))
+        if self._rng_to_restore is not None:  # last, so that nothing built above shifts the streams
+            set_rng_state(self._rng_to_restore)
+            self._rng_to_restore = None
         batches = self._batches(self.step * cfg.grad_accum)
         bar = tqdm(
             total=cfg.max_steps,
@@ -299,17 +646,18 @@ class Trainer:
             dynamic_ncols=True,
             desc="train",
         )
-        t0 = time.perf_counter()
+        start = t0 = time.perf_counter()
         try:
+            for cb in self.callbacks:
+                cb.on_train_start(self)
             while self.step < cfg.max_steps:
-                # optional hook run outside the DDP forward (e.g. point pruning/growth); True = the model
-                # replaced Parameters, so the DDP wrapper must hook the new ones
-                if hasattr(self.model, "before_step") and self.model.before_step(self.step):
-                    self.step_module = self._wrap_model()
+                self._before_step()
                 terms, grad_norm = self._train_step(batches)
                 self.step += 1
-                if hasattr(self.model, "on_step_end"):  # optional hook, e.g. point growth/pruning
+                if hasattr(self.model, "on_step_end"):  # model-level hook (older form of after_step)
                     self.model.on_step_end(self.step)
+                for cb in self.callbacks:
+                    cb.after_step(self, self.step, terms)
                 bar.update(1)
                 if cfg.log_every and (self.step % cfg.log_every == 0 or self.step == cfg.max_steps):
                     total = sum(terms.values())
@@ -326,15 +674,49 @@ class Trainer:
                     self._run_eval()
                 if cfg.ckpt_every and self.step % cfg.ckpt_every == 0 and self.step != cfg.max_steps:
                     self.save()
-            if self.evaluate is not None and cfg.eval_every and self.step % cfg.eval_every != 0:
+                if self.step < cfg.max_steps and self._out_of_time(start):
+                    self.stopped_early = True
+                    log.info(
+                        "time budget train.max_seconds=%g reached at step %d of %d; saving a checkpoint "
+                        "(continue with --resume auto)",
+                        cfg.max_seconds,
+                        self.step,
+                        cfg.max_steps,
+                    )
+                    break
+            if not self.stopped_early and cfg.eval_every and self.step % cfg.eval_every != 0:
                 self._run_eval()
             self.save()
+            for cb in self.callbacks:
+                cb.on_train_end(self)
         finally:
             bar.close()
             if self.writer is not None:
                 self.writer.close()
                 self.writer = None
         return self.model
+
+    def _out_of_time(self, start: float) -> bool:
+        """True when this invocation used up cfg.max_seconds (rank 0 decides, so all ranks stop together)."""
+        if self.cfg.max_seconds is None:
+            return False
+        flag = torch.tensor([float(time.perf_counter() - start >= self.cfg.max_seconds)])
+        if self.info.distributed:
+            flag = broadcast_from_rank0(flag.to(self.info.device)).cpu()
+        return bool(flag.item())
+
+    def _before_step(self) -> None:
+        """Model-level and callback hooks before a step; re-wrap DDP when Parameters were replaced."""
+        replaced = False
+        # optional model hook run outside the DDP forward (older form of Callback.before_step)
+        if hasattr(self.model, "before_step") and self.model.before_step(self.step):
+            replaced = True
+        for cb in self.callbacks:
+            if cb.before_step(self, self.step):
+                replaced = True
+                self._check_optimizer_params(type(cb).__name__)
+        if replaced:
+            self.step_module = self._wrap_model()
 
     def _train_step(self, batches: Iterator[dict]) -> tuple[dict[str, float], float | None]:
         cfg = self.cfg
@@ -375,8 +757,7 @@ class Trainer:
         names = list(acc)
         values = torch.stack([acc[k].reshape(()) for k in names])
         if self.info.distributed:
-            dist.all_reduce(values)
-            values /= self.info.world_size
+            values = all_reduce_sum(values) / self.info.world_size
         values = values.cpu().tolist()
         bad = [(k, v) for k, v in zip(names, values) if not math.isfinite(v)]
         if bad:
@@ -386,12 +767,19 @@ class Trainer:
 
     # ---------------------------------------------------------------------------------- eval / logs
     def _run_eval(self) -> None:
-        if self.evaluate is not None:
+        metrics: dict[str, float] = {}
+        if self.evaluate is not None or self.evaluator is not None:
             self.model.eval()
             with torch.no_grad():
-                metrics = self.evaluate(self.model, self.step)
+                if self.evaluate is not None:
+                    metrics.update(_flat_floats(self.evaluate(self.model, self.step) or {}))
+                if self.evaluator is not None:
+                    result = self.evaluator.run(self.model, self.val_data, step=self.step)
+                    metrics.update(_flat_floats(result.aggregate))
             self.model.train()
-            self._log({f"eval/{k}": float(v) for k, v in (metrics or {}).items()})
+            self._log({f"eval/{k}": v for k, v in metrics.items()})
+            for cb in self.callbacks:
+                cb.after_evaluation(self, self.step, metrics)
         if self.image_logger is not None and self.main:
             self.model.eval()
             with torch.no_grad():
@@ -414,6 +802,9 @@ class Trainer:
         log.info("step %d: %s", self.step, " ".join(f"{k}={v:.4g}" for k, v in scalars.items()))
 
     # ---------------------------------------------------------------------------------- checkpoints
+    def _callback_key(self, i: int, cb: Callback) -> str:
+        return f"{i}:{type(cb).__name__}"
+
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue bit-exactly (RNG states of every rank included)."""
         rng = get_rng_state()
@@ -427,40 +818,79 @@ class Trainer:
             "config": config_to_dict(self.config),
             "step": self.step,
             "epoch": self.epoch,
+            "run_id": self.run_id,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
-            "scaler": self.scaler.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else {},
+            "callbacks": {self._callback_key(i, cb): cb.state_dict() for i, cb in enumerate(self.callbacks)},
             "rng": rngs,
             "git_sha": git_sha(),
         }
 
     def save(self) -> Path:
-        """Write the checkpoint (rank 0) and prune old ones; every rank must call this."""
+        """Write the checkpoint (rank 0) and prune this run's old ones; every rank must call this."""
         state = self.state_dict()  # collective under DDP
         path = self.ckpt_dir / self.cfg.ckpt_name.format(step=self.step, epoch=self.epoch)
         if self.main:
             save_checkpoint(state, path)
-            prune_checkpoints(self.ckpt_dir, self.cfg.keep_last)
+            prune_checkpoints(self.ckpt_dir, self.cfg.keep_last, run_id=self.run_id)
         barrier()
         return path
 
-    def _load(self, resume: str) -> None:
-        if resume == "auto":
-            path = latest_checkpoint(self.ckpt_dir)
-            if path is None:
-                log.info("resume=auto: no checkpoint in %s, starting from scratch", self.ckpt_dir)
-                return
-        else:
-            path = Path(resume)
-        state = load_checkpoint(path, map_location=self.info.device)
-        missing = [k for k in ("step", "model", "optimizer", "scheduler", "scaler", "rng") if k not in state]
+    def _read_resume_state(self) -> tuple[dict[str, Any] | None, Path | None, list]:
+        """Checkpoint to resume from (CPU tensors), its path, and the checked config differences."""
+        if self.resume is None:
+            return None, None, []
+        path = resume_path(self.out_dir, self.resume)
+        if path is None:
+            log.info("resume=auto: no checkpoint in %s, starting from scratch", self.ckpt_dir)
+            return None, None, []
+        state = load_checkpoint(path, map_location="cpu")  # RNG states stay CPU tensors
+        missing = [k for k in ("step", "model", "optimizer", "scheduler", "rng") if k not in state]
         if missing:
             raise CheckpointError(f"checkpoint {path} lacks {missing}; it is not a training checkpoint")
-        load_state_dict_strict(self.model, state["model"], source=str(path))
+        diffs = self._check_config(state.get("config"), path)
+        return state, path, diffs
+
+    def _check_config(self, stored: Any, path: Path) -> list[tuple[str, Any, Any]]:
+        diffs = check_resume_config(stored, self.config, path, allow=self.allow_config_change)
+        if diffs and self.main:
+            lines = [f"  {k}: checkpoint {old!r} -> now {new!r}" for k, old, new in diffs]
+            log.info("config changes applied on resume from %s:\n%s", path, "\n".join(lines))
+        return diffs
+
+    def _load_training_state(self, state: dict[str, Any], path: Path, diffs: list) -> None:
+        """Resume, part 2: optimizer, scheduler, scaler, callbacks, step and (in fit) the RNG states."""
+        if self.optimizer is not None:
+            self._check_optimizer_params("loading the checkpoint")
+        fresh = [{k: v for k, v in g.items() if k != "params"} for g in self.optimizer.param_groups]
         self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.scaler.load_state_dict(state["scaler"])
+        sched_state = dict(state["scheduler"])
+        if diffs:
+            # applied config changes: the hyperparameters of the freshly built optimizer win (lr, betas,
+            # weight decay ...); the moments and step counters come from the checkpoint
+            for group, new in zip(self.optimizer.param_groups, fresh):
+                group.update(new)
+            if isinstance(self.scheduler, ClosedFormLR):
+                sched_state["total_steps"] = self.scheduler.total_steps
+                sched_state["base_lrs"] = [g.get("initial_lr", g["lr"]) for g in fresh]
+        self.scheduler.load_state_dict(sched_state)
+        if diffs and isinstance(self.scheduler, ClosedFormLR):
+            self.scheduler.recompute()
+        scaler_state = state.get("scaler") or {}
+        if self.scaler.is_enabled():
+            if scaler_state:
+                self.scaler.load_state_dict(scaler_state)
+            else:
+                log.info("checkpoint %s has no GradScaler state (saved without fp16): a fresh scaler", path)
+        saved_cbs = state.get("callbacks") or {}
+        for i, cb in enumerate(self.callbacks):
+            key = self._callback_key(i, cb)
+            if key in saved_cbs:
+                cb.load_state_dict(saved_cbs[key])
+            else:
+                log.warning("checkpoint %s holds no state for callback %s", path, key)
         rngs = state["rng"]
         if len(rngs) != self.info.world_size:
             log.warning(
@@ -468,6 +898,22 @@ class Trainer:
                 len(rngs),
                 self.info.world_size,
             )
-        set_rng_state(rngs[self.info.rank % len(rngs)])
+        self._rng_to_restore = rngs[self.info.rank % len(rngs)]
         self.step = int(state["step"])
+        if isinstance(state.get("run_id"), str):
+            self.run_id = state["run_id"]
         log.info("resumed from %s at step %d", path, self.step)
+
+
+def _flat_floats(metrics: dict[str, Any], prefix: str = "") -> dict[str, float]:
+    """{name: number | 0-d tensor | dict} -> flat {name[/sub]: float}; non-scalar entries are skipped."""
+    out: dict[str, float] = {}
+    for k, v in metrics.items():
+        name = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flat_floats(v, f"{name}/"))
+        elif torch.is_tensor(v) and v.numel() == 1:
+            out[name] = float(v)
+        elif isinstance(v, (int, float)) and not isinstance(v, bool):
+            out[name] = float(v)
+    return out

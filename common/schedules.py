@@ -105,6 +105,13 @@ class ClosedFormLR(LRScheduler):
         for group, lr in zip(self.optimizer.param_groups, self._last_lr):
             group["lr"] = lr
 
+    def recompute(self) -> None:
+        """Set every group's LR to the closed form at the current step, after `base_lrs` or
+        `total_steps` changed (a resumed run that applies a new lr or a longer schedule)."""
+        self._last_lr = self.get_lr()
+        for group, lr in zip(self.optimizer.param_groups, self._last_lr):
+            group["lr"] = lr
+
 
 def build_scheduler(optimizer: Optimizer, cfg: ScheduleConfig, total_steps: int) -> ClosedFormLR:
     """One closed-form scheduler over all groups; each group keeps its own base LR (initial_lr)."""

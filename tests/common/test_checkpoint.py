@@ -109,3 +109,30 @@ def test_latest_and_prune_use_natural_order(tmp_path: Path) -> None:
     assert sorted(p.name for p in removed) == ["epoch-10.pth", "epoch-9.pth"]
     assert sorted(p.name for p in tmp_path.glob("*.pth")) == ["epoch-100.pth", "epoch-300.pth"]
     assert latest_checkpoint(tmp_path / "absent") is None
+
+
+def test_prune_only_touches_its_own_run(tmp_path: Path) -> None:
+    for step, run in ((1, "a"), (2, "a"), (3, "b"), (4, "a"), (5, None), (6, "a")):
+        save_checkpoint({"step": step, **({"run_id": run} if run else {})}, tmp_path / f"step-{step}.pth")
+    removed = prune_checkpoints(tmp_path, 2, run_id="a")
+    assert sorted(p.name for p in removed) == ["step-1.pth", "step-2.pth"]
+    assert sorted(p.name for p in tmp_path.glob("*.pth")) == [f"step-{s}.pth" for s in (3, 4, 5, 6)]
+
+
+def test_strict_load_lets_the_module_resize() -> None:
+    """The shape check used to run before the module could resize (SMCL scene: points (866,3) vs (2000,3))."""
+
+    class Points(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.points = nn.Parameter(torch.zeros(5, 3))
+            self.register_load_state_dict_pre_hook(self._resize)
+
+        def _resize(self, module: nn.Module, sd: dict, prefix: str, *args: object) -> None:
+            self.points = nn.Parameter(torch.empty_like(sd[prefix + "points"]))
+
+    m = Points()
+    load_state_dict_strict(m, {"points": torch.ones(2, 3)}, source="grown.pth")
+    assert torch.equal(m.points, torch.ones(2, 3))
+    with pytest.raises(CheckpointMismatchError, match=r"weight: checkpoint \(2, 3\) vs model \(4, 3\)"):
+        load_state_dict_strict(nn.Linear(3, 4, bias=False), {"weight": torch.ones(2, 3)}, source="x.pth")

@@ -102,3 +102,49 @@ def test_parser() -> None:
     assert a.devices == "0-3" and a.overrides == ["a.b=1", "c=2"] and a.resume == "auto"
     assert cli_overrides(a) == ["a.b=1", "c=2", "train.out_dir=out"]
     assert p.parse_args(["--resume", "ck.pth"]).resume == "ck.pth"
+
+
+def test_cli_paths_and_names_are_never_yaml_parsed(tmp_path: Path) -> None:
+    p = build_parser("demo")
+    a = p.parse_args(["-o", "runs/exp #2", "--set", "data.root=/data/a: b", "--set", "weights=null"])
+    cfg = load_config(None, Exp, cli_overrides(a))
+    assert cfg.train.out_dir == "runs/exp #2"  # YAML would have cut it at the comment: "runs/exp"
+    assert cfg.data.root == "/data/a: b" and cfg.weights is None
+    cfg = load_config(
+        None, Exp, ["data.root=012", "weights='yes'", "train.grad_clip=null", "model.dims=[1, 2]"]
+    )
+    assert cfg.data.root == "012" and cfg.weights == "yes"  # strings stay strings, quotes are removed
+    assert cfg.train.grad_clip is None and cfg.model.dims == (1, 2)  # other keys are still YAML
+
+
+def test_parser_shared_flags_and_scripts_own_definitions() -> None:
+    p = build_parser("demo")
+    a = p.parse_args(["--overwrite", "--allow-config-change", "--checkpoint", "c.pth", "--report", "r.json"])
+    assert a.overwrite and a.allow_config_change and a.checkpoint == Path("c.pth")
+    assert a.report == Path("r.json") and not a.debug and a.resume is None
+    p.add_argument(
+        "--checkpoint", type=Path, required=True, help="a script's own flag replaces the shared one"
+    )
+    assert p.parse_args(["--checkpoint", "x.pth"]).checkpoint == Path("x.pth")
+
+
+def test_config_from_checkpoint(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from common.checkpoint import CheckpointError, read_config_from_checkpoint, save_checkpoint
+    from common.config import config_diff, config_from_checkpoint
+
+    cfg = load_config(None, Exp, ["data.root=/d", "model.num_classes=9", "train.lr=0.5"])
+    ck = tmp_path / "ck.pth"
+    save_checkpoint({"config": config_to_dict(cfg), "model": {}}, ck)
+    assert read_config_from_checkpoint(ck)["model"]["num_classes"] == 9
+    again, diffs = config_from_checkpoint(ck, Exp)
+    assert again == cfg and diffs == []
+    extra = _write(tmp_path / "eval.yaml", "model: {dropout: 0.0}\n")
+    with caplog.at_level("INFO", logger="common.config"):
+        changed, diffs = config_from_checkpoint(ck, Exp, extra, ["data.root=/other"])
+    assert changed.model.num_classes == 9 and changed.model.dropout == 0.0 and changed.data.root == "/other"
+    assert diffs == [("data.root", "/d", "/other"), ("model.dropout", 0.1, 0.0)]
+    assert "model.dropout: 0.1 -> 0.0" in caplog.text
+    assert config_diff({"a": {"b": [1, 2]}}, {"a": {"b": (1, 2), "c": 3}}) == [("a.c", None, 3)]
+    save_checkpoint({"model": {}}, tmp_path / "bare.pth")
+    with pytest.raises(CheckpointError, match="bare.pth holds no config"):
+        config_from_checkpoint(tmp_path / "bare.pth", Exp)

@@ -61,11 +61,17 @@ def test_relaunch_command(monkeypatch: pytest.MonkeyPatch) -> None:
     assert relaunch_command([0, 1], ["x.py"]) is None  # already under torchrun
 
 
-def test_maybe_relaunch_execs_torchrun(monkeypatch: pytest.MonkeyPatch) -> None:
-    for var in ("RANK", "WORLD_SIZE", "TRIVISION_RELAUNCHED"):
+def _fake_execve(monkeypatch: pytest.MonkeyPatch, cuda: bool = True) -> list[tuple]:
+    for var in ("RANK", "WORLD_SIZE", "TRIVISION_RELAUNCHED", "CUDA_VISIBLE_DEVICES"):
         monkeypatch.delenv(var, raising=False)
     calls: list[tuple] = []
     monkeypatch.setattr(distributed.os, "execve", lambda exe, cmd, env: calls.append((exe, cmd, env)))
+    monkeypatch.setattr(distributed.torch.cuda, "is_available", lambda: cuda)
+    return calls
+
+
+def test_maybe_relaunch_execs_torchrun(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = _fake_execve(monkeypatch)
     monkeypatch.setattr(distributed.sys, "argv", ["scripts/train_x.py", "-d", "0,2"])
     distributed.maybe_relaunch("0,2")
     ((exe, cmd, env),) = calls
@@ -74,6 +80,50 @@ def test_maybe_relaunch_execs_torchrun(monkeypatch: pytest.MonkeyPatch) -> None:
     distributed.maybe_relaunch("cpu")
     distributed.maybe_relaunch("1")
     assert len(calls) == 1
+
+
+@pytest.mark.parametrize(
+    ("visible", "spec", "expected"),
+    [
+        ("4,5,6,7", "0,1", "4,5"),  # SLURM gave this job GPUs 4-7: -d 0,1 are the first two of them
+        ("4,5,6,7", "1-3", "5,6,7"),
+        ("GPU-aaaa,GPU-bbbb,GPU-cccc", "0,2", "GPU-aaaa,GPU-cccc"),  # Kubernetes sets UUIDs
+    ],
+)
+def test_relaunch_maps_through_visible_devices(
+    monkeypatch: pytest.MonkeyPatch, visible: str, spec: str, expected: str
+) -> None:
+    calls = _fake_execve(monkeypatch)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+    distributed.maybe_relaunch(spec)
+    assert calls[0][2]["CUDA_VISIBLE_DEVICES"] == expected
+
+
+def test_relaunch_refuses_missing_gpus(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = _fake_execve(monkeypatch)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,5")
+    with pytest.raises(distributed.DeviceError, match=r"GPU 2.*CUDA_VISIBLE_DEVICES='4,5'.*2 GPU"):
+        distributed.maybe_relaunch("0-2")
+    calls = _fake_execve(monkeypatch, cuda=False)
+    with pytest.raises(distributed.DeviceError, match="CUDA is not available"):
+        distributed.maybe_relaunch("0-3")  # before any worker starts: one error, not one per worker
+    with pytest.raises(distributed.DeviceError, match="CUDA is not available"):
+        init_distributed("0")
+    assert not calls
+
+
+def test_process_group_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    from datetime import timedelta
+
+    seen: dict = {}
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setattr(distributed.dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(distributed.dist, "init_process_group", lambda **kw: seen.update(kw))
+    monkeypatch.setattr(distributed.atexit, "register", lambda fn: seen.update(atexit=fn))
+    info = init_distributed("cpu", timeout_s=60)
+    assert info.distributed and info.rank == 1 and seen["backend"] == "gloo"
+    assert seen["timeout"] == timedelta(seconds=60) and seen["atexit"] is distributed.cleanup_distributed
 
 
 def test_single_process_info_and_seeds(monkeypatch: pytest.MonkeyPatch) -> None:
