@@ -3,6 +3,9 @@
 ``plcc_logistic`` applies the standard 4-parameter logistic mapping (VQEG) fitted with
 ``scipy.optimize.curve_fit`` before Pearson; the official NVS-SQA code uses the raw ``plcc``.
 All scores: higher is better, in [-1, 1].
+
+``SRCC``, ``PLCC`` and ``KRCC`` are the stateful forms (``torchmetrics.Metric``): they collect the
+paired scores (concatenated over batches and DDP ranks) and call the functions above in ``compute``.
 """
 
 from __future__ import annotations
@@ -11,9 +14,24 @@ import warnings
 from collections.abc import Callable
 
 import numpy as np
+import torch
 from scipy import optimize, stats
+from torch import Tensor
+from torchmetrics import Metric
+from torchmetrics.utilities import dim_zero_cat
 
-__all__ = ["srcc", "plcc", "krcc", "plcc_logistic", "logistic4", "fit_logistic4", "bootstrap_ci"]
+__all__ = [
+    "srcc",
+    "plcc",
+    "krcc",
+    "plcc_logistic",
+    "logistic4",
+    "fit_logistic4",
+    "bootstrap_ci",
+    "SRCC",
+    "PLCC",
+    "KRCC",
+]
 
 
 def _as_pair(x, y) -> tuple[np.ndarray, np.ndarray]:
@@ -106,3 +124,73 @@ def bootstrap_ci(
         raise ValueError("every bootstrap resample gave an undefined statistic")
     lo, hi = np.quantile(vals, [alpha / 2, 1 - alpha / 2])
     return float(lo), float(hi)
+
+
+class _Correlation(Metric):
+    """Collects paired (predicted, subjective) scores; ``compute()`` correlates all of them."""
+
+    full_state_update = False
+    is_differentiable = False
+    higher_is_better = True
+    input_range = (-float("inf"), float("inf"))  # any finite value
+    score_range = (-1.0, 1.0)
+    plot_lower_bound = -1.0
+    plot_upper_bound = 1.0
+
+    def __init__(self, validate_args: bool = True, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.validate_args = validate_args
+        self.add_state("preds", default=[], dist_reduce_fx="cat")
+        self.add_state("target", default=[], dist_reduce_fx="cat")
+        self.set_dtype(torch.float64)  # empty states of a rank without data are float64 too
+
+    def update(self, preds: Tensor, target: Tensor) -> None:
+        """preds, target: paired scores of equal length (any shape; flattened). NaN/inf raise."""
+        p = torch.as_tensor(preds).detach().reshape(-1).double()
+        t = torch.as_tensor(target).detach().reshape(-1).double()
+        if p.shape != t.shape:
+            raise ValueError(f"preds and target differ in length: {p.numel()} vs {t.numel()}")
+        if self.validate_args and not bool(torch.isfinite(p).all() & torch.isfinite(t).all()):
+            raise ValueError("scores contain NaN or inf")
+        self.preds.append(p)
+        self.target.append(t)
+
+    def _fn(self, x: np.ndarray, y: np.ndarray) -> float:
+        raise NotImplementedError
+
+    def compute(self) -> Tensor:
+        x = dim_zero_cat(self.preds).cpu().numpy()
+        y = dim_zero_cat(self.target).cpu().numpy()
+        return torch.tensor(self._fn(x, y), dtype=torch.float64)
+
+    def describe(self) -> str:
+        return type(self).__name__
+
+
+class SRCC(_Correlation):
+    """Spearman rank-order correlation of all collected pairs (:func:`srcc`)."""
+
+    def _fn(self, x: np.ndarray, y: np.ndarray) -> float:
+        return srcc(x, y)
+
+
+class PLCC(_Correlation):
+    """Pearson correlation of all collected pairs: raw (:func:`plcc`, the official NVS-SQA protocol) or
+    after the fitted 4-parameter logistic (``logistic=True``, :func:`plcc_logistic`)."""
+
+    def __init__(self, logistic: bool = False, validate_args: bool = True, **kwargs) -> None:
+        super().__init__(validate_args, **kwargs)
+        self.logistic = logistic
+
+    def _fn(self, x: np.ndarray, y: np.ndarray) -> float:
+        return plcc_logistic(x, y) if self.logistic else plcc(x, y)
+
+    def describe(self) -> str:
+        return "PLCC(logistic4)" if self.logistic else "PLCC(raw)"
+
+
+class KRCC(_Correlation):
+    """Kendall tau-b of all collected pairs (:func:`krcc`)."""
+
+    def _fn(self, x: np.ndarray, y: np.ndarray) -> float:
+        return krcc(x, y)

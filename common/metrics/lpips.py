@@ -3,6 +3,9 @@
 ``lpips.LPIPS(pnet_rand=True)`` builds a random trunk (torchvision would otherwise download
 ImageNet weights); the package's own v0.1 linear heads are loaded by it, and the trunk comes from
 ``common.weights`` (``python scripts/fetch_weights.py lpips``). Lower is better; range [0, inf).
+
+``LPIPS`` is the stateful form (``torchmetrics.Metric``, mean over images): it states the range its
+inputs must be in and refuses anything outside it.
 """
 
 from __future__ import annotations
@@ -12,9 +15,10 @@ import warnings
 import torch
 from torch import Tensor, nn
 
+from common.metrics.base import MeanOfItems, check_range
 from common.weights import WeightsError, lpips_trunk_path
 
-__all__ = ["LPIPSMetric", "trunk_to_lpips_keys"]
+__all__ = ["LPIPSMetric", "LPIPS", "trunk_to_lpips_keys"]
 
 
 def trunk_to_lpips_keys(trunk_sd: dict[str, Tensor], lpips_net: nn.Module) -> dict[str, Tensor]:
@@ -83,3 +87,59 @@ class LPIPSMetric(nn.Module):
         if self.scale_inputs:
             pred, target = pred * 2 - 1, target * 2 - 1
         return self.model(pred, target, normalize=False).flatten()
+
+
+class LPIPS(MeanOfItems):
+    """Mean LPIPS v0.1 distance over images. ``update(pred, target)``: (B, 3, H, W) in ``input_range``.
+
+    ``input_range=(0, 1)`` (default): images are mapped to [-1, 1] before the network (correct use);
+    with ``scale_inputs=False`` they are fed unchanged (SMCL's real-world protocol, smcl.md §5.2,
+    which feeds [0, 1] images to a network that expects [-1, 1]). ``input_range=(-1, 1)``: images
+    are fed unchanged. Values outside ``input_range`` raise ValueError; a (-1, 1) metric given only
+    non-negative values warns once (likely [0, 1] images). Lower is better; scores in [0, inf).
+    Needs the fetched trunk weights (``python scripts/fetch_weights.py lpips``).
+    """
+
+    higher_is_better = False
+    score_range = (0.0, float("inf"))
+
+    def __init__(
+        self,
+        net: str = "alex",
+        input_range: tuple[float, float] = (0.0, 1.0),
+        scale_inputs: bool = True,
+        validate_args: bool = True,
+        **kwargs,
+    ) -> None:
+        super().__init__(validate_args, **kwargs)
+        lo, hi = (float(v) for v in input_range)
+        if (lo, hi) not in ((0.0, 1.0), (-1.0, 1.0)):
+            raise ValueError(f"input_range must be (0, 1) or (-1, 1), got {input_range}")
+        if (lo, hi) == (-1.0, 1.0) and not scale_inputs:
+            raise ValueError("scale_inputs=False only applies to input_range=(0, 1)")
+        self.input_range = (lo, hi)
+        self.data_range = hi - lo
+        self.scale_inputs = scale_inputs if lo == 0.0 else False
+        self.net_name = net
+        self.net = LPIPSMetric(net=net, scale_inputs=self.scale_inputs)
+        self._warned = False
+
+    def scores(self, pred: Tensor, target: Tensor) -> Tensor:
+        if self.validate_args:
+            lo, hi = self.input_range
+            check_range(pred, lo, hi, "pred")
+            check_range(target, lo, hi, "target")
+            if lo < 0 and not self._warned and bool((pred.min() >= 0) & (target.min() >= 0)):
+                self._warned = True
+                warnings.warn(
+                    "LPIPS(input_range=(-1, 1)) got only non-negative values: are these [0, 1] images? "
+                    "Use input_range=(0, 1) for them.",
+                    UserWarning,
+                    stacklevel=3,
+                )
+        return self.net(pred.float(), target.float()).double()
+
+    def describe(self) -> str:
+        lo, hi = self.input_range
+        how = "scaled to [-1, 1]" if self.scale_inputs else "fed unscaled"
+        return f"LPIPS(net={self.net_name}, v0.1, input_range=[{lo:g}, {hi:g}] {how})"

@@ -55,3 +55,37 @@ def test_bad_input() -> None:
         srcc([1, 2, 3], [1, 2])
     with pytest.raises(ValueError, match="NaN"):
         plcc([1.0, np.nan, 3.0], [1, 2, 3])
+
+
+def test_metric_classes_equal_the_functions_and_scipy(scores) -> None:
+    from common.metrics import KRCC, PLCC, SRCC
+
+    x, y = scores
+    refs = {
+        "srcc": stats.spearmanr(x, y)[0],
+        "plcc": stats.pearsonr(x, y)[0],
+        "krcc": stats.kendalltau(x, y)[0],
+    }
+    for name, m in (("srcc", SRCC()), ("plcc", PLCC()), ("krcc", KRCC())):
+        assert m.higher_is_better and m.score_range == (-1.0, 1.0)
+        for i in range(0, 40, 15):  # uneven batches, tensors and lists
+            m.update(torch.from_numpy(x[i : i + 15]), list(y[i : i + 15]))
+        got = m.compute().item()
+        assert got == pytest.approx(refs[name], abs=1e-12)
+        assert got == {"srcc": srcc, "plcc": plcc, "krcc": krcc}[name](x, y)
+    lg = PLCC(logistic=True)
+    lg.update(torch.from_numpy(x), torch.from_numpy(y))
+    assert lg.compute().item() == pytest.approx(plcc_logistic(x, y), abs=1e-12)
+
+
+def test_metric_classes_reject_bad_scores() -> None:
+    from common.metrics import SRCC
+
+    m = SRCC()
+    with pytest.raises(ValueError, match="NaN or inf"):
+        m.update(torch.tensor([1.0, float("nan")]), torch.tensor([1.0, 2.0]))
+    with pytest.raises(ValueError, match="length"):
+        m.update(torch.tensor([1.0, 2.0]), torch.tensor([1.0]))
+    m.update(torch.tensor([1.0]), torch.tensor([2.0]))
+    with pytest.raises(ValueError, match="at least 2"):
+        m.compute()

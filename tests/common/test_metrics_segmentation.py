@@ -128,3 +128,47 @@ def test_reduce_ddp_sums_over_two_ranks(tmp_path) -> None:
         assert torch.equal(torch.load(f"{out}.{rank}", weights_only=True), single.mat)
     single.reduce_ddp()  # no process group here: a no-op
     assert int(single.mat.sum()) == 7
+
+
+def test_segmentation_metrics_class_equals_confusion_matrix_and_sklearn() -> None:
+    from common.metrics import SegmentationMetrics
+
+    rng = np.random.default_rng(1)
+    k = 4
+    cls, old = SegmentationMetrics(k, exclude=0), ConfusionMatrix(k)
+    gts, preds = [], []
+    for _ in range(3):
+        gt = rng.integers(0, k, (2, 5, 6))
+        gt[rng.random(gt.shape) < 0.2] = 255
+        logits = torch.randn(2, k, 5, 6)
+        cls.update(logits, torch.from_numpy(gt))
+        old.update(logits, torch.from_numpy(gt))
+        gts.append(gt.ravel())
+        preds.append(logits.argmax(1).numpy().ravel())
+    a, b = cls.compute(), old.compute(exclude=0)
+    assert set(a) == set(b)
+    for key in a:
+        if isinstance(a[key], torch.Tensor):
+            assert torch.equal(a[key], b[key]) or torch.allclose(a[key], b[key], equal_nan=True), key
+        else:
+            assert a[key] == b[key], key
+    ref = _reference(np.concatenate(gts), np.concatenate(preds), k)
+    assert np.array_equal(a["confusion"].numpy(), ref["m"])
+    assert a["miou_all"] == pytest.approx(ref["miou"])
+    assert cls.higher_is_better and cls.score_range == (0.0, 1.0)
+
+
+def test_segmentation_per_image_miou_by_hand() -> None:
+    from common.metrics import SegmentationMetrics
+
+    # image 0 is the spec's sanity example (IoU 1/3, 2/3, 1/2 -> 0.5); image 1: perfect on class 2 only
+    gt = torch.tensor([[[0, 1, 1, 255], [2, 2, 0, 255]], [[2, 2, 2, 2], [2, 2, 255, 255]]])
+    pred = torch.tensor([[[1, 1, 1, 0], [2, 0, 0, 2]], [[2, 2, 2, 2], [2, 2, 0, 1]]])
+    m = SegmentationMetrics(3)
+    per = m.update_items(pred, gt)
+    assert per.tolist() == pytest.approx([0.5, 1.0])  # classes 0, 1 absent from image 1: skipped
+    assert m.compute()["confusion"].tolist() == [[1, 1, 0], [0, 2, 0], [1, 0, 7]]
+    # the dataset mIoU comes from the summed matrix, not from the mean of the per-image values
+    assert m.compute()["miou"] == pytest.approx((1 / 3 + 2 / 3 + 7 / 8) / 3)
+    with pytest.raises(ValueError, match="outside"):
+        m.update(pred, torch.full_like(gt, 9))
