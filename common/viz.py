@@ -34,7 +34,7 @@ _ROUNDINGS = ("nearest", "half_up", "floor")
 
 
 def to_uint8(image, *, rounding: str = "nearest", chw: bool = False) -> np.ndarray:
-    """The one float -> uint8 image conversion: H x W (x 1|3) -> H x W x 3 uint8.
+    """The one float -> uint8 image conversion: H x W (x 1|3) -> H x W x 3 uint8 (RGBA stays 4 channels).
 
     uint8 passes unchanged; floats are clipped to [0, 1] and scaled by 255 in their own precision, then
     ``rounding="nearest"`` (np.rint, ties to even; default), ``"half_up"`` (``(x * 255 + 0.5)`` truncated,
@@ -62,8 +62,8 @@ def to_uint8(image, *, rounding: str = "nearest", chw: bool = False) -> np.ndarr
         raise ValueError(f"expected uint8 or float images, got dtype {a.dtype}")
     if a.ndim == 2:
         a = a[:, :, None]
-    if a.ndim != 3 or a.shape[2] not in (1, 3):
-        raise ValueError(f"expected an H x W (x 1|3) image, got shape {a.shape}")
+    if a.ndim != 3 or a.shape[2] not in (1, 3, 4):
+        raise ValueError(f"expected an H x W (x 1|3|4) image, got shape {a.shape}")
     return np.repeat(a, 3, axis=2) if a.shape[2] == 1 else a
 
 
@@ -89,7 +89,7 @@ def save_gif(frames: Sequence[np.ndarray], path: str | Path, fps: float = 10.0) 
         raise ValueError(f"{path}: no frames to write")
     if fps <= 0:
         raise ValueError(f"fps must be positive, got {fps}")
-    imgs = [Image.fromarray(to_uint8(f)) for f in frames]
+    imgs = [Image.fromarray(to_uint8(f)[:, :, :3]) for f in frames]
     buf = io.BytesIO()
     imgs[0].save(buf, format="GIF", save_all=True, append_images=imgs[1:], duration=round(1000 / fps), loop=0)
     return atomic_write_bytes(path, buf.getvalue())
@@ -110,7 +110,7 @@ def save_video(
     if fps <= 0:
         raise ValueError(f"fps must be positive, got {fps}")
     path = Path(path)
-    first = to_uint8(frames[0])
+    first = to_uint8(frames[0])[:, :, :3]
     h, w = first.shape[:2]
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp_dir = temp_path(path)
@@ -122,7 +122,7 @@ def save_video(
             raise ValueError(f"{path}: OpenCV cannot open a {fourcc!r} video writer for this suffix")
         try:
             for k, f in enumerate(frames):
-                u8 = to_uint8(f)
+                u8 = to_uint8(f)[:, :, :3]
                 if u8.shape[:2] != (h, w):
                     raise ValueError(f"{path}: frame {k} is {u8.shape[:2]}, expected {(h, w)} like frame 0")
                 writer.write(np.ascontiguousarray(u8[:, :, ::-1]))
@@ -140,7 +140,7 @@ def contact_sheet(images: Sequence[np.ndarray], ncols: int, pad: int = 0, pad_va
         raise ValueError("contact_sheet needs at least one image")
     if ncols < 1:
         raise ValueError(f"ncols must be >= 1, got {ncols}")
-    tiles = [to_uint8(im) for im in images]
+    tiles = [to_uint8(im)[:, :, :3] for im in images]
     h, w, _ = tiles[0].shape
     for k, t in enumerate(tiles):
         if t.shape[:2] != (h, w):
@@ -184,7 +184,7 @@ def overlay(
     """Blend label colours over an image: (1 - alpha) image + alpha colour; ignored pixels untouched."""
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
-    img = to_uint8(image).astype(np.float64)
+    img = to_uint8(image)[:, :, :3].astype(np.float64)
     if img.shape[:2] != np.asarray(labels).shape:
         raise ValueError(f"image {img.shape[:2]} and labels {np.asarray(labels).shape} differ in size")
     col = colorize_labels(labels, palette, ignore_index).astype(np.float64)

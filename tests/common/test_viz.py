@@ -113,3 +113,12 @@ def test_line_plot_and_confusion_matrix(tmp_path) -> None:
         confusion_matrix_plot(cm, ["a", "b"], tmp_path / "x.png")
     assert not (tmp_path / "x.png").exists()
     assert not [x for x in tmp_path.iterdir() if ".tmp-" in x.name]
+
+
+def test_to_uint8_keeps_rgba_and_writers_take_rgb() -> None:
+    from common.viz import to_uint8
+
+    rgba = np.zeros((2, 2, 4), np.float32)
+    rgba[..., 3] = 1.0
+    assert to_uint8(rgba).shape == (2, 2, 4) and to_uint8(rgba)[0, 0, 3] == 255
+    assert contact_sheet([rgba, rgba], ncols=2).shape == (2, 4, 3)
