@@ -26,9 +26,9 @@ from nvs_sqa.frames import (
     FrameError,
     check_same_size,
     check_size,
+    iter_video,
     list_frames,
     read_frame,
-    read_video,
 )
 from nvs_sqa.models import SequenceModel, build_model
 from nvs_sqa.ridge import LABEL_RANGE, RidgeReadout
@@ -201,27 +201,37 @@ class QualityAssessor:
         feat = self.features_from_stream(frames)
         return self._result(name, len(frames), frames[0].shape[:2], feat)
 
-    def score_nss_folder(self, folder: Path, progress: Callable[[int], None] | None = None) -> NSSScore:
-        """One folder of frames (one NSS)."""
-        folder = Path(folder)
+    def score_stream(
+        self, frames: Iterable[np.ndarray], name: str, progress: Callable[[int], None] | None = None
+    ) -> NSSScore:
+        """Score frames as they arrive (an iterator of (H, W, 3) uint8, e.g. a decoder): bounded memory."""
+        count, shape = [0], []
+
+        def counted() -> Iterator[np.ndarray]:
+            for arr in frames:
+                if not shape:
+                    shape.append(arr.shape)
+                count[0] += 1
+                yield arr
+
+        feat = self.features_from_stream(counted(), progress)
+        return self._result(name, count[0], shape[0][:2], feat)
+
+    def iter_nss_folder(self, folder: Path) -> Iterator[np.ndarray]:
+        """Decoded frames of one NSS folder, in natural order (thread pool, sizes checked)."""
         paths = list_frames(folder)
         if not paths:
             raise FrameError(f"{folder}: no png/jpg/jpeg frames")
-        shape: list[tuple[int, ...]] = []
+        yield from self._decoded(paths)
 
-        def stream() -> Iterator[np.ndarray]:
-            for arr in self._decoded(paths):
-                if not shape:
-                    shape.append(arr.shape)
-                yield arr
-
-        feat = self.features_from_stream(stream(), progress)
-        return self._result(folder.name, len(paths), shape[0][:2], feat)
+    def score_nss_folder(self, folder: Path, progress: Callable[[int], None] | None = None) -> NSSScore:
+        """One folder of frames (one NSS)."""
+        folder = Path(folder)
+        return self.score_stream(self.iter_nss_folder(folder), folder.name, progress)
 
     def score_video(self, path: Path, progress: Callable[[int], None] | None = None) -> NSSScore:
-        frames = read_video(Path(path))
-        feat = self.features_from_stream(frames, progress)
-        return self._result(Path(path).stem, len(frames), frames[0].shape[:2], feat)
+        """A video file, decoded as a stream."""
+        return self.score_stream(iter_video(Path(path)), Path(path).stem, progress)
 
     def score_folder(self, path: Path, progress: Callable[[int], None] | None = None) -> list[NSSScore]:
         """A video, a single NSS folder of frames, or a folder of NSS sub-folders (sorted by name)."""

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from torch import Tensor, nn
 
+from common.checkpoint import CheckpointError, load_checkpoint, load_state_dict_strict
 from common.engine import TrainConfig
 from nvs_sqa.data.pairs import NSSPairSampler, PairConfig
 from nvs_sqa.losses import CosineTargetLoss
@@ -49,6 +51,18 @@ def batch_cat(a: Tensor, b: Tensor) -> Tensor:
     import torch
 
     return torch.cat([a, b], 0)
+
+
+def load_encoder_checkpoint(model: SequenceModel, path: str | Path) -> SequenceModel:
+    """Load the encoder of an engine checkpoint of this experiment (its "model" holds encoder.* and the
+    projectors' loss.*; only the encoder is kept) strictly into `model`."""
+    state = load_checkpoint(path)
+    sd = state.get("model")
+    if not isinstance(sd, dict) or not any(k.startswith("encoder.") for k in sd):
+        raise CheckpointError(f"checkpoint {path} holds no NVS-SQA training model (no encoder.* keys)")
+    enc = {k[len("encoder.") :]: v for k, v in sd.items() if k.startswith("encoder.")}
+    load_state_dict_strict(model, enc, source=str(path))
+    return model
 
 
 def build(cfg: ExperimentConfig) -> dict:

@@ -11,7 +11,8 @@ import numpy as np
 from common.runtime import keep_freed_memory
 from nvs_sqa.assessor import QualityAssessor
 from nvs_sqa.evaluation import evaluate_features, extract_features, format_report, load_labels
-from nvs_sqa.models import build_model, load_state_dict_file
+from nvs_sqa.experiment import load_encoder_checkpoint
+from nvs_sqa.models import build_model
 
 
 def main() -> None:
@@ -38,8 +39,7 @@ def main() -> None:
     else:
         model = None
         if args.checkpoint:
-            model = build_model()
-            load_state_dict_file(model, args.checkpoint)
+            model = load_encoder_checkpoint(build_model(), args.checkpoint)
         qa = (
             QualityAssessor(device=args.devices, model=model)
             if model

@@ -39,14 +39,9 @@ def build_nvs_sqa(cfg: SequenceModelConfig | None = None, **overrides) -> Sequen
 BUILDERS = {"nvs_sqa": build_nvs_sqa}
 
 
-def _entry(**fields) -> WeightsEntry:  # TEMP until common.weights.WeightsEntry gains tag/description/url
-    names = {f.name for f in dataclasses.fields(WeightsEntry)}
-    return WeightsEntry(**{k: v for k, v in fields.items() if k in names})
-
-
 WEIGHTS: dict[str, dict[str, WeightsEntry]] = {
     "nvs_sqa": {
-        "official": _entry(
+        "official": WeightsEntry(
             tag="official",
             description="released NVS-SQA v0.0.1 checkpoint (epoch 100), from the nvs-sqa 0.1.1 wheel",
             filename=STATE_DICT_FILE,
@@ -97,10 +92,7 @@ def build_model(
         tags = WEIGHTS.get(name, {})
         if weights not in tags:
             raise KeyError(f"unknown weights {weights!r} for {name}; known: {sorted(tags)}")
-        if weights_path is None:
-            load_weights(model, tags[weights])
-        else:
-            load_weights(model, tags[weights], weights_path)
+        load_weights(model, tags[weights], weights_path)
     elif weights_path is not None:
         raise ValueError("weights_path needs a weights tag (e.g. weights='official')")
     return model

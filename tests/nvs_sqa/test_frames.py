@@ -53,3 +53,19 @@ def test_errors_name_the_file(tmp_path: Path) -> None:
         read_frame(tmp_path / "bad.jpg")
     with pytest.raises(FrameError, match="b.png.*differs"):
         check_same_size([(70, 70, 3), (80, 70, 3)], ["a.png", "b.png"])
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "L", "LA", "P", "1", "CMYK"])
+def test_frames_through_common_image_io_equal_pillow_convert_rgb(tmp_path: Path, mode: str) -> None:
+    """Frames are decoded by common.image_io (Pillow backend): bit-identical to PIL's convert("RGB")."""
+    import warnings
+
+    rng = np.random.default_rng(1)
+    img = Image.fromarray(rng.integers(0, 256, (70, 72, 3), dtype=np.uint8)).convert(mode)
+    ext = "jpg" if mode == "CMYK" else "png"
+    img.save(tmp_path / f"a.{ext}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the RGBA/LA frames are opaque here; P may carry no alpha
+        got = read_frame(tmp_path / f"a.{ext}")
+    with Image.open(tmp_path / f"a.{ext}") as ref:
+        np.testing.assert_array_equal(got, np.asarray(ref.convert("RGB")))
