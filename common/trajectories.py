@@ -7,6 +7,8 @@ OpenGL camera axes: x right, y up, the camera looks along -z (as nerf_synthetic'
 * `spiral`: LLFF-style spiral around the mean pose of the training cameras, looking at a focus point.
 * `interpolate`: through given poses, rotations by spherical linear interpolation (scipy's `Slerp`),
   positions linearly; optionally a closed loop.
+* `orbit_through_pose`: the full orbit through one camera (its distance and elevation).
+* `camera_path(c2ws, "orbit" | "spiral" | "interpolate", n)`: one of the above fitted to training cameras.
 * `orbit_around_pose`: a small circle around one source view, every camera looking at the source view's
   look-at point (the single-image novel-view video of pixelNeRF-style object models).
 """
@@ -20,7 +22,16 @@ import torch
 from scipy.spatial.transform import Rotation, Slerp
 from torch import Tensor
 
-__all__ = ["look_at", "orbit", "spiral", "interpolate", "orbit_around_pose", "focus_point"]
+__all__ = [
+    "camera_path",
+    "focus_point",
+    "interpolate",
+    "look_at",
+    "orbit",
+    "orbit_around_pose",
+    "orbit_through_pose",
+    "spiral",
+]
 
 ArrayLike = Tensor | np.ndarray | Sequence[float]
 
@@ -66,6 +77,14 @@ def look_at(eye: ArrayLike, target: ArrayLike, up: ArrayLike = (0.0, 0.0, 1.0)) 
     return _out(_look_at_np(eye, np.broadcast_to(target, eye.shape), np.broadcast_to(up, eye.shape)))
 
 
+def _plane_basis(u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A fixed basis of the plane orthogonal to unit `u`: e1 = the world axis least aligned with u, made
+    orthogonal to it; e2 = u x e1 (azimuth grows counter-clockwise seen from +u)."""
+    i = int(np.argmin(np.abs(u)))
+    e1 = _unit(np.eye(3)[i] - u * u[i])
+    return e1, np.cross(u, e1)
+
+
 def orbit(
     center: ArrayLike = (0.0, 0.0, 0.0),
     radius: float = 4.0,
@@ -79,14 +98,63 @@ def orbit(
     if n < 1 or radius <= 0:
         raise ValueError(f"orbit: need n >= 1 and radius > 0, got n={n}, radius={radius}")
     c, u = _np(center), _unit(_np(up))
-    # a fixed in-plane basis: e1 = the world axis least aligned with up, made orthogonal to it
-    e1 = _unit(np.eye(3)[np.argmin(np.abs(u))] - u * u[np.argmin(np.abs(u))])
-    e2 = np.cross(u, e1)
+    e1, e2 = _plane_basis(u)
     az = np.deg2rad(start_azimuth_deg) + np.linspace(0.0, 2 * np.pi, n, endpoint=False)
     el = np.deg2rad(elevation_deg)
     d = np.cos(el) * (np.cos(az)[:, None] * e1 + np.sin(az)[:, None] * e2) + np.sin(el) * u
     eye = c + radius * d
     return _out(_look_at_np(eye, np.broadcast_to(c, eye.shape), np.broadcast_to(u, eye.shape)))
+
+
+def orbit_through_pose(
+    c2w: ArrayLike, n: int = 40, center: ArrayLike = (0.0, 0.0, 0.0), up: ArrayLike = (0.0, 0.0, 1.0)
+) -> Tensor:
+    """A full `orbit` that starts at the position of camera `c2w` (4, 4): its distance to `center` and its
+    elevation above the plane orthogonal to `up` (the 360-degree video around an object seen from a
+    source view)."""
+    c = _np(c2w)
+    off = c[:3, 3] - _np(center)
+    u = _unit(_np(up))
+    radius = float(np.linalg.norm(off))
+    if radius < 1e-12:
+        raise ValueError("orbit_through_pose: the camera is at the centre")
+    e1, e2 = _plane_basis(u)
+    elevation = np.degrees(np.arcsin(np.clip(off @ u / radius, -1.0, 1.0)))
+    azimuth = np.degrees(np.arctan2(off @ e2, off @ e1))
+    return orbit(center, radius, float(elevation), n, up=u, start_azimuth_deg=float(azimuth))
+
+
+def camera_path(c2ws: ArrayLike, kind: str, n: int, up: ArrayLike | None = None) -> Tensor:
+    """A novel path of n cameras around a scene's training cameras `c2ws` (M, 4, 4):
+
+    * "orbit": a circle about their `focus_point` at their mean distance and mean elevation;
+    * "spiral": `spiral(c2ws, n)` (forward-facing scenes);
+    * "interpolate": a closed `interpolate` through up to 8 of them, taken in azimuth order about the
+      focus point (so the path does not jump back and forth between randomly ordered views).
+
+    `up` defaults to the mean of the cameras' up axes."""
+    p = _poses(c2ws, "camera_path")
+    if kind == "spiral":
+        return spiral(p, n)
+    if kind not in ("orbit", "interpolate"):
+        raise ValueError(f"camera_path: kind must be orbit | spiral | interpolate, got {kind!r}")
+    u = _unit(_np(up)) if up is not None else _unit(p[:, :3, 1].sum(0))
+    try:
+        centre = focus_point(p)
+    except ValueError:
+        avg = _mean_pose(p)
+        centre = avg[:3, 3] - np.linalg.norm(avg[:3, 3]) * avg[:3, 2]
+    off = p[:, :3, 3] - centre
+    dist = np.linalg.norm(off, axis=1)
+    if kind == "orbit":
+        elevation = np.degrees(np.arcsin(np.clip(off @ u / dist, -1.0, 1.0))).mean()
+        return orbit(centre, float(dist.mean()), float(elevation), n, up=u)
+    e1, e2 = _plane_basis(u)
+    order = np.argsort(np.arctan2(off @ e2, off @ e1))
+    keys = order[np.unique(np.round(np.linspace(0, len(order) - 1, min(8, len(order)))).astype(int))]
+    if len(keys) < 2:
+        raise ValueError("camera_path: interpolate needs at least 2 cameras")
+    return interpolate(p[keys], n, closed=True)
 
 
 def focus_point(c2ws: ArrayLike) -> np.ndarray:

@@ -8,7 +8,16 @@ import numpy as np
 import pytest
 import torch
 
-from common.trajectories import focus_point, interpolate, look_at, orbit, orbit_around_pose, spiral
+from common.trajectories import (
+    camera_path,
+    focus_point,
+    interpolate,
+    look_at,
+    orbit,
+    orbit_around_pose,
+    orbit_through_pose,
+    spiral,
+)
 
 
 def assert_rigid(c2w: torch.Tensor) -> None:
@@ -136,3 +145,33 @@ def test_orbit_around_pose_cone() -> None:
     near = orbit_around_pose(src, n=4, radius_deg=10.0, focus_distance=1.0)
     target = src[:3, 3].double() - src[:3, 2].double()
     assert looks_at(near, target).min() > 1 - 1e-6
+
+
+def test_orbit_through_pose_starts_at_the_camera() -> None:
+    src = look_at((1.0, -3.0, 1.5), (0.0, 0.0, 0.0), up=(0, 0, 1.0))
+    path = orbit_through_pose(src, n=6)
+    assert torch.allclose(path[0], src, atol=1e-5)  # same position, same orientation (looks at centre)
+    z = path[:, 2, 3].double()
+    assert torch.allclose(z, torch.full((6,), 1.5, dtype=torch.float64), atol=1e-5)  # same elevation
+
+
+@pytest.mark.parametrize("kind", ["orbit", "spiral", "interpolate"])
+def test_camera_path_around_training_cameras(kind: str) -> None:
+    rng = np.random.default_rng(1)
+    az = rng.permutation(np.linspace(0, 2 * np.pi, 10, endpoint=False))  # random order, as in blender data
+    eyes = np.c_[4 * np.cos(az), 4 * np.sin(az), np.full(10, 2.0)] + rng.normal(0, 0.05, (10, 3))
+    cams = look_at(eyes, (0.0, 0.0, 0.5), up=(0, 0, 1.0)) if kind != "spiral" else llff_like_poses()
+    path = camera_path(cams, kind, 16)
+    assert path.shape == (16, 4, 4)
+    assert_rigid(path)
+    if kind == "orbit":
+        assert looks_at(path, (0.0, 0.0, 0.5)).min() > 1 - 1e-4
+        assert (
+            path[:, :3, 3].double().sub(torch.tensor([0, 0, 0.5], dtype=torch.float64)).norm(dim=-1).std()
+            < 1e-5
+        )
+    if kind == "interpolate":  # neighbours stay close: azimuth order, no jumps across the circle
+        steps = (torch.roll(path[:, :3, 3], -1, 0) - path[:, :3, 3]).norm(dim=-1)
+        assert steps.max() < 2.5 * steps.median()
+    with pytest.raises(ValueError, match="kind"):
+        camera_path(cams, "zigzag", 4)
