@@ -20,7 +20,6 @@ import hashlib
 import io
 import json
 import math
-import os
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -39,6 +38,7 @@ from common.checkpoint import git_sha
 from common.distributed import barrier, get_rank, get_world_size
 from common.errors import DataError
 from common.image_io import natural_sort_key
+from common.io import atomic_write_json, atomic_write_text
 from common.metrics.base import describe_metric
 
 __all__ = [
@@ -442,25 +442,11 @@ def items_csv(items: Sequence[Mapping[str, Any]]) -> str:
     return buf.getvalue()
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def _write(path: Path, report: dict) -> Path:
     if path.suffix.lower() != ".json":
         raise ValueError(f"{path}: a report path must end in .json")
-    text = json.dumps(_json_safe(report), indent=1, allow_nan=False) + "\n"
-    _atomic_write_text(path.with_suffix(".csv"), items_csv(report["items"]))
-    _atomic_write_text(path, text)
+    atomic_write_text(path.with_suffix(".csv"), items_csv(report["items"]))
+    atomic_write_json(path, _json_safe(report), indent=1)
     return path
 
 

@@ -32,10 +32,13 @@ K = 3
 
 
 class ToyData(torch.utils.data.Dataset):
-    """7 items (an odd count: the ranks get 4 and 3) of image, label and a subjective score."""
+    """n items (7 by default, an odd count: two ranks get 4 and 3) of image, label and a subjective score."""
+
+    def __init__(self, n: int = 7) -> None:
+        self.n = n
 
     def __len__(self) -> int:
-        return 7
+        return self.n
 
     def __getitem__(self, i: int) -> dict:
         g = torch.Generator().manual_seed(100 + i)
@@ -60,7 +63,8 @@ class ToyModel(nn.Module):
         s = metrics["ssim"].update_items(pred, batch["image"])
         seg = (pred[:, 0] * K).long().clamp_max(K - 1)
         iou = metrics["seg"].update_items(seg, batch["label"])
-        metrics["srcc"].update(p, batch["mos"])
+        if "srcc" in metrics:
+            metrics["srcc"].update(p, batch["mos"])
         rows = []
         for k, name in enumerate(batch["id"]):
             cm = torch.bincount(batch["label"][k].flatten() * K + seg[k].flatten(), minlength=K * K)
@@ -68,15 +72,16 @@ class ToyModel(nn.Module):
         return rows
 
 
-def make_evaluator() -> Evaluator:
+def make_evaluator(srcc: bool = True) -> Evaluator:
     metrics = {"psnr": PSNR(), "ssim": SSIM(protocol="uniform", win_size=7), "seg": SegmentationMetrics(K)}
-    metrics["srcc"] = SRCC()
+    if srcc:  # needs >= 2 items
+        metrics["srcc"] = SRCC()
     return Evaluator(metrics, task="toy", batch_size=2, settings="split test", progress=False)
 
 
-def evaluate_toy(report: Path):
-    return make_evaluator().run(
-        ToyModel(), ToyData(), step=5, model_info=model_info("toy"), report_path=report, extra={"note": "n"}
+def evaluate_toy(report: Path, n: int = 7):
+    return make_evaluator(srcc=n > 1).run(
+        ToyModel(), ToyData(n), step=5, model_info=model_info("toy"), report_path=report, extra={"note": "n"}
     )
 
 
@@ -148,6 +153,7 @@ def test_two_gloo_ranks_write_the_same_report_as_one(tmp_path: Path) -> None:
         info = init_distributed("cpu")
         assert info.world_size == 2
         res = evaluate_toy(Path(sys.argv[1]) / "two.json")
+        evaluate_toy(Path(sys.argv[1]) / "two_n1.json", n=1)  # rank 1 evaluates nothing
         torch.save({"items": len(res.items), "path": str(res.path)}, Path(sys.argv[1]) / f"rank{get_rank()}.pt")
         cleanup_distributed()
         """
@@ -164,6 +170,13 @@ def test_two_gloo_ranks_write_the_same_report_as_one(tmp_path: Path) -> None:
     assert list(two["aggregate"]) == list(one["aggregate"])
     for k, v in one["aggregate"].items():  # float sums in another order: equal to rounding
         assert two["aggregate"][k] == pytest.approx(v, rel=1e-12, abs=1e-15), k
+    # one item, so rank 1 has none: its empty states still sync, and the report is the one-rank report
+    two, one = (
+        read_report(tmp_path / "two_n1.json"),
+        read_report(evaluate_toy(tmp_path / "one_n1.json", 1).path),
+    )
+    assert two["items"] == one["items"] and len(one["items"]) == 1
+    assert two["aggregate"] == one["aggregate"] and two["extra"] == one["extra"]
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
     assert r0["items"] == r1["items"] == 7  # every rank gets the gathered items
     assert r0["path"].endswith("two.json") and r1["path"] == "None"  # rank 0 writes
