@@ -394,11 +394,23 @@ def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix[:-1]: tree}
 
 
+class _Absent:
+    """Marks a key that one of two compared configs does not have (printed as <absent>)."""
+
+    def __repr__(self) -> str:
+        return "<absent>"
+
+
+ABSENT = _Absent()
+
+
 def config_diff(old: Any, new: Any) -> list[tuple[str, Any, Any]]:
     """(dotted key, old value, new value) for every leaf that differs between two config trees (dataclass
-    or plain dict; tuples and lists compare equal); a key present on one side only has None on the other."""
+    or plain dict; tuples and lists compare equal); a key present on one side only has ABSENT on the
+    other (e.g. a field the schema gained after the checkpoint was written)."""
     a, b = _flatten(config_to_dict(old)), _flatten(config_to_dict(new))
-    return [(k, a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    keys = sorted(set(a) | set(b))
+    return [(k, a.get(k, ABSENT), b.get(k, ABSENT)) for k in keys if a.get(k, ABSENT) != b.get(k, ABSENT)]
 
 
 def config_from_checkpoint(

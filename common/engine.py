@@ -56,7 +56,7 @@ from common.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from common.config import config_diff, config_to_dict, save_config
+from common.config import ABSENT, config_diff, config_to_dict, save_config
 from common.distributed import (
     DistInfo,
     all_reduce_sum,
@@ -300,7 +300,7 @@ def prepare_run_dir(out_dir: str | Path, *, resume: str | None = None, overwrite
     if main and out_dir.is_dir():
         entries = [p for p in out_dir.iterdir() if not p.name.startswith("old-")]
         earlier = [p for p in entries if p.name in ("config.yaml", "metrics.jsonl", "tb", "checkpoints")]
-        if earlier or (overwrite and entries):
+        if found or earlier:  # found implies overwrite here
             dest = _move_aside(out_dir)
             log.info("moved the files of the earlier run in %s to %s", out_dir, dest)
     barrier()
@@ -318,7 +318,12 @@ def check_resume_config(
         log.warning("checkpoint %s holds no config: cannot compare it with this run's", path)
         return []
     diffs = config_diff(stored, config_to_dict(config))
-    blocking = [d for d in diffs if d[0].rsplit(".", 1)[-1] not in RESUMABLE_CHANGES]
+    # keys on one side only come from a schema that gained or lost a field since the checkpoint: logged
+    blocking = [
+        (k, old, new)
+        for k, old, new in diffs
+        if k.rsplit(".", 1)[-1] not in RESUMABLE_CHANGES and ABSENT not in (old, new)
+    ]
     if blocking and not allow:
         shown = "\n".join(f"  {k}: checkpoint {old!r} -> now {new!r}" for k, old, new in blocking)
         raise ConfigChangeError(

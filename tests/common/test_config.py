@@ -130,7 +130,7 @@ def test_parser_shared_flags_and_scripts_own_definitions() -> None:
 
 def test_config_from_checkpoint(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     from common.checkpoint import CheckpointError, read_config_from_checkpoint, save_checkpoint
-    from common.config import config_diff, config_from_checkpoint
+    from common.config import ABSENT, config_diff, config_from_checkpoint
 
     cfg = load_config(None, Exp, ["data.root=/d", "model.num_classes=9", "train.lr=0.5"])
     ck = tmp_path / "ck.pth"
@@ -144,7 +144,7 @@ def test_config_from_checkpoint(tmp_path: Path, caplog: pytest.LogCaptureFixture
     assert changed.model.num_classes == 9 and changed.model.dropout == 0.0 and changed.data.root == "/other"
     assert diffs == [("data.root", "/d", "/other"), ("model.dropout", 0.1, 0.0)]
     assert "model.dropout: 0.1 -> 0.0" in caplog.text
-    assert config_diff({"a": {"b": [1, 2]}}, {"a": {"b": (1, 2), "c": 3}}) == [("a.c", None, 3)]
+    assert config_diff({"a": {"b": [1, 2]}}, {"a": {"b": (1, 2), "c": 3}}) == [("a.c", ABSENT, 3)]
     save_checkpoint({"model": {}}, tmp_path / "bare.pth")
     with pytest.raises(CheckpointError, match="bare.pth holds no config"):
         config_from_checkpoint(tmp_path / "bare.pth", Exp)

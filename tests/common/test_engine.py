@@ -627,3 +627,14 @@ def test_sync_bn_conversion() -> None:
     assert isinstance(convert_sync_bn(model, gpu, False)[1], nn.BatchNorm2d)
     converted = convert_sync_bn(model, gpu, True)
     assert isinstance(converted[1], nn.SyncBatchNorm) and converted[1].weight is weight
+
+
+def test_resume_of_a_checkpoint_from_an_older_schema(tmp_path: Path) -> None:
+    """A field the schema gained since the checkpoint was written (absent there) does not block resume."""
+    cfg = _cfg(tmp_path, max_steps=2, grad_accum=1)
+    Trainer(cfg, Regressor(), random_batch).fit()
+    ck = tmp_path / "checkpoints" / "step-00000002.pth"
+    state = load_checkpoint(ck)
+    del state["config"]["tf32"]
+    save_checkpoint(state, ck)
+    assert Trainer(replace(cfg, max_steps=3), Regressor(), random_batch, resume="auto").step == 2
