@@ -92,7 +92,7 @@ def run_demo(out_dir: Path, minutes: float = 2.0, seed: int = 0) -> str:
     pairs = PairConfig(root=str(data), crop=(72, 72), seq_len=4, scenes=tuple(train))
     branches, weights = ("ssim", "psnr", "rep"), (1.0, 0.5, 0.2)
     model = NVSSQATrainer(SequenceModel(SequenceModelConfig()), CosineTargetLoss(branches, weights))
-    sampler = NSSPairSampler(pairs, batch_size=4, branches=branches)
+    sampler = NSSPairSampler(pairs, batch_size=4)
     t0 = time.perf_counter()
     model.training_step(sampler(0))  # time one step to size the run
     step_s = time.perf_counter() - t0

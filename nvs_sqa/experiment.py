@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from common.checkpoint import CheckpointError, load_checkpoint, load_state_dict_strict
 from common.engine import TrainConfig
-from nvs_sqa.data.pairs import NSSPairSampler, PairConfig
+from nvs_sqa.data.pairs import NSSPairSampler, PairConfig, SoftTargets
 from nvs_sqa.losses import CosineTargetLoss
 from nvs_sqa.models import SequenceModel, SequenceModelConfig, build_model
 
@@ -31,19 +31,28 @@ class ExperimentConfig:
 
 
 class NVSSQATrainer(nn.Module):
-    """Encoder + per-branch projectors; training_step returns the weighted L1 terms."""
+    """Encoder + per-branch projectors; training_step returns the weighted L1 terms.
 
-    def __init__(self, encoder: SequenceModel, loss: CosineTargetLoss) -> None:
+    The soft targets are computed here, on the device the engine moved the batch to (not in the sampler on
+    the main process's CPU); `SoftTargets` is kept outside the module tree, so it adds nothing to the state
+    dict or the optimiser. A batch that already holds "targets" (B, K) uses them as given.
+    """
+
+    def __init__(
+        self, encoder: SequenceModel, loss: CosineTargetLoss, targets: SoftTargets | None = None
+    ) -> None:
         super().__init__()
         self.encoder, self.loss = encoder, loss
+        object.__setattr__(self, "soft_targets", targets or SoftTargets(loss.branches))
 
     def training_step(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        x1, x2 = batch["seq1"], batch["seq2"]
+        t = batch["targets"] if "targets" in batch else self.soft_targets(x1, x2, batch["ratio"])
         if self.encoder.cfg.per_frame_bn:  # official: one encoder call per sequence, one per frame index
-            f1, f2 = self.encoder(batch["seq1"]), self.encoder(batch["seq2"])
-            return self.loss(f1, f2, batch["targets"])
-        b = batch["seq1"].shape[0]
-        both = self.encoder(batch_cat(batch["seq1"], batch["seq2"]))
-        return self.loss(both[:b], both[b:], batch["targets"])
+            return self.loss(self.encoder(x1), self.encoder(x2), t)
+        b = x1.shape[0]
+        both = self.encoder(batch_cat(x1, x2))
+        return self.loss(both[:b], both[b:], t)
 
 
 def batch_cat(a: Tensor, b: Tensor) -> Tensor:
@@ -69,5 +78,5 @@ def build(cfg: ExperimentConfig) -> dict:
     """Model and data sampler for Trainer(cfg.train, **build(cfg))."""
     encoder = build_model("nvs_sqa", cfg.weights, cfg=cfg.model)
     loss = CosineTargetLoss(cfg.loss.branches, cfg.loss.weights, cfg.model.angular_feat_size)
-    sampler = NSSPairSampler(cfg.data, cfg.train.batch_size, cfg.loss.branches)
-    return {"model": NVSSQATrainer(encoder, loss), "train_data": sampler}
+    sampler = NSSPairSampler(cfg.data, cfg.train.batch_size)
+    return {"model": NVSSQATrainer(encoder, loss, SoftTargets(cfg.loss.branches)), "train_data": sampler}

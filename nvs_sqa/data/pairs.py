@@ -75,27 +75,58 @@ def scale_psnr(p: Tensor) -> Tensor:
     return ((p.clamp(10, 40) - 10) / 30) * 2 - 1
 
 
-class NSSPairSampler:
-    """Callable train_data(step) -> batch for common.engine: randomness from torch's global RNG.
+class SoftTargets:
+    """Soft targets of a batch of pairs, computed on the batch's device (spec §2.2).
 
-    Batch: seq1, seq2 (B, L, 3, h, w) float in [0, 1]; targets (B, K) in [-1, 1] for `branches`.
+    Called by the training step on the tensors the engine already moved to the training device, so the
+    float64 SSIM/PSNR, LPIPS and FovVideoVDP run there (GPU on a GPU run), never per pair in the main
+    process. x1, x2 (B, L, 3, h, w) in [0, 1], r (B,) -> (B, K) float32 in [-1, 1], K = len(branches).
     """
 
-    def __init__(
-        self, cfg: PairConfig, batch_size: int, branches: tuple[str, ...] = ("ssim", "psnr", "rep")
-    ) -> None:
+    def __init__(self, branches: tuple[str, ...] = ("ssim", "psnr", "rep")) -> None:
         unknown = set(branches) - set(BRANCHES)
         if unknown:
             raise ValueError(f"unknown target branches {sorted(unknown)}; known {BRANCHES}")
-        self.cfg, self.batch_size, self.branches = cfg, batch_size, branches
-        self.data = load_renders(Path(cfg.root), cfg.exclude_methods, cfg.scenes)
-        self.scenes = sorted(self.data)
+        self.branches = tuple(branches)
         self._lpips = None
         if "lpips" in branches:
             from common.metrics.lpips import LPIPSMetric
 
             self._lpips = LPIPSMetric(net="vgg").eval()
         self._fvvdp = FovVideoVDPTarget() if "fvvdp" in branches else None
+
+    @torch.no_grad()
+    def __call__(self, x1: Tensor, x2: Tensor, r: Tensor) -> Tensor:
+        b, L = x1.shape[:2]
+        f1, f2 = x1.flatten(0, 1), x2.flatten(0, 1)
+        cols = []
+        for name in self.branches:
+            if name == "ssim":
+                cols.append(scale_ssim(ssim(f2, f1)).view(b, L).mean(1))
+            elif name == "psnr":
+                p = torch.nan_to_num(psnr(f2, f1), posinf=100.0)
+                cols.append(scale_psnr(p).view(b, L).mean(1))
+            elif name == "rep":
+                cols.append(1 - 2 * r)
+            elif name == "lpips":
+                self._lpips.to(x1.device)
+                cols.append((2 * self._lpips(f2, f1).view(b, L).mean(1) - 1).neg())
+            elif name == "fvvdp":
+                cols.append(self._fvvdp(x1, x2))
+        return torch.stack([c.to(x1.device, torch.float32) for c in cols], 1)
+
+
+class NSSPairSampler:
+    """Callable train_data(step) -> batch for common.engine: randomness from torch's global RNG.
+
+    Batch: seq1, seq2 (B, L, 3, h, w) float in [0, 1]; ratio (B,) replaced fraction. The soft targets are
+    computed from these by `SoftTargets` on the training device.
+    """
+
+    def __init__(self, cfg: PairConfig, batch_size: int) -> None:
+        self.cfg, self.batch_size = cfg, batch_size
+        self.data = load_renders(Path(cfg.root), cfg.exclude_methods, cfg.scenes)
+        self.scenes = sorted(self.data)
 
     def sample_pair(self, gen_seed: int) -> tuple[np.ndarray, np.ndarray, float]:
         """One pair (L, h, w, 3) uint8 x2 and the replacement ratio r."""
@@ -127,30 +158,10 @@ class NSSPairSampler:
             s2[i] = distort(np.ascontiguousarray(s2src[i]), k2, rng, self.cfg.compat_distortions)
         return s1, s2, r
 
-    @torch.no_grad()
-    def targets(self, x1: Tensor, x2: Tensor, r: Tensor) -> Tensor:
-        """x1, x2 (B, L, 3, h, w) in [0, 1], r (B,) -> (B, K) soft targets in [-1, 1]."""
-        b, L = x1.shape[:2]
-        f1, f2 = x1.flatten(0, 1), x2.flatten(0, 1)
-        cols = []
-        for name in self.branches:
-            if name == "ssim":
-                cols.append(scale_ssim(ssim(f2, f1)).view(b, L).mean(1))
-            elif name == "psnr":
-                p = torch.nan_to_num(psnr(f2, f1), posinf=100.0)
-                cols.append(scale_psnr(p).view(b, L).mean(1))
-            elif name == "rep":
-                cols.append(1 - 2 * r)
-            elif name == "lpips":
-                cols.append((2 * self._lpips(f2, f1).view(b, L).mean(1) - 1).neg())
-            elif name == "fvvdp":
-                cols.append(self._fvvdp(x1, x2))
-        return torch.stack(cols, 1).float()
-
     def __call__(self, step: int) -> dict[str, Tensor]:
         seeds = torch.randint(0, 2**31 - 1, (self.batch_size,)).tolist()
         pairs = [self.sample_pair(s) for s in seeds]
         to_t = lambda a: torch.from_numpy(np.stack(a)).permute(0, 1, 4, 2, 3).float() / 255.0  # noqa: E731
         x1, x2 = to_t([p[0] for p in pairs]), to_t([p[1] for p in pairs])
         r = torch.tensor([p[2] for p in pairs], dtype=torch.float32)
-        return {"seq1": x1, "seq2": x2, "targets": self.targets(x1, x2, r), "ratio": r}
+        return {"seq1": x1, "seq2": x2, "ratio": r}  # soft targets: SoftTargets in the training step

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from common.synthetic import write_nss_renders
-from nvs_sqa.data.pairs import NSSPairSampler, PairConfig, scale_psnr, scale_ssim
+from nvs_sqa.data.pairs import NSSPairSampler, PairConfig, SoftTargets, scale_psnr, scale_ssim
 from nvs_sqa.distortions import distort
 from nvs_sqa.losses import CosineTargetLoss
 
@@ -37,12 +37,42 @@ def test_pairs_share_crop_and_replace_a_fraction(renders: Path) -> None:
 
 
 def test_targets_identical_pair_is_one(renders: Path) -> None:
-    s = NSSPairSampler(PairConfig(root=str(renders)), batch_size=1)
     x = torch.rand(1, 2, 3, 72, 72)
-    t = s.targets(x, x.clone(), torch.tensor([0.0]))
+    t = SoftTargets(("ssim", "psnr", "rep"))(x, x.clone(), torch.tensor([0.0]))
     torch.testing.assert_close(t, torch.ones(1, 3))
     assert scale_ssim(torch.tensor(0.6)).item() == pytest.approx(0.0, abs=1e-6)
     assert scale_psnr(torch.tensor(25.0)).item() == pytest.approx(0.0)
+
+
+def test_soft_targets_are_computed_in_the_training_step_on_the_batch_device(renders: Path) -> None:
+    """Issue 15 #8: the sampler hands out frames only; the model computes the targets where the batch is,
+    equal to the per-pair computation (whatever the batch composition) and to the CPU result on a GPU."""
+    from nvs_sqa.experiment import NVSSQATrainer
+    from nvs_sqa.models import build_model
+
+    torch.manual_seed(0)
+    sampler = NSSPairSampler(PairConfig(root=str(renders), crop=(72, 72), seq_len=3), batch_size=3)
+    batch = sampler(0)
+    assert "targets" not in batch  # nothing is computed per pair in the main process
+    soft = SoftTargets(("ssim", "psnr", "rep"))
+    whole = soft(batch["seq1"], batch["seq2"], batch["ratio"])
+    per_pair = torch.cat(
+        [
+            soft(batch["seq1"][i : i + 1], batch["seq2"][i : i + 1], batch["ratio"][i : i + 1])
+            for i in range(3)
+        ]
+    )
+    assert (whole - per_pair).norm() <= 1e-6 * per_pair.norm()
+    seen = []
+    loss = CosineTargetLoss(soft.branches, (1.0, 0.5, 0.2))
+    loss.forward = lambda f1, f2, t: seen.append(t) or {"l": (f1 - f2).sum() * 0}  # type: ignore[method-assign]
+    model = NVSSQATrainer(build_model(), loss, soft)
+    assert not any("soft" in k for k in model.state_dict())  # targets add nothing to checkpoints
+    model.training_step(batch)
+    assert torch.equal(seen[0], whole)
+    if torch.cuda.is_available():
+        on_gpu = soft(*(batch[k].cuda() for k in ("seq1", "seq2", "ratio")))
+        assert on_gpu.device.type == "cuda" and (on_gpu.cpu() - whole).norm() <= 1e-5 * whole.norm()
 
 
 def test_distortion_fixes_versus_compat() -> None:
@@ -87,11 +117,11 @@ def test_fvvdp_target_matches_pyfvvdp_and_orders_quality(renders: Path) -> None:
     pyfvvdp = pytest.importorskip("pyfvvdp", reason="optional FovVideoVDP package not installed")
     from nvs_sqa.data.fvvdp_target import jod_to_target
 
-    s = NSSPairSampler(PairConfig(root=str(renders)), batch_size=1, branches=("ssim", "fvvdp"))
+    s = SoftTargets(("ssim", "fvvdp"))
     g = torch.Generator().manual_seed(0)
     ref = torch.rand(1, 3, 3, 72, 72, generator=g)
     noisy = [(ref + a * torch.randn(ref.shape, generator=g)).clamp(0, 1) for a in (0.0, 0.03, 0.3)]
-    t = torch.cat([s.targets(ref, x, torch.tensor([0.5]))[:, 1] for x in noisy])
+    t = torch.cat([s(ref, x, torch.tensor([0.5]))[:, 1] for x in noisy])
     assert t[0].item() == pytest.approx(1.0, abs=1e-5)  # identical -> JOD 10 -> 1
     assert t[0] > t[1] > t[2] and t.min() >= -1.0
     # the reference library, sequence 1 as reference and sequence 2 as test, 30 fps, standard_fhd display
