@@ -865,13 +865,33 @@ class Trainer:
             log.info("config changes applied on resume from %s:\n%s", path, "\n".join(lines))
         return diffs
 
+    def _retime_scheduler(self, bases: list[float], saved_lrs: list[float]) -> None:
+        """After applied config changes: the LR of the current step from the new base LRs and length."""
+        sched = self.scheduler
+        if isinstance(sched, ClosedFormLR):
+            sched.recompute()
+            return
+        if isinstance(sched, torch.optim.lr_scheduler.LambdaLR):
+            sched.base_lrs = list(bases)
+            lrs = [b * f(sched.last_epoch) for b, f in zip(bases, sched.lr_lambdas)]
+        else:  # a chainable scheduler has no closed form to re-evaluate: keep the checkpoint's LRs
+            log.warning(
+                "%s: the LR of the checkpoint is kept (new base LRs not applied)", type(sched).__name__
+            )
+            lrs = saved_lrs
+        for group, lr in zip(self.optimizer.param_groups, lrs):
+            group["lr"] = lr
+        sched._last_lr = list(lrs)
+
     def _load_training_state(self, state: dict[str, Any], path: Path, diffs: list) -> None:
         """Resume, part 2: optimizer, scheduler, scaler, callbacks, step and (in fit) the RNG states."""
         if self.optimizer is not None:
             self._check_optimizer_params("loading the checkpoint")
         fresh = [{k: v for k, v in g.items() if k != "params"} for g in self.optimizer.param_groups]
         self.optimizer.load_state_dict(state["optimizer"])
+        saved_lrs = [g["lr"] for g in self.optimizer.param_groups]
         sched_state = dict(state["scheduler"])
+        bases = [g.get("initial_lr", g["lr"]) for g in fresh]
         if diffs:
             # applied config changes: the hyperparameters of the freshly built optimizer win (lr, betas,
             # weight decay ...); the moments and step counters come from the checkpoint
@@ -879,10 +899,10 @@ class Trainer:
                 group.update(new)
             if isinstance(self.scheduler, ClosedFormLR):
                 sched_state["total_steps"] = self.scheduler.total_steps
-                sched_state["base_lrs"] = [g.get("initial_lr", g["lr"]) for g in fresh]
+                sched_state["base_lrs"] = bases
         self.scheduler.load_state_dict(sched_state)
-        if diffs and isinstance(self.scheduler, ClosedFormLR):
-            self.scheduler.recompute()
+        if diffs:
+            self._retime_scheduler(bases, saved_lrs)
         scaler_state = state.get("scaler") or {}
         if self.scaler.is_enabled():
             if scaler_state:

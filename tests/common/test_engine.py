@@ -638,3 +638,22 @@ def test_resume_of_a_checkpoint_from_an_older_schema(tmp_path: Path) -> None:
     del state["config"]["tf32"]
     save_checkpoint(state, ck)
     assert Trainer(replace(cfg, max_steps=3), Regressor(), random_batch, resume="auto").step == 2
+
+
+def test_applied_lr_change_with_a_caller_lambda_scheduler(tmp_path: Path) -> None:
+    def parts(lr: float) -> dict:
+        model = Regressor()
+        opt = torch.optim.Adam(model.parameters(), lr=lr)
+        return {
+            "model": model,
+            "optimizer": opt,
+            "scheduler": torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1 / (1 + s)),
+        }
+
+    cfg = _cfg(tmp_path, max_steps=2, grad_accum=1, lr=0.1)
+    Trainer(cfg, train_data=random_batch, **parts(0.1)).fit()
+    t = Trainer(
+        replace(cfg, lr=0.3), train_data=random_batch, **parts(0.3), resume="auto", allow_config_change=True
+    )
+    assert t.optimizer.param_groups[0]["lr"] == pytest.approx(0.3 / 3)  # new base x lambda(step 2)
+    assert t.scheduler.get_last_lr() == [pytest.approx(0.1)]
