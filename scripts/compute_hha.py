@@ -6,8 +6,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import cv2
-
+from common.cli import run_script
+from common.image_io import write_image
+from common.io import check_outputs_outside_inputs, check_writable
 from smmcl.hha import NYU_INTRINSICS, hha_from_files
 
 
@@ -28,12 +29,24 @@ def main(argv: list[str] | None = None) -> None:
         help="official: the raw-depth mask does not change the fit, as in the MATLAB tools (matches their "
         "output); exclude: leave missing pixels out of the normal fits",
     )
+    p.add_argument("--allow-8bit", action="store_true", help="accept 8-bit depth (refused by default)")
+    p.add_argument("--allow-zero", action="store_true", help="accept all-zero depth (refused by default)")
     p.add_argument("--out", type=Path, required=True, help="output HHA PNG")
+    p.add_argument("--debug", action="store_true", help="show tracebacks of input errors")
     a = p.parse_args(argv)
-    hha = hha_from_files(a.depth, a.raw_depth, a.depth_scale, tuple(a.intrinsics), a.mask_mode)
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(a.out), hha[..., ::-1])
+    check_outputs_outside_inputs([a.out], [a.depth, a.raw_depth])
+    check_writable(a.out)
+    hha = hha_from_files(
+        a.depth,
+        a.raw_depth,
+        a.depth_scale,
+        tuple(a.intrinsics),
+        a.mask_mode,
+        allow_8bit=a.allow_8bit,
+        allow_zero=a.allow_zero,
+    )
+    write_image(a.out, hha)  # (disparity, height, angle) as R, G, B: the file stores B,G,R = A, H, D
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -1,5 +1,5 @@
 """Demo stage: train a small SMMCL on synthetic low-light RGB-D scenes with and without the contrastive
-terms, report held-out mIoU for both and save overlays (CPU, a few minutes).
+terms, report held-out mIoU for both and save overlays (CPU, a few minutes). Both runs train through common.engine.Trainer.
 
 The comparison is controlled: both runs start from the same initial weights (same seed), see exactly the
 same pre-drawn augmented batches in the same order and take the same number of optimizer steps; only the
@@ -36,52 +36,73 @@ def _model(seed: int):
 
 
 class _SharedBatches:
-    """Augmented batches drawn once (shuffled epochs, seeded) and cached, so a second run sees the same ones."""
+    """Augmented batches drawn once (shuffled epochs, seeded) and cached, so a second run sees the same ones.
+
+    Called by the engine as `train_data(step)`. The drawing runs in a forked RNG, so it never disturbs the
+    training stream (drop-path masks, anchor sampling) that the engine seeds and checkpoints.
+    """
 
     def __init__(self, data: RGBXDataset, seed: int) -> None:
         self.data, self.seed, self.cache = data, seed, []
         self._it = None
 
-    def get(self, i: int) -> dict:
-        while len(self.cache) <= i:
-            if self._it is None:
-                torch.manual_seed(self.seed + len(self.cache))  # augmentation randomness per epoch
-                loader = torch.utils.data.DataLoader(
-                    self.data,
-                    batch_size=BATCH,
-                    shuffle=True,
-                    drop_last=True,
-                    generator=torch.Generator().manual_seed(self.seed + len(self.cache)),
-                )
-                self._it = iter(loader)
-            try:
-                self.cache.append(next(self._it))
-            except StopIteration:
-                self._it = None
+    def __call__(self, i: int) -> dict:
+        with torch.random.fork_rng(devices=[]):
+            while len(self.cache) <= i:
+                if self._it is None:
+                    torch.manual_seed(self.seed + len(self.cache))  # augmentation randomness per epoch
+                    loader = torch.utils.data.DataLoader(
+                        self.data,
+                        batch_size=BATCH,
+                        shuffle=True,
+                        drop_last=True,
+                        generator=torch.Generator().manual_seed(self.seed + len(self.cache)),
+                    )
+                    self._it = iter(loader)
+                try:
+                    self.cache.append(next(self._it))
+                except StopIteration:
+                    self._it = None
         return self.cache[i]
 
 
 def _train(
-    batches: _SharedBatches, contrastive: bool, seed: int, *, steps: int | None, seconds: float
+    batches: _SharedBatches,
+    contrastive: bool,
+    seed: int,
+    out_dir: Path,
+    *,
+    steps: int | None,
+    seconds: float,
 ) -> tuple[torch.nn.Module, int, float]:
-    """AdamW (official groups) for `steps` steps, or (steps None) until `seconds` have passed.
+    """AdamW (official groups) through common.engine.Trainer for `steps` steps, or (steps None) until
+    `seconds` have passed (train.max_seconds). Returns the model, the steps taken and the seconds spent."""
+    import shutil
 
-    Returns the model, the number of steps taken and the seconds spent.
-    """
+    from common.engine import ScheduleConfig, TrainConfig, Trainer
+
+    shutil.rmtree(out_dir, ignore_errors=True)  # the demo's own run folder, re-created on every demo run
     model = _model(seed)
     model.criterion.cfg = SMMCLLossConfig(contrastive=contrastive, min_views_per_class=DEMO_MIN_VIEWS)
-    opt = torch.optim.AdamW(model.param_groups(), lr=1e-3, weight_decay=0.01)
-    model.train()
-    start, step = time.perf_counter(), 0
-    while (step < steps) if steps is not None else (step < 20 or time.perf_counter() - start < seconds):
-        batch = batches.get(step)  # drawn outside the RNG stream below only on the first run
-        torch.manual_seed(seed * 1_000_003 + step)  # drop-path masks and anchor sampling, per step
-        opt.zero_grad(set_to_none=True)
-        loss = sum(model.training_step(batch).values())
-        loss.backward()
-        opt.step()
-        step += 1
-    return model, step, time.perf_counter() - start
+    cfg = TrainConfig(
+        max_steps=steps if steps is not None else 100_000,
+        max_seconds=None if steps is not None else seconds,
+        batch_size=BATCH,
+        optimizer="adamw",
+        lr=1e-3,
+        weight_decay=0.01,
+        schedule=ScheduleConfig(name="constant"),
+        log_every=10_000,
+        keep_last=1,
+        seed=seed,
+        out_dir=str(out_dir),
+        tensorboard=False,
+        progress=False,
+    )
+    start = time.perf_counter()
+    trainer = Trainer(cfg, model, batches, devices="cpu")
+    model = trainer.fit()
+    return model, trainer.step, time.perf_counter() - start
 
 
 def run_demo(out_dir: Path, minutes: float = 3.0, seed: int = 0) -> str:
@@ -99,13 +120,15 @@ def run_demo(out_dir: Path, minutes: float = 3.0, seed: int = 0) -> str:
     )
     train, test = RGBXDataset(cfg, "train"), RGBXDataset(cfg, "test", train=False)
     ecfg = EvalConfig(crop=SIZE, exclude=(), save_overlays=2)
-    # The CE-only run trains for its share of the budget (at least 20 steps); the SMMCL run then takes
-    # exactly as many steps on the same cached batches.
+    # The CE-only run trains for its share of the budget (train.max_seconds); the SMMCL run then takes
+    # exactly as many steps on the same cached batches. Both train through common.engine.Trainer.
     batches = _SharedBatches(train, seed)
     rows, links, miou, steps = [], [], {}, None
     for name, contrastive in (("CE only (Base)", False), ("CE + SMMCL", True)):
-        model, steps, seconds = _train(batches, contrastive, seed, steps=steps, seconds=60.0 * minutes / 2.3)
         tag = "smmcl" if contrastive else "base"
+        model, steps, seconds = _train(
+            batches, contrastive, seed, out_dir / f"run_{tag}", steps=steps, seconds=60.0 * minutes / 2.3
+        )
         metrics = evaluate(model, test, ecfg, NUM_CLASSES, overlay_dir=out_dir / f"overlays_{tag}")
         miou[tag] = 100 * float(metrics["miou"])
         rows.append(

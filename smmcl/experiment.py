@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.data import Dataset
 
 from common.checkpoint import load_checkpoint
 from common.distributed import DistInfo
 from common.engine import TrainConfig
-from common.metrics.segmentation import ConfusionMatrix
+from common.errors import DataError
 from smmcl.data import RGBXDataset, RGBXDatasetConfig
 from smmcl.losses import SMMCLLossConfig
 from smmcl.models import MAIN_MODEL, SegNeXtRGBX, SegNeXtRGBXConfig, build_model
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -33,6 +38,7 @@ class EvalConfig:
     exclude: tuple[int, ...] = (0,)  # classes left out of the headline mIoU (LLRGBD: void)
     save_overlays: int = 8  # how many colour overlays to write
     precision: str = "fp32"  # fp32 | bf16 (autocast on CPU or GPU; NMF2D and the softmax stay fp32)
+    day_night: bool = False  # MFNet: also report day (name suffix D) and night (N) separately
 
     def __post_init__(self) -> None:
         if self.precision not in ("fp32", "bf16"):
@@ -81,13 +87,63 @@ def build_model_from(cfg: ExperimentConfig, *, pretrained: bool = True) -> SegNe
     return model
 
 
-def build(cfg: ExperimentConfig) -> dict:
-    """Keyword arguments for common.engine.Trainer (besides cfg.train)."""
+def contrast_groups_per_process(groups: int, world_size: int) -> int:
+    """`loss.contrast_groups` counts groups of the global batch (4: the official DataParallel over 4 GPUs,
+    4 images each); each of `world_size` processes contrasts its share. 4 groups on 4 processes: 1 each."""
+    if world_size <= 1:
+        return groups
+    if groups < world_size:
+        log.warning(
+            "loss.contrast_groups=%d < %d processes: each process contrasts its own images (%d groups)",
+            groups,
+            world_size,
+            world_size,
+        )
+        return 1
+    if groups % world_size:
+        from common.config import ConfigError
+
+        raise ConfigError(
+            f"loss.contrast_groups={groups} does not divide into {world_size} processes; use a multiple"
+        )
+    return groups // world_size
+
+
+def build(cfg: ExperimentConfig, world_size: int = 1) -> dict:
+    """Keyword arguments for common.engine.Trainer (besides cfg.train); `world_size` splits the contrast
+    groups of the global batch over the processes (train.global_batch_size splits the batch itself)."""
     if cfg.model.num_classes != cfg.data.num_classes:
         raise ValueError(
             f"model.num_classes {cfg.model.num_classes} != data.num_classes {cfg.data.num_classes}"
         )
-    return {"model": build_model_from(cfg), "train_data": RGBXDataset(cfg.data, split="train")}
+    model = build_model_from(cfg)
+    groups = contrast_groups_per_process(cfg.loss.contrast_groups, world_size)
+    model.criterion.cfg = replace(cfg.loss, contrast_groups=groups)
+    return {"model": model, "train_data": RGBXDataset(cfg.data, split="train")}
+
+
+def from_checkpoint(
+    path: str | Path, config_path: str | Path | None = None, overrides: tuple[str, ...] | list[str] = ()
+) -> tuple[ExperimentConfig, SegNeXtRGBX, list]:
+    """(config, model with the checkpoint's weights, config differences) from a checkpoint alone.
+
+    The config stored in the checkpoint is the base; `config_path` (-c) and `overrides` (--set) are optional
+    and their differences are returned (and logged). An authors' checkpoint holds no config: then -c is needed.
+    """
+    from common.checkpoint import CheckpointError, read_config_from_checkpoint
+    from common.config import config_from_checkpoint, load_config
+
+    try:
+        read_config_from_checkpoint(path)
+    except CheckpointError:
+        if config_path is None:
+            raise
+        cfg, diffs = load_config(config_path, ExperimentConfig, list(overrides)), []
+    else:
+        cfg, diffs = config_from_checkpoint(path, ExperimentConfig, config_path, list(overrides))
+    model = build_model_from(cfg, pretrained=False)  # the checkpoint replaces every weight
+    load_trained(model, path)
+    return cfg, model, diffs
 
 
 def test_dataset(cfg: ExperimentConfig) -> RGBXDataset:
@@ -168,6 +224,148 @@ def predict(model: SegNeXtRGBX, rgb: Tensor, aux: Tensor, ecfg: EvalConfig) -> T
     return score
 
 
+DAY_NIGHT = {"D": "day", "N": "night"}
+SPLIT_NOTE = (
+    "overall mIoU comes from the confusion matrix summed over all test images; it is not the mean of the "
+    "day and night mIoUs (the splits differ in size and class frequencies)"
+)
+
+
+def day_night_split(name: str) -> str:
+    """MFNet's split of a test image from its file-name suffix: `00001D` -> day, `00001N` -> night."""
+    split = DAY_NIGHT.get(Path(name).stem[-1:].upper())
+    if split is None:
+        raise DataError(name, "eval.day_night needs MFNet names ending in D (day) or N (night)")
+    return split
+
+
+class _NamedItems(Dataset):
+    """The test dataset's items with their file stem as "id" (the report's item key)."""
+
+    def __init__(self, dataset: RGBXDataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, idx: int) -> dict:
+        return {**self.dataset[idx], "id": self.dataset.names[idx]}
+
+
+class SegmentationEval(nn.Module):
+    """`validation_step` for common.evaluation.Evaluator: the model with its evaluation protocol.
+
+    Updates "seg" (all images) and, with `day_night`, "seg_day"/"seg_night"; returns per-image rows
+    {"id", "miou" (the image's own mIoU), "pixel_acc", ["split"]}. Writes overlays for `overlay_ids`.
+    """
+
+    def __init__(
+        self,
+        model: SegNeXtRGBX,
+        ecfg: EvalConfig,
+        num_classes: int,
+        *,
+        overlay_dir: Path | None = None,
+        overlay_ids: set[str] = frozenset(),
+    ) -> None:
+        super().__init__()
+        self.model, self.ecfg, self.num_classes = model, ecfg, num_classes
+        self.overlay_dir, self.overlay_ids = overlay_dir, set(overlay_ids)
+
+    def validation_step(self, batch: dict, metrics) -> list[dict]:
+        probs = predict(self.model, batch["rgb"], batch["aux"], self.ecfg)
+        pred, label = probs.argmax(1), batch["label"]
+        per_image = metrics["seg"].update_items(pred, label)
+        valid = label != metrics["seg"].ignore_index
+        correct = ((pred == label) & valid).sum((1, 2)).double() / valid.sum((1, 2)).clamp(min=1)
+        rows = []
+        for i, name in enumerate(batch["id"]):
+            row = {"id": name, "miou": per_image[i], "pixel_acc": correct[i]}
+            if self.ecfg.day_night:
+                row["split"] = day_night_split(name)
+                metrics[f"seg_{row['split']}"].update(pred[i : i + 1], label[i : i + 1])
+            rows.append(row)
+            if self.overlay_dir is not None and name in self.overlay_ids:
+                item = {"rgb": batch["rgb"][i].cpu(), "label": label[i].cpu()}
+                save_overlay(item, pred[i].cpu(), self.overlay_dir / f"{name}.png", self.num_classes)
+        return rows
+
+
+def build_evaluator(ecfg: EvalConfig, num_classes: int, *, ignore_index: int = 255, split: str = "test"):
+    """The Evaluator with the SMMCL metrics: "seg" (+ "seg_day"/"seg_night" when eval.day_night)."""
+    from common.evaluation import Evaluator
+    from common.metrics.segmentation import SegmentationMetrics
+
+    exclude = ecfg.exclude or None
+    metrics = {"seg": SegmentationMetrics(num_classes, ignore_index, exclude=exclude)}
+    if ecfg.day_night:
+        for part in DAY_NIGHT.values():
+            metrics[f"seg_{part}"] = SegmentationMetrics(num_classes, ignore_index, exclude=exclude)
+    settings = (
+        f"split {split}; mode {ecfg.mode}; scales {list(ecfg.scales)}; flip {ecfg.flip}; crop "
+        f"{list(ecfg.crop)}; NMF bases seed {ecfg.seed}; precision {ecfg.precision}; mIoU excludes classes "
+        f"{list(ecfg.exclude)}; ignore index {ignore_index}"
+    )
+    return Evaluator(metrics, task="smmcl.segmentation", settings=settings, progress=False)
+
+
+def run_evaluation(
+    model: SegNeXtRGBX,
+    dataset: RGBXDataset,
+    ecfg: EvalConfig,
+    num_classes: int,
+    *,
+    class_names: tuple[str, ...] = (),
+    overlay_dir: Path | None = None,
+    report_path: Path | None = None,
+    model_block: dict | None = None,
+):
+    """Evaluate through common.evaluation (sharded over ranks) -> EvalResult; with `report_path` the JSON
+    report (schema tri-vision.eval/1), its CSV and a confusion-matrix plot `<report>_confusion.png`."""
+    names = list(class_names) or [str(i) for i in range(num_classes)]
+    wrapped = SegmentationEval(
+        model,
+        ecfg,
+        num_classes,
+        overlay_dir=overlay_dir,
+        overlay_ids=set(dataset.names[: ecfg.save_overlays]),
+    )
+    ignore = getattr(getattr(dataset, "cfg", None), "ignore_index", 255)
+    evaluator = build_evaluator(ecfg, num_classes, ignore_index=ignore)
+    extra: dict = {"class_names": names}
+    result = evaluator.run(wrapped, _NamedItems(dataset), model_info=model_block, extra=extra)
+    seg = result.extra["seg"]
+    result.extra["per_class_iou"] = dict(zip(names, seg["iou"]))
+    if ecfg.day_night:
+        result.extra["splits"] = {
+            part: {
+                "miou": result.aggregate.get(f"seg_{part}.miou"),
+                "images": sum(1 for r in result.items if r.get("split") == part),
+            }
+            for part in DAY_NIGHT.values()
+        }
+        result.extra["splits_note"] = SPLIT_NOTE
+    if report_path is not None and (not dist.is_initialized() or dist.get_rank() == 0):
+        from common.evaluation import write_report
+        from common.viz import confusion_matrix_plot
+
+        report_path = Path(report_path)
+        result.path = write_report(
+            report_path,
+            task=result.report["task"],
+            model=result.report["model"],
+            settings=result.report["settings"],
+            aggregate=result.aggregate,
+            items=result.items,
+            extra=result.extra,
+        )
+        plot = report_path.with_name(report_path.stem + "_confusion.png")
+        confusion_matrix_plot(
+            np.asarray(seg["confusion"]), names, plot, title="SMMCL confusion (row-normalised)"
+        )
+    return result
+
+
 def evaluate(
     model: SegNeXtRGBX,
     dataset: RGBXDataset,
@@ -176,20 +374,13 @@ def evaluate(
     info: DistInfo | None = None,
     overlay_dir: Path | None = None,
 ) -> dict:
-    """Dataset-level confusion matrix over this rank's share of images, reduced over ranks."""
-    rank, world = (info.rank, info.world_size) if info else (0, 1)
-    device = info.device if info else torch.device("cpu")
-    cm = ConfusionMatrix(num_classes)
-    for i in range(rank, len(dataset), world):
-        item = dataset[i]
-        probs = predict(model, item["rgb"][None].to(device), item["aux"][None].to(device), ecfg)
-        pred = probs.argmax(1).cpu()
-        cm.update(pred, item["label"][None])
-        if overlay_dir is not None and i < ecfg.save_overlays:
-            save_overlay(item, pred[0], overlay_dir / f"{dataset.names[i]}.png", num_classes)
-    if info is not None and info.distributed:
-        cm.reduce_ddp()
-    return cm.compute(exclude=ecfg.exclude or None)
+    """Dataset-level scores (miou, miou_all, iou, pixel_acc, mean_acc, fw_iou, confusion) through the
+    Evaluator; every rank of a distributed run must call it (the confusion matrix is reduced)."""
+    del info  # the Evaluator takes rank and world size from torch.distributed
+    result = run_evaluation(model, dataset, ecfg, num_classes, overlay_dir=overlay_dir)
+    scores = {k.split(".", 1)[1]: v for k, v in result.aggregate.items() if k.startswith("seg.")}
+    scores.update({k: torch.as_tensor(v) for k, v in result.extra["seg"].items()})
+    return scores
 
 
 def save_overlay(item: dict[str, Tensor], pred: Tensor, path: Path, num_classes: int) -> Path:
@@ -225,13 +416,13 @@ def iou_table(metrics: dict, class_names: tuple[str, ...]) -> str:
 
 
 def load_trained(model: nn.Module, path: str | Path) -> None:
-    """Load our `epoch-N.pth` or an official checkpoint (key `model`), strictly."""
-    from common.checkpoint import load_state_dict_strict
+    """Load our `epoch-N.pth` or an authors' one (the same layout: state_dict under "model"), strictly."""
+    from common.checkpoint import CheckpointError, load_state_dict_strict
 
     state = load_checkpoint(path)
-    sd = state.get("model", state)
-    sd = {k[len("module.") :] if k.startswith("module.") else k: v for k, v in sd.items()}
-    load_state_dict_strict(model, sd, source=str(path))
+    if "model" not in state:
+        raise CheckpointError(f"checkpoint {path} has no 'model' entry (keys: {sorted(state)[:10]})")
+    load_state_dict_strict(model, state["model"], source=str(path))
 
 
 def overlay_names(rgbs: list[Path]) -> list[str]:

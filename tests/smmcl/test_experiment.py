@@ -71,3 +71,39 @@ def test_short_fit_learns():
     last = {k: v.item() for k, v in model.training_step(batch).items()}
     assert last["ce"] < 0.5 * first["ce"]
     assert last["vis"] < first["vis"] and last["cm"] < first["cm"]
+
+
+@pytest.mark.parametrize("name", ["llrgbd", "mfnet", "nyu"])
+def test_configs_state_the_global_batch_and_split_it_over_processes(name, monkeypatch):
+    """`-d 0-3` reproduces the official recipe: global batch 16 = 4 per GPU, 4 contrast groups = 1 per GPU."""
+    from pathlib import Path
+
+    from common.config import ConfigError, load_config
+    from smmcl.experiment import ExperimentConfig, contrast_groups_per_process
+
+    monkeypatch.setenv("DATA_ROOT", "/data")
+    monkeypatch.setenv("WEIGHTS_DIR", "/weights")
+    cfg = load_config(Path(__file__).parents[2] / f"conf/smmcl/{name}.yaml", ExperimentConfig)
+    assert cfg.train.global_batch_size == 16 and not cfg.train.sync_bn
+    assert cfg.train.per_process_batch(1) == 16 and cfg.train.per_process_batch(4) == 4
+    with pytest.raises(ValueError, match="global_batch_size=16 does not divide"):
+        cfg.train.per_process_batch(3)
+    assert cfg.loss.contrast_groups == 4
+    assert contrast_groups_per_process(4, 1) == 4 and contrast_groups_per_process(4, 4) == 1
+    assert contrast_groups_per_process(4, 2) == 2
+    with pytest.raises(ConfigError, match="contrast_groups=4 does not divide into 3"):
+        contrast_groups_per_process(4, 3)
+    assert cfg.init_weights == ("mscan_b_in1k", "/weights/mscan_b.pth")
+    assert cfg.eval.day_night == (name == "mfnet")
+
+
+def test_sync_bn_conversion_keeps_keys_and_optimizer_groups():
+    """train.sync_bn (the engine converts BatchNorm): official keys and the official decay groups stay."""
+    torch.manual_seed(0)
+    model = build_segnext_rgbx(SegNeXtRGBXConfig(arch="mscan_t", num_classes=4, decoder_channels=64))
+    keys = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    groups = [len(g["params"]) for g in model.param_groups()]
+    synced = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    assert any(isinstance(m, nn.SyncBatchNorm) for m in synced.modules())
+    assert {k: tuple(v.shape) for k, v in synced.state_dict().items()} == keys
+    assert [len(g["params"]) for g in synced.param_groups()] == groups

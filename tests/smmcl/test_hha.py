@@ -84,3 +84,32 @@ def test_8bit_or_all_zero_depth_is_refused_unless_allowed(tmp_path):
     ok = hha_from_files(eight, None, 100.0, allow_8bit=True)
     assert ok.shape == (40, 50, 3) and ok.dtype == np.uint8
     assert hha_from_files(zero, None, 10000.0, allow_zero=True).shape == (40, 50, 3)
+
+
+def test_compute_hha_script_refuses_bad_depth_and_outputs_over_inputs(tmp_path, monkeypatch, capsys):
+    import sys
+    from pathlib import Path
+
+    from common.io import OutputInsideInputError
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+    try:
+        import compute_hha
+    finally:
+        sys.path.pop(0)
+    yy, xx = np.mgrid[:30, :40]
+    depth = tmp_path / "d.png"
+    cv2.imwrite(str(depth), (20000 + 30 * xx + 10 * yy).astype(np.uint16))
+    with pytest.raises(OutputInsideInputError):
+        compute_hha.main(["--depth", str(depth), "--out", str(depth)])
+    out = tmp_path / "hha.png"
+    compute_hha.main(["--depth", str(depth), "--out", str(out)])
+    ref = hha_from_files(depth, None, 10000.0)
+    assert np.array_equal(cv2.imread(str(out), cv2.IMREAD_UNCHANGED), ref[..., ::-1])  # B,G,R = A,H,D
+    cv2.imwrite(str(depth), np.full((30, 40), 7, np.uint8))
+    monkeypatch.setattr(sys, "argv", ["compute_hha.py", "--depth", str(depth), "--out", str(out)])
+    with pytest.raises(SystemExit) as exit_:
+        compute_hha.run_script(compute_hha.main)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "d.png: depth is 8-bit" in err and "Traceback" not in err
