@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from common.cli import run_script
+from common.io import check_outputs_outside_inputs
 from smcl.scene.points import prepare_points
 
 
@@ -16,10 +18,12 @@ def main() -> None:
     p.add_argument("-n", "--num-points", type=int, default=10000)
     p.add_argument("--method", choices=["uniform_random", "voxel"], default="uniform_random")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--debug", action="store_true", help="show the traceback of errors")
     a = p.parse_args()
+    check_outputs_outside_inputs([a.dst], [a.src])
     pts = prepare_points(a.src, a.dst, a.num_points, a.method, a.seed)
     print(f"wrote {pts.shape[0]} points to {a.dst}; bbox {pts.min(0)} .. {pts.max(0)}")
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -1,19 +1,40 @@
-"""Train the SMCL scene-level point renderer (R-MSA + U-Net) on one scene: -c conf/smcl/nerf_synthetic/lego.yaml."""
+"""Train the SMCL scene-level point renderer (R-MSA + U-Net) on one scene: -c conf/smcl/nerf_synthetic/lego.yaml.
+
+Runs through common.engine: checkpoints in <out_dir>/checkpoints, --resume auto continues at any step
+(also after point pruning / growth), -d 0-3 trains with one DDP process per GPU."""
 
 from __future__ import annotations
 
+from common.cli import run_options, run_script
 from common.config import build_parser, cli_overrides, load_config
-from common.engine import Trainer
 from common.runtime import keep_freed_memory
-from smcl.scene.experiment import ExperimentConfig, build
+from smcl.scene.experiment import ExperimentConfig, train, trajectory_render_fn
+
+
+def nvs_sqa_callback(cfg: ExperimentConfig, devices: str):
+    """nvs_sqa_every > 0: NVS-SQA of a rendered novel trajectory, logged as eval/nvs_sqa (off by default)."""
+    from common.callbacks import NoReferenceQuality
+    from common.distributed import parse_devices
+    from nvs_sqa import QualityAssessor
+
+    cpu = parse_devices(devices) == "cpu"
+    qa: list = []  # built at the first event, on the main training process (after any relaunch)
+
+    def score(frames) -> float:  # (T, 3, H, W) in [0, 1]
+        if not qa:
+            qa.append(QualityAssessor.from_official(device="cpu" if cpu else "cuda"))
+        return qa[0].score_frames((frames.permute(0, 2, 3, 1) * 255).round().byte().cpu().numpy()).jod
+
+    return NoReferenceQuality(trajectory_render_fn(cfg, cfg.nvs_sqa_frames), score, cfg.nvs_sqa_every)
 
 
 def main() -> None:
     keep_freed_memory()  # reuse large freed CPU buffers instead of page-faulting them in again
     args = build_parser(__doc__).parse_args()
     cfg = load_config(args.config, ExperimentConfig, cli_overrides(args))
-    Trainer(cfg.train, **build(cfg), devices=args.devices, resume=args.resume, config=cfg).fit()
+    extra = (nvs_sqa_callback(cfg, args.devices),) if cfg.nvs_sqa_every > 0 else ()
+    train(cfg, **run_options(args), callbacks=extra)
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

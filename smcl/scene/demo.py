@@ -1,5 +1,6 @@
-"""Demo stage: synthetic NeRF-Synthetic-layout scene -> point preparation -> point GCL pretraining ->
-a few minutes of R-MSA renderer training on common.engine -> held-out PSNR vs baselines + turntable GIF."""
+"""Demo stage: synthetic NeRF-Synthetic-layout scene -> point preparation -> point GCL pretraining and
+a few minutes of R-MSA renderer training, both on common.engine -> held-out PSNR (common.evaluation) vs
+baselines + turntable GIF (common.trajectories orbit, smcl.scene.render_trajectory)."""
 
 from __future__ import annotations
 
@@ -11,21 +12,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from smcl.scene.data import get_rays_papr, load_blender
+from smcl.scene.data import load_blender
 from smcl.scene.models.rmsa import RMSAConfig
 from smcl.scene.models.scene_model import SceneModelConfig
-
-
-def orbit_pose(theta: float, radius: float = 4.0, height: float = 1.5) -> torch.Tensor:
-    """OpenGL c2w on a z-up circle, looking at the origin."""
-    pos = np.array([radius * math.cos(theta), radius * math.sin(theta), height])
-    z = pos / np.linalg.norm(pos)
-    x = np.cross([0.0, 0.0, 1.0], z)
-    x /= np.linalg.norm(x)
-    c2w = np.eye(4)
-    c2w[:3, :3] = np.stack([x, np.cross(z, x), z], 1)
-    c2w[:3, 3] = pos
-    return torch.from_numpy(c2w).float()
 
 
 def run_demo(out_dir: Path, minutes: float = 3.0) -> str:
@@ -41,8 +30,11 @@ def run_demo(out_dir: Path, minutes: float = 3.0) -> str:
 
 
 def _run_demo(out_dir: Path, minutes: float) -> str:
-    from common.engine import TrainConfig, Trainer
+    from common.cameras import intrinsics_matrix
+    from common.engine import TrainConfig
+    from common.metrics.image import psnr
     from common.synthetic import write_nerf_synthetic
+    from common.trajectories import orbit
     from common.viz import save_gif
     from smcl.scene.experiment import (
         ExperimentConfig,
@@ -50,11 +42,13 @@ def _run_demo(out_dir: Path, minutes: float) -> str:
         PointsConfig,
         SceneDataConfig,
         build,
-        image_metrics,
-        render_view,
+        evaluate_split,
+        train,
     )
-    from smcl.scene.models.point_gcl import PointGCLConfig, pretrain_point_gcl
+    from smcl.scene.models.point_gcl import PointGCLConfig
     from smcl.scene.points import prepare_points
+    from smcl.scene.pretrain import ENCODER_FILE, pretrain_point_gcl
+    from smcl.scene.render import render_trajectory
 
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
@@ -64,14 +58,20 @@ def _run_demo(out_dir: Path, minutes: float) -> str:
         out_dir / "scene", n_train=24, n_val=2, n_test=6, size=size, n_points=4000, seed=0
     )
     pts = prepare_points(root / "points3d.ply", out_dir / "points_2000.npy", n=2000)
-    # point GCL pretraining (about 10 % of the budget)
+    # point GCL pretraining through the engine (about 10 % of the budget)
     gcl_cfg = PointGCLConfig()
     t1 = time.perf_counter()
     epochs = max(1, int(minutes * 60 * 0.1 / 3.0))
-    gcl, hist = pretrain_point_gcl(
-        torch.from_numpy(pts), gcl_cfg, epochs=epochs, batch_size=64, lr=1e-3, max_blocks=1000
+    gcl_dir = out_dir / "gcl"
+    _, hist = pretrain_point_gcl(
+        torch.from_numpy(pts),
+        gcl_cfg,
+        epochs=epochs,
+        batch_size=64,
+        lr=1e-3,
+        max_blocks=1000,
+        out_dir=gcl_dir,
     )
-    torch.save(gcl.state_dict(), out_dir / "gcl.pth")
     t_gcl = time.perf_counter() - t1
 
     model_cfg = SceneModelConfig(
@@ -86,7 +86,7 @@ def _run_demo(out_dir: Path, minutes: float) -> str:
     base = ExperimentConfig(
         data=SceneDataConfig(format="blender", root=str(root), patch=(size, size)),
         points=PointsConfig(
-            path=str(out_dir / "points_2000.npy"), gcl_weights=str(out_dir / "gcl.pth"), gcl=gcl_cfg
+            path=str(out_dir / "points_2000.npy"), gcl_weights=str(gcl_dir / ENCODER_FILE), gcl=gcl_cfg
         ),
         model=model_cfg,
         lr=GroupLRConfig(points=1e-3, attn=1e-3, influ=1e-2, feats=1e-3, unet=1e-3, warmup=20),
@@ -96,13 +96,13 @@ def _run_demo(out_dir: Path, minutes: float) -> str:
             max_steps=3, log_every=50, tensorboard=False, progress=False, out_dir=str(out_dir / "run")
         ),
     )
-    probe = build(base)  # time a few steps to fit the budget
+    # time a few forward/backward passes (no optimizer step) to fit the step count to the budget
+    probe = build(base)
     m, batch = probe["model"], probe["train_data"](0)
-    for s in range(4):  # the first step is a warm-up, not timed
+    for s in range(4):  # the first pass is a warm-up, not timed
         if s == 1:
             ts = time.perf_counter()
-        loss = sum(m.training_step({**batch, "step": torch.tensor(s + 1)}).values())
-        loss.backward()
+        sum(m.training_step(batch).values()).backward()
     step_s = (time.perf_counter() - ts) / 3
     budget = max(10.0, minutes * 60 * 0.8 - (time.perf_counter() - t0))
     # learning needs a few hundred steps (the earlier 64x64 demo ran too few and lost to the mean image)
@@ -120,41 +120,34 @@ def _run_demo(out_dir: Path, minutes: float) -> str:
         add_stop=half + 1,
         add_num=300,
     )
-    cfg = dataclasses.replace(base, model=model_cfg, train=dataclasses.replace(base.train, max_steps=steps))
+    train_cfg = dataclasses.replace(base.train, max_steps=steps, max_seconds=2.0 * budget)
+    cfg = dataclasses.replace(base, model=model_cfg, train=train_cfg)
     t2 = time.perf_counter()
-    model = Trainer(cfg.train, **build(cfg), config=cfg).fit().eval()
+    model = train(cfg, overwrite=True).eval()
     t_train = time.perf_counter() - t2
 
+    agg = evaluate_split(model, cfg, out_dir / "test", lpips=False)
     test = load_blender(root, "test")
-    train = load_blender(root, "train")
-    mean_img = train.images.mean(0)
-    rows = []
-    for i in range(len(test.names)):
-        pred = render_view(model, test, i, cfg)
-        gt = test.images[i]
-        rows.append(
-            (
-                image_metrics(pred, gt)["psnr"],
-                image_metrics(torch.ones_like(gt), gt)["psnr"],
-                image_metrics(mean_img, gt)["psnr"],
-            )
-        )
-    psnr, white, mean = np.mean(rows, 0)
-    frames = []
-    f = torch.tensor([0.5 * size / math.tan(0.5 * 0.6911112070083618)] * 2)
-    with torch.no_grad():
-        for k in range(24):
-            o, d = get_rays_papr(size, size, f, orbit_pose(2 * math.pi * k / 24), cfg.model.coord_scale)
-            img = (model(o, d, tile=4096)["rgb"].clamp(0, 1).numpy() * 255).astype(np.uint8)
-            frames.append(img.repeat(4, 0).repeat(4, 1))  # nearest x4 so the small views are visible
-    save_gif(frames, out_dir / "turntable.gif", fps=8)
+    mean_img = load_blender(root, "train").images.mean(0)
+
+    def mean_psnr(pred_of) -> float:
+        chw = lambda x: x.permute(2, 0, 1)[None]  # noqa: E731
+        return float(np.mean([float(psnr(chw(pred_of(gt)), chw(gt))) for gt in test.images]))
+
+    white, mean = mean_psnr(torch.ones_like), mean_psnr(lambda gt: mean_img)
+    f = 0.5 * size / math.tan(0.5 * 0.6911112070083618)
+    path = orbit(radius=math.hypot(4.0, 1.5), elevation_deg=math.degrees(math.atan2(1.5, 4.0)), n=24)
+    frames = render_trajectory(
+        model, path, size, size, intrinsics_matrix(f, f, size / 2, size / 2), tile=4096
+    )
+    save_gif([fr.repeat(4, 0).repeat(4, 1) for fr in frames], out_dir / "turntable.gif", fps=8)  # nearest x4
     return (
         f"Synthetic scene ({size}x{size}, 24 train / 6 held-out test views), 2000 prepared points, point GCL "
         f"{epochs} epoch(s) (InfoNCE {hist[0]:.3f} -> {hist[-1]:.3f}, {t_gcl:.0f} s), renderer {steps} steps "
         f"of {size}x{size} views ({t_train:.0f} s, {model.points.shape[0]} points after pruning/growth; small "
-        "networks, no LPIPS term). Noisy shared CPU.\n\n"
+        "networks, no LPIPS term), both through common.engine. Noisy shared CPU.\n\n"
         "| held-out views | PSNR (dB) |\n|---|---|\n"
-        f"| R-MSA renderer | {psnr:.2f} |\n| baseline: white image | {white:.2f} |\n"
+        f"| R-MSA renderer | {agg['psnr']:.2f} |\n| baseline: white image | {white:.2f} |\n"
         f"| baseline: mean training image | {mean:.2f} |\n\n"
         f"![turntable]({(out_dir / 'turntable.gif').name})\n"
     )

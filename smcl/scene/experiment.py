@@ -1,21 +1,28 @@
-"""Scene-level experiment: config schema, building model/optimiser/schedules/data for common.engine,
-rendering a split and computing the spec 5.2 metrics (official-compat and standard)."""
+"""Scene-level experiment: config schema; model, optimiser, schedules, data and the point
+pruning/growth callback for common.engine; evaluation of a split through common.evaluation with the
+spec 5.2 metrics (official-compat and standard); rebuilding a run from its checkpoint alone."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
+from torch.utils.data import Dataset
 
-from common.engine import TrainConfig
+from common.engine import Callback, TrainConfig
 from smcl.scene.data import SceneData, get_rays_papr, load_blender, load_llff, load_nsvf
 from smcl.scene.losses import PhotometricLoss
 from smcl.scene.models.point_gcl import PointGCL, PointGCLConfig, compat_last_chunk_tiled_features
 from smcl.scene.models.scene_model import SceneModel, SceneModelConfig, init_points, lr_lambda, param_groups
 from smcl.scene.points import read_points
+
+log = logging.getLogger(__name__)
+
+TASK = "smcl.scene"
 
 
 @dataclass(frozen=True)
@@ -62,6 +69,14 @@ class ExperimentConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     lpips_weight: float = 0.01
     test_tile: int = 10000  # rays per attention tile at test time (official 100 x 100)
+    eval_lpips: tuple[str, ...] = ("alex", "vgg")  # LPIPS nets of the test report (standard + compat)
+    # Optional no-reference check while training (scripts/train_smcl_scene.py wires NVS-SQA through
+    # common.callbacks.NoReferenceQuality): every nvs_sqa_every steps a closed novel trajectory of
+    # nvs_sqa_frames views through the test cameras is rendered at test resolution and scored. Off (0)
+    # by default. Cost per event: nvs_sqa_frames full-view renders (800x800 lego: 640k rays each) plus
+    # one NVS-SQA pass over the frames; views must be at least 69 px on each side.
+    nvs_sqa_every: int = 0
+    nvs_sqa_frames: int = 16
 
 
 def load_scene(cfg: SceneDataConfig, split: str) -> SceneData:
@@ -98,16 +113,40 @@ class PatchSampler:
         return {"rays_o": o[sl], "rays_d": d[sl], "rgb": self.scene.images[i][sl], "step": torch.tensor(step)}
 
 
-def build_model(cfg: ExperimentConfig) -> SceneModel:
-    """Points from the prepared cloud (or cube/sphere), features from the GCL encoder aligned with them."""
+class SceneViews(Dataset):
+    """Whole views of a split for common.evaluation: {"id": view name, "rays_o", "rays_d", "rgb" (H, W, 3)}."""
+
+    def __init__(self, scene: SceneData, cfg: SceneDataConfig, coord_scale: float, views=None) -> None:
+        self.scene, self.cfg, self.scale = scene, cfg, coord_scale
+        self.views = list(range(len(scene.names))) if views is None else list(views)
+
+    def __len__(self) -> int:
+        return len(self.views)
+
+    def __getitem__(self, j: int) -> dict:
+        i = self.views[j]
+        o, d = view_rays(self.scene, i, self.cfg, self.scale)
+        return {"id": self.scene.names[i], "rays_o": o, "rays_d": d, "rgb": self.scene.images[i]}
+
+
+def build_model(cfg: ExperimentConfig, state: dict[str, Tensor] | None = None) -> SceneModel:
+    """Points from the prepared cloud (or cube/sphere), features from the GCL encoder aligned with them.
+
+    `state`: a trained model's state dict (a checkpoint's "model"): the model is built with its point
+    count directly (no cloud, no GCL encoder read); load the state into it afterwards."""
+    if state is not None:
+        model = SceneModel(cfg.model, state["points"].detach().float(), state["pc_feats"].detach().float())
+        model.render_tile = cfg.test_tile
+        return model
     cloud = torch.from_numpy(read_points(cfg.points.path)).float() if cfg.points.path else None
     pts = init_points(cfg.model, cloud, seed=cfg.train.seed)
     feats = None
     if cfg.points.gcl_weights:
-        gcl = PointGCL(cfg.points.gcl)
-        from common.checkpoint import load_checkpoint, load_state_dict_strict
+        from common.weights import load_weights
+        from smcl.scene.models import WEIGHTS
 
-        load_state_dict_strict(gcl, load_checkpoint(cfg.points.gcl_weights), source=cfg.points.gcl_weights)
+        gcl = PointGCL(cfg.points.gcl)
+        load_weights(gcl, WEIGHTS["smcl_point_gcl"]["official"], cfg.points.gcl_weights)
         if cfg.points.feature_mode == "aligned":
             feats = gcl.point_features(pts / cfg.model.coord_scale)
         elif cfg.points.feature_mode == "compat_last_chunk_tiled":
@@ -116,7 +155,9 @@ def build_model(cfg: ExperimentConfig) -> SceneModel:
             raise ValueError(
                 f"points.feature_mode must be 'aligned' or 'compat_last_chunk_tiled', got {cfg.points.feature_mode!r}"
             )
-    return SceneModel(cfg.model, pts, feats)
+    model = SceneModel(cfg.model, pts, feats)
+    model.render_tile = cfg.test_tile
+    return model
 
 
 def build_optim(model: SceneModel, cfg: ExperimentConfig):
@@ -133,102 +174,209 @@ def build_optim(model: SceneModel, cfg: ExperimentConfig):
         else lr_lambda(lr.schedule, lr.warmup, total)
         for g in groups
     ]
-    model.optimizer = opt
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambdas)
 
 
-@torch.no_grad()
-def render_view(model: SceneModel, scene: SceneData, i: int, cfg: ExperimentConfig) -> Tensor:
-    """(H, W, 3) in [0, 1] (clamped, as at test time)."""
-    o, d = view_rays(scene, i, cfg.data, cfg.model.coord_scale)
-    dev = model.points.device
-    return model(o.to(dev), d.to(dev), tile=cfg.test_tile)["rgb"].clamp(0, 1).cpu()
+class PointScheduleCallback(Callback):
+    """Point pruning and growth (spec 2.8) as an engine callback: before each step the model prunes /
+    grows on its schedule and the trainer's optimizer follows (references and per-point Adam moments);
+    the engine then re-wraps DDP. The schedule depends on the step only, so resuming needs no state."""
+
+    def before_step(self, trainer, step: int) -> bool:
+        model: SceneModel = trainer.model
+        n = model.points.shape[0]
+        changed = model.update_points(step, trainer.optimizer)
+        if changed:
+            log.info("step %d: %d -> %d points", step, n, model.points.shape[0])
+        return changed
 
 
-def image_metrics(pred: Tensor, gt: Tensor, lpips_nets: dict | None = None) -> dict[str, float]:
-    """PSNR; SSIM uniform 11x11 (compat) and Gaussian sigma 1.5 (standard); LPIPS compat/standard if given."""
-    from skimage.metrics import structural_similarity
+def scene_metrics(lpips: tuple[str, ...] = ()) -> dict:
+    """The spec 5.2 metrics as common.metrics classes: PSNR (MSE floor 1e-12), SSIM Gaussian sigma 1.5
+    (standard) and uniform 11x11 (official compat); per LPIPS net the standard ([0, 1] mapped to
+    [-1, 1]) and the official-compat form ([0, 1] fed unscaled)."""
+    from common.metrics import PSNR, SSIM
 
-    p, g = pred.numpy().astype(np.float64), gt.numpy().astype(np.float64)
     out = {
-        "psnr": float(-10 * np.log10(max(np.mean((p - g) ** 2), 1e-12))),
-        "ssim_compat": float(structural_similarity(p, g, win_size=11, channel_axis=2, data_range=1.0)),
-        "ssim": float(
-            structural_similarity(
-                p,
-                g,
-                channel_axis=2,
-                data_range=1.0,
-                gaussian_weights=True,
-                sigma=1.5,
-                use_sample_covariance=False,
-            )
-        ),
+        "psnr": PSNR(min_mse=1e-12),
+        "ssim": SSIM(protocol="gaussian", win_size=11, sigma=1.5),
+        "ssim_compat": SSIM(protocol="uniform", win_size=11),
     }
-    for name, net in (lpips_nets or {}).items():
-        a, b = pred.permute(2, 0, 1)[None], gt.permute(2, 0, 1)[None]
-        out[f"lpips_{name}"] = float(net(a, b))
-        out[f"lpips_{name}_compat"] = float(net((a + 1) / 2, (b + 1) / 2))  # official: [0,1] fed as [-1,1]
+    if lpips:
+        from common.metrics import LPIPS
+
+        for net in lpips:
+            out[f"lpips_{net}"] = LPIPS(net=net)
+            out[f"lpips_{net}_compat"] = LPIPS(net=net, scale_inputs=False)
     return out
 
 
-def make_lpips(names: tuple[str, ...] = ("alex", "vgg")) -> dict:
-    from common.metrics.lpips import LPIPSMetric
+def build(cfg: ExperimentConfig, resume: str | Path | None = None) -> dict:
+    """Keyword arguments for common.engine.Trainer (model, data, optimizer, schedules, the point
+    callback and a periodic evaluator of the `eval_image` test view).
 
-    return {n: LPIPSMetric(net=n).eval() for n in names}
+    `resume` (a checkpoint path or "auto", as given to the Trainer): the model is built with the
+    checkpoint's point count, so that the optimizer built here holds the Parameters the Trainer loads
+    the checkpoint into."""
+    from common.checkpoint import load_checkpoint
+    from common.engine import resume_path
+    from common.evaluation import Evaluator
 
-
-def build(cfg: ExperimentConfig, devices: str = "cpu") -> dict:
-    """Keyword arguments for common.engine.Trainer."""
     train_scene = load_scene(cfg.data, cfg.data.train_split)
     test_scene = load_scene(cfg.data, cfg.data.test_split)
-    model = build_model(cfg)
+    path = resume_path(cfg.train.out_dir, resume) if resume is not None else None
+    model = build_model(cfg, state=load_checkpoint(path, mmap=True)["model"] if path else None)
     model.set_loss(PhotometricLoss(cfg.lpips_weight))
     opt, sched = build_optim(model, cfg)
     idx = min(cfg.data.eval_image, len(test_scene.names) - 1)
-
-    def evaluate(m: SceneModel, step: int) -> dict[str, float]:
-        return {
-            **image_metrics(render_view(m, test_scene, idx, cfg), test_scene.images[idx]),
-            "num_points": float(m.points.shape[0]),
-        }
-
     return {
         "model": model,
         "train_data": PatchSampler(train_scene, cfg.data, cfg.model.coord_scale),
         "optimizer": opt,
         "scheduler": sched,
-        "evaluate": evaluate,
+        "callbacks": [PointScheduleCallback()],
+        "evaluator": Evaluator(scene_metrics(), task=TASK, progress=False, settings="training view check"),
+        "val_data": SceneViews(test_scene, cfg.data, cfg.model.coord_scale, [idx]),
     }
 
 
-def evaluate_split(
-    model: SceneModel, cfg: ExperimentConfig, out_dir: Path, lpips: bool = True
-) -> dict[str, float]:
-    """Render the test split, write PNGs and a fly-through GIF, return mean metrics."""
-    from PIL import Image
+def train(
+    cfg: ExperimentConfig,
+    *,
+    devices: str = "cpu",
+    resume: str | Path | None = None,
+    overwrite: bool = False,
+    allow_config_change: bool = False,
+    callbacks: tuple = (),
+) -> SceneModel:
+    """What scripts/train_smcl_scene.py runs: seed (and join the process group) before anything random
+    is built, build, train through common.engine. Returns the trained model."""
+    from common.engine import Trainer, prepare_run
+
+    opts = dict(resume=resume, overwrite=overwrite, allow_config_change=allow_config_change)
+    prepare_run(cfg, devices, **opts)
+    kw = build(cfg, resume=resume)
+    kw["callbacks"] = [*kw["callbacks"], *callbacks]
+    return Trainer(cfg.train, **kw, devices=devices, config=cfg, **opts).fit()
+
+
+def from_checkpoint(
+    path: str | Path, config_path: str | Path | None = None, overrides=()
+) -> tuple[SceneModel, ExperimentConfig]:
+    """Model and config from an engine checkpoint alone (its stored config; `config_path` / overrides
+    are optional changes on top, logged). The model is built with the checkpoint's point count."""
+    from common.checkpoint import CheckpointError, load_checkpoint, load_state_dict_strict
+    from common.config import config_from_checkpoint
+
+    cfg, _ = config_from_checkpoint(path, ExperimentConfig, config_path, overrides)
+    state = load_checkpoint(path)
+    if "model" not in state or "points" not in state["model"]:
+        raise CheckpointError(f"checkpoint {path} holds no scene model state")
+    model = build_model(cfg, state=state["model"])
+    load_state_dict_strict(model, state["model"], source=str(path))
+    return model.eval(), cfg
+
+
+class _RenderAndSave(torch.nn.Module):
+    """Evaluator wrapper: the scene model's validation_step, writing each render as <out_dir>/<id>.png."""
+
+    def __init__(self, model: SceneModel, out_dir: Path) -> None:
+        super().__init__()
+        self.model, self.out_dir = model, out_dir
+
+    def validation_step(self, batch: dict, metrics) -> list[dict]:
+        from common.image_io import write_image
+        from common.viz import to_uint8
+
+        def save(name: str, pred: Tensor) -> None:
+            write_image(self.out_dir / f"{name}.png", to_uint8(pred.float().cpu(), rounding="half_up"))
+
+        return self.model.validation_step(batch, metrics, on_render=save)
+
+
+def novel_trajectory(scene: SceneData, n: int = 60) -> Tensor:
+    """A closed camera path through the split's cameras (slerp + linear translation), (n, 4, 4)."""
+    from common.trajectories import interpolate
+
+    return interpolate(scene.c2w, n, closed=True)
+
+
+def trajectory_render_fn(cfg: ExperimentConfig, n: int):
+    """`render_fn(model, step) -> (n, 3, H, W)` in [0, 1]: the novel trajectory of `novel_trajectory`
+    through the test cameras at test resolution (for common.callbacks.NoReferenceQuality)."""
+    from common.cameras import intrinsics_matrix
+    from smcl.scene.render import render_trajectory
 
     scene = load_scene(cfg.data, cfg.data.test_split)
-    nets = make_lpips() if lpips else None
+    h, w = scene.hw
+    fx, fy = (float(v) for v in scene.focal[0])
+    cx, cy = (float(v) for v in scene.principal[0]) if cfg.data.use_principal_point else (w / 2, h / 2)
+    K, path = intrinsics_matrix(fx, fy, cx, cy), novel_trajectory(scene, n)
+
+    def render(model: SceneModel, step: int) -> Tensor:
+        frames = render_trajectory(model, path, h, w, K, tile=cfg.test_tile)
+        return torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255.0
+
+    return render
+
+
+def evaluate_split(
+    model: SceneModel,
+    cfg: ExperimentConfig,
+    out_dir: Path,
+    *,
+    lpips: bool = True,
+    report_path: Path | None = None,
+    model_info: dict | None = None,
+    no_reference=None,
+    trajectory_frames: int = 60,
+) -> dict:
+    """Render the test split through common.evaluation: per-view PNGs, a fly-through GIF, and the
+    tri-vision.eval/1 report (JSON + CSV of the per-view items) when `report_path` is given.
+
+    `no_reference`: optional `frames (T, H, W, 3) uint8 -> float` no-reference score (e.g. NVS-SQA,
+    higher is better) of the rendered test views in camera order ("<name>_test_views") and of a
+    rendered novel trajectory through the test cameras ("<name>_trajectory"), added to the aggregate
+    (`no_reference.name`, default "no_reference"). Returns the aggregate (mean over views)."""
+    from common.distributed import barrier, get_rank
+    from common.evaluation import Evaluator, write_report
+    from common.image_io import read_image
+    from common.viz import save_gif
+
+    scene = load_scene(cfg.data, cfg.data.test_split)
+    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    rows, frames = [], []
-    for i, name in enumerate(scene.names):
-        pred = render_view(model, scene, i, cfg)
-        rows.append(image_metrics(pred, scene.images[i], nets))
-        frame = (pred.numpy() * 255 + 0.5).astype(np.uint8)
-        Image.fromarray(frame).save(out_dir / f"{name}.png")
-        frames.append(Image.fromarray(frame))
-    frames[0].save(out_dir / "flythrough.gif", save_all=True, append_images=frames[1:], duration=100, loop=0)
-    return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
-
-
-def load_trained(cfg: ExperimentConfig, checkpoint: str | Path) -> SceneModel:
-    """Model from an engine checkpoint (resized to its point count); a missing file is an error."""
-    from common.checkpoint import load_checkpoint
-
-    model = SceneModel(
-        cfg.model, init_points(SceneModelConfig(init_type="cube", init_num=cfg.model.select_k))
+    model.render_tile = cfg.test_tile
+    d = cfg.data
+    settings = (
+        f"split {d.test_split} of {d.format} {d.root} (factor {d.factor}), whole views clamped to [0, 1], "
+        f"principal point {'from the cameras' if d.use_principal_point else 'image centre'}; "
+        "ssim: Gaussian (standard), ssim_compat: uniform 11x11 (official); lpips_<net>: [0,1] mapped to "
+        "[-1,1], lpips_<net>_compat: [0,1] fed unscaled (official)"
     )
-    state = load_checkpoint(checkpoint)
-    model.load_state_dict(state["model"] if "model" in state else state)
-    return model.eval()
+    evaluator = Evaluator(scene_metrics(tuple(cfg.eval_lpips) if lpips else ()), task=TASK, settings=settings)
+    views = SceneViews(scene, cfg.data, cfg.model.coord_scale)
+    result = evaluator.run(_RenderAndSave(model, out_dir), views, model_info=model_info)
+    aggregate = dict(result.aggregate)
+    barrier()  # every rank's PNGs are written
+    if get_rank() == 0:
+        frames = np.stack([read_image(out_dir / f"{n}.png", dtype="uint8") for n in scene.names])
+        save_gif(frames, out_dir / "flythrough.gif", fps=10)
+        if no_reference is not None:
+            name = getattr(no_reference, "name", "no_reference")
+            aggregate[f"{name}_test_views"] = float(no_reference(frames))
+            traj = trajectory_render_fn(cfg, trajectory_frames)(model, 0)
+            traj = (traj.permute(0, 2, 3, 1) * 255).round().to(torch.uint8).numpy()
+            save_gif(traj, out_dir / "trajectory.gif", fps=10)
+            aggregate[f"{name}_trajectory"] = float(no_reference(traj))
+        if report_path is not None:
+            write_report(
+                report_path,
+                task=TASK,
+                model=result.report["model"],
+                settings=result.report["settings"],
+                aggregate=aggregate,
+                items=result.items,
+                extra=result.extra or None,
+            )
+    return aggregate

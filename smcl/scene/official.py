@@ -1,70 +1,28 @@
-"""Load official SMCL (and PAPR) real-world scene checkpoints (spec smcl.md 7.4) into `SceneModel`.
+"""Official SMCL (and PAPR) real-world scene checkpoints (spec smcl.md 7.4) as `SceneModel`s.
 
-`model.pth` is `{"<step>": state_dict}` (one entry); `model_<step>.pth` is the plain state_dict. Our
-module layout keeps the official attribute names, so the renaming table only has to undo wrappers
-(DDP `module.`) and map the few names that may differ; the architecture (positional-encoding
-frequencies, widths, depths, value skip layer, K, point count) is read from the tensor shapes. Every
-missing or unexpected key is reported loudly; missing keys other than `pc_feats` (absent in PAPR
-checkpoints: zero features are used) are an error.
+The file format is named by the weights tag the user gives, never guessed: "official" = `model.pth`
+(`{"<step>": state_dict}`), "official_step" = `model_<step>.pth` (the plain state_dict), "papr" = a PAPR
+state_dict (no per-point features). The remaps (in `smcl.scene.models.scene_model`) are pure and keep
+every key; `common.weights.load_weights` loads strictly, so a wrong file is an error listing the missing
+and unexpected keys. The architecture (positional-encoding frequencies, widths, depths, value skip
+layer, K, UNet width) can be read from the tensor shapes (`infer_config`) when no scene config is given;
+the point count comes from the file.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import logging
 import re
-import sys
 from pathlib import Path
 
-import torch
 from torch import Tensor
 
-from smcl.scene.models.scene_model import SceneModel, SceneModelConfig
-
 from common.errors import TriVisionError
-
-log = logging.getLogger(__name__)
-
-# (regex, replacement) applied in order to every official key
-OFFICIAL_RENAMES: list[tuple[str, str]] = [
-    (r"^module\.", ""),  # saved from a DDP-wrapped model
-    (r"^model\.", ""),  # some trainers nest the scene model under `model.`
-]
-# official keys we knowingly drop (none are model state in our implementation)
-OFFICIAL_IGNORED = (r"^bkg_score$",)  # not saved by the official code, tolerated if present
+from smcl.scene.models.scene_model import SceneModel, SceneModelConfig, build_rmsa_renderer
 
 
 class OfficialCheckpointError(TriVisionError, RuntimeError):
     pass
-
-
-def unwrap_official(state: dict, source: str = "<dict>") -> tuple[dict[str, Tensor], int | None]:
-    """`{"<step>": state_dict}` -> (state_dict, step); a plain state_dict -> (it, None)."""
-    if not isinstance(state, dict) or not state:
-        raise OfficialCheckpointError(f"{source}: expected a non-empty dict, got {type(state).__name__}")
-    if len(state) == 1:
-        ((key, value),) = state.items()
-        if isinstance(value, dict) and str(key).isdigit():
-            return value, int(key)
-    if "model" in state and isinstance(state["model"], dict) and "points" in state["model"]:
-        return state["model"], None  # our engine checkpoint
-    if not all(torch.is_tensor(v) for v in state.values()):
-        raise OfficialCheckpointError(
-            f"{source}: neither {{'<step>': state_dict}} nor a state_dict (keys: {list(state)[:5]})"
-        )
-    return state, None
-
-
-def rename_official(sd: dict[str, Tensor]) -> dict[str, Tensor]:
-    out: dict[str, Tensor] = {}
-    for key, value in sd.items():
-        new = key
-        for pat, rep in OFFICIAL_RENAMES:
-            new = re.sub(pat, rep, new)
-        if new in out:
-            raise OfficialCheckpointError(f"two official keys map to {new!r}")
-        out[new] = value
-    return out
 
 
 def _mlp_layers(sd: dict[str, Tensor], prefix: str) -> list[Tensor]:
@@ -126,49 +84,24 @@ def infer_config(sd: dict[str, Tensor], base: SceneModelConfig | None = None) ->
 
 
 def load_official_scene(
-    src: str | Path | dict, base: SceneModelConfig | None = None, *, strict: bool = True
-) -> tuple[SceneModel, dict]:
-    """Build a SceneModel from an official `model.pth` / `model_<step>.pth` (or the loaded dict).
+    path: str | Path, tag: str = "official", base: SceneModelConfig | None = None, *, infer: bool = True
+) -> SceneModel:
+    """Build a SceneModel from an official file, `tag` "official" (model.pth), "official_step"
+    (model_<step>.pth) or "papr". `infer`: the architecture from the tensor shapes over `base` (default
+    the source3.yml values); else `base` as given (a mismatch is a strict-load error naming the keys)."""
+    from common.checkpoint import load_checkpoint
+    from common.weights import load_weights
+    from smcl.scene.models import WEIGHTS
 
-    Returns (model, report) with report keys step, missing, unexpected, config. Missing keys other
-    than `pc_feats` raise when strict; every difference is logged and printed to stderr.
-    """
-    base = base or SceneModelConfig()
-    if isinstance(src, dict):
-        state, source = src, "<dict>"
-    else:
-        from common.checkpoint import load_checkpoint
-
-        state, source = load_checkpoint(src), str(src)
-    sd, step = unwrap_official(state, source)
-    sd = rename_official(sd)
-    ignored = [k for k in sd if any(re.search(p, k) for p in OFFICIAL_IGNORED)]
-    sd = {k: v for k, v in sd.items() if k not in ignored}
-    cfg = infer_config(sd, base)
-    if "points" not in sd:
-        raise OfficialCheckpointError(f"{source}: no 'points' tensor")
-    m = sd["points"].shape[0]
-    model = SceneModel(cfg, torch.zeros(m, 3))
-    own = model.state_dict()
-    missing = sorted(k for k in own if k not in sd)
-    unexpected = sorted(k for k in sd if k not in own)
-    shapes = sorted(
-        f"{k}: {tuple(sd[k].shape)} vs {tuple(own[k].shape)}"
-        for k in sd
-        if k in own and tuple(sd[k].shape) != tuple(own[k].shape)
-    )
-    report = {"step": step, "missing": missing, "unexpected": unexpected, "ignored": ignored, "config": cfg}
-    if missing or unexpected or shapes:
-        msg = (
-            f"official checkpoint {source}: missing {len(missing)} {missing[:10]}, unexpected "
-            f"{len(unexpected)} {unexpected[:10]}, shape mismatches {shapes[:10]}"
-        )
-        log.warning(msg)
-        print(f"WARNING: {msg}", file=sys.stderr)
-    fatal = [k for k in missing if k != "pc_feats"]
-    if shapes or (strict and (fatal or unexpected)):
-        raise OfficialCheckpointError(
-            f"{source} does not fit the scene model: missing {fatal}, unexpected {unexpected}, shapes {shapes}"
-        )
-    model.load_state_dict({k: v for k, v in sd.items() if k in own}, strict=False)
-    return model, report
+    entries = WEIGHTS["smcl_rmsa_renderer"]
+    if tag not in entries:
+        raise OfficialCheckpointError(f"unknown scene weights tag {tag!r}; known: {sorted(entries)}")
+    entry = entries[tag]
+    sd = entry.remap(load_checkpoint(path))
+    points = sd.get("points")
+    if infer and points is None:
+        raise OfficialCheckpointError(f"{path}: no 'points' tensor (weights tag {tag!r})")
+    cfg = infer_config(sd, base) if infer else (base or SceneModelConfig())
+    model = build_rmsa_renderer(cfg, points=points.float() if points is not None else None)
+    load_weights(model, entry, path)
+    return model

@@ -141,7 +141,10 @@ def write_points(path: str | Path, xyz: np.ndarray) -> None:
         if not o3d.io.write_point_cloud(str(path), pc):
             raise PointCloudError(f"{path}: open3d failed to write the point cloud")
     elif path.suffix.lower() == ".npy":
-        np.save(path, np.asarray(xyz, dtype=np.float32))
+        from common.io import atomic_write
+
+        with atomic_write(path) as fh:
+            np.save(fh, np.asarray(xyz, dtype=np.float32))
     else:
         raise PointCloudError(f"{path}: output must end in .npy, .pcd or .ply")
 

@@ -1,26 +1,89 @@
-"""End-to-end: tiny config on the real lego sample through common.engine, test-split rendering, resume load."""
+"""End-to-end through common.engine and common.evaluation: tiny runs on a synthetic scene (seeded,
+resumable across pruning and growth, evaluable from the checkpoint alone) and on the lego sample."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
-pytest.importorskip("common.engine")
-
-from common.config import load_config  # noqa: E402
-from common.engine import Trainer  # noqa: E402
-from smcl.scene.experiment import ExperimentConfig, build, evaluate_split, image_metrics, load_trained  # noqa: E402
+from common.checkpoint import load_checkpoint
+from common.config import load_config
+from smcl.scene.experiment import ExperimentConfig, evaluate_split, from_checkpoint, scene_metrics, train
 
 TINY = Path(__file__).resolve().parents[2] / "conf/smcl/scene_tiny.yaml"
+# prune at steps 3 and 6, grow at step 4 (after the first prune), checkpoints at 5 and 8
+SCHEDULE = [
+    "model.prune_start=3",
+    "model.prune_every=3",
+    "model.add_start=4",
+    "model.add_every=4",
+    "model.add_num=50",
+    "train.max_steps=8",
+    "train.ckpt_every=5",
+    "train.keep_last=0",
+    "train.log_every=1",
+    "train.tensorboard=false",
+    "data.factor=1",
+    "data.patch=[16,16]",
+    "lr.warmup=2",
+]
 
 
-def test_image_metrics_hand_values():
-    gt = torch.full((16, 16, 3), 0.5)
-    m = image_metrics(gt + 0.1, gt)
-    assert m["psnr"] == pytest.approx(20.0, abs=1e-4)  # MSE 0.01
-    assert image_metrics(gt, gt)["ssim_compat"] == pytest.approx(1.0)
+@pytest.fixture(scope="module")
+def scene_root(tmp_path_factory):
+    from common.synthetic import write_nerf_synthetic
+
+    return write_nerf_synthetic(tmp_path_factory.mktemp("scene") / "s", n_train=4, n_val=1, n_test=2, size=16)
+
+
+def _cfg(scene_root, out_dir, *extra) -> ExperimentConfig:
+    return load_config(
+        TINY, ExperimentConfig, [f"data.root={scene_root}", f"train.out_dir={out_dir}", *SCHEDULE, *extra]
+    )
+
+
+def _losses(run_dir: Path) -> list[float]:
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [r["loss/total"] for r in rows if "loss/total" in r]
+
+
+@pytest.fixture(scope="module")
+def full_run(scene_root, tmp_path_factory):
+    """One uninterrupted 8-step run (pruned at 3 and 6, grown at 4); checkpoints at steps 5 and 8.
+    One thread, like the tests that compare against it bit for bit (reductions depend on it)."""
+    run = tmp_path_factory.mktemp("full") / "run"
+    cfg = _cfg(scene_root, run)
+    torch.set_num_threads(1)
+    model = train(cfg)
+    return cfg, run, model
+
+
+def test_scene_metrics_hand_values_and_reference():
+    from skimage.metrics import structural_similarity
+
+    m = scene_metrics()
+    g = torch.Generator().manual_seed(0)
+    gt = torch.rand(1, 3, 24, 24, generator=g)
+    pred = (gt + 0.1 * torch.randn(1, 3, 24, 24, generator=g)).clamp(0, 1)
+    flat = torch.full((1, 3, 16, 16), 0.5)
+    assert float(m["psnr"].scores(flat + 0.1, flat)) == pytest.approx(20.0, abs=1e-4)  # MSE 0.01
+    assert float(m["ssim_compat"].scores(flat, flat)) == pytest.approx(1.0)
+    p, t = (x[0].permute(1, 2, 0).numpy().astype(np.float64) for x in (pred, gt))
+    # the official test.py protocol: skimage uniform 11x11; standard: Gaussian sigma 1.5, population cov
+    ref_compat = structural_similarity(p, t, win_size=11, channel_axis=2, data_range=1.0)
+    ref_std = structural_similarity(
+        p, t, channel_axis=2, data_range=1.0, gaussian_weights=True, sigma=1.5, use_sample_covariance=False
+    )
+    assert float(m["ssim_compat"].scores(pred, gt)) == pytest.approx(ref_compat, abs=1e-6)
+    assert float(m["ssim"].scores(pred, gt)) == pytest.approx(ref_std, abs=1e-6)
+    mse = np.mean((p - t) ** 2)
+    assert float(m["psnr"].scores(pred, gt)) == pytest.approx(-10 * np.log10(mse), abs=1e-4)
 
 
 def test_all_configs_load(monkeypatch):
@@ -36,6 +99,65 @@ def test_all_configs_load(monkeypatch):
     # AMP fp16 on CUDA (the engine falls back to fp32 on CPU) except Caterpillar (spec 3.4)
     assert cfgs["Caterpillar"].train.precision == "fp32"
     assert all(c.train.precision == "fp16" for k, c in cfgs.items() if k != "Caterpillar")
+
+
+def test_two_runs_of_the_tiny_config_give_identical_losses(full_run, tmp_path, one_thread):
+    """Seeded before anything random is built (cube init, MLP init, patches, growth weights)."""
+    cfg, run, _ = full_run
+    again = train(
+        dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, out_dir=str(tmp_path / "again")))
+    )
+    assert _losses(tmp_path / "again") == _losses(run) and len(_losses(run)) == 8
+    assert (
+        again.points.shape == load_checkpoint(run / "checkpoints/step-00000008.pth")["model"]["points"].shape
+    )
+
+
+def test_resume_after_prune_and_growth_is_bit_identical(full_run, one_thread):
+    cfg, run, full = full_run
+    ckpt5 = load_checkpoint(run / "checkpoints/step-00000005.pth")
+    n0 = cfg.model.init_num
+    n5 = ckpt5["model"]["points"].shape[0]
+    assert n5 != n0 and full.points.shape[0] != n5  # the points changed before and after step 5
+    resumed = train(cfg, resume=str(run / "checkpoints/step-00000005.pth"))
+    for k, v in full.state_dict().items():
+        assert torch.equal(resumed.state_dict()[k], v), k
+
+
+def test_evaluate_from_checkpoint_alone(full_run, tmp_path):
+    """Train a tiny run, delete its YAML: the checkpoint rebuilds model and evaluation settings."""
+    cfg, run, full = full_run
+    yaml_copy = tmp_path / "tiny.yaml"
+    shutil.copy(TINY, yaml_copy)
+    ckpt = tmp_path / "last.pth"
+    shutil.copy(run / "checkpoints/step-00000008.pth", ckpt)
+    yaml_copy.unlink()
+    model, stored = from_checkpoint(ckpt)
+    assert stored == cfg and model.points.shape == full.points.shape
+    a = evaluate_split(full.eval(), cfg, tmp_path / "direct", lpips=False)
+    b = evaluate_split(model, stored, tmp_path / "alone", lpips=False, report_path=tmp_path / "r.json")
+    assert a == b and 0 < a["psnr"] < 60
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["schema"] == "tri-vision.eval/1" and report["task"] == "smcl.scene"
+    assert [r["id"] for r in report["items"]] == ["r_0", "r_1"]
+    assert np.mean([r["psnr"] for r in report["items"]]) == pytest.approx(report["aggregate"]["psnr"])
+    assert (tmp_path / "r.csv").is_file() and (tmp_path / "alone/flythrough.gif").is_file()
+
+
+def test_no_reference_column(full_run, tmp_path):
+    """A no-reference scorer (NVS-SQA in the script) sees the test views in camera order and a novel
+    trajectory; both scores land in the aggregate."""
+    cfg, _, full = full_run
+    seen = []
+
+    def score(frames):
+        seen.append(frames.shape)
+        return float(frames.mean())
+
+    score.name = "nr"
+    agg = evaluate_split(full, cfg, tmp_path, lpips=False, no_reference=score, trajectory_frames=5)
+    assert seen == [(2, 16, 16, 3), (5, 16, 16, 3)]
+    assert {"nr_test_views", "nr_trajectory"} <= set(agg)
 
 
 def test_smoke_train_on_lego_sample(shared_data, tmp_path, monkeypatch):
@@ -54,13 +176,10 @@ def test_smoke_train_on_lego_sample(shared_data, tmp_path, monkeypatch):
             "data.patch=[24,24]",
         ],
     )
-    kw = build(cfg)
-    n0 = kw["model"].points.shape[0]
-    model = Trainer(cfg.train, **kw, config=cfg).fit()
-    assert model.points.shape[0] != n0  # pruned and grown at step 4
+    model = train(cfg)
+    assert model.points.shape[0] != cfg.model.init_num  # pruned and grown at step 4
     assert torch.isfinite(model.points).all()
-    ckpt = sorted((tmp_path / "checkpoints").glob("*.pth"))[-1]
-    loaded = load_trained(cfg, ckpt)
+    loaded, _ = from_checkpoint(sorted((tmp_path / "checkpoints").glob("*.pth"))[-1])
     assert loaded.points.shape == model.points.shape
     metrics = evaluate_split(loaded, cfg, tmp_path / "test", lpips=False)
     assert 0 < metrics["psnr"] < 60 and 0 <= metrics["ssim"] <= 1

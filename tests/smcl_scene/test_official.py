@@ -1,12 +1,16 @@
-"""Official scene checkpoints (spec 7.4): unwrap {"<step>": sd}, rename, infer architecture, report keys;
-the official 'last chunk tiled' initial point features."""
+"""Official scene checkpoints (spec 7.4): the weights tag names the format ({"<step>": sd}, plain, PAPR),
+the architecture is inferred from the shapes, wrong files are strict-load errors; the official
+'last chunk tiled' initial point features."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
+from common.checkpoint import CheckpointMismatchError
+from common.weights import WeightsError
 from smcl.scene.models.point_gcl import PointGCL, PointGCLConfig, compat_last_chunk_tiled_features
+from smcl.scene.models.rmsa import RMSAConfig
 from smcl.scene.official import OfficialCheckpointError, load_official_scene
 
 
@@ -60,31 +64,54 @@ def _official_sd(m=50, skip=True, lf=6):
 def test_load_official_model_pth(tmp_path):
     sd = _official_sd()
     torch.save({"250000": sd}, tmp_path / "model.pth")
-    model, rep = load_official_scene(tmp_path / "model.pth")
-    assert rep["step"] == 250000 and rep["missing"] == [] and rep["unexpected"] == []
+    model = load_official_scene(tmp_path / "model.pth")  # tag "official": {"<step>": state_dict}
     c = model.cfg
     assert c.rmsa.v_skip_layer == 5 and c.rmsa.num_freqs_k == 6 and c.select_k == 20 and c.unet_width == 128
     own = model.state_dict()
-    assert all(torch.equal(own[k], v) for k, v in sd.items())
+    assert set(own) == set(sd) and all(torch.equal(own[k], v) for k, v in sd.items())
     o = torch.zeros(8, 8, 3)
     d = torch.nn.functional.normalize(torch.randn(8, 8, 3) + torch.tensor([0, 0, -3.0]), dim=-1)
     assert torch.isfinite(model(o, d)["rgb"]).all()
 
 
-def test_plain_state_dict_prefix_l4_no_skip_and_loud_report(capsys):
-    sd = {f"module.{k}": v for k, v in _official_sd(m=30, skip=False, lf=4).items()}
-    model, rep = load_official_scene(sd)
-    assert rep["step"] is None and model.cfg.rmsa.num_freqs_v == 4 and model.cfg.rmsa.v_skip_layer is None
+def test_builder_plus_load_weights_resizes_points(tmp_path):
+    """The generic path (build_model + common.weights.load_weights): any point count loads."""
+    from common.weights import load_weights
+    from smcl.scene.models import BUILDERS, WEIGHTS
+
+    sd = _official_sd(m=77)
+    torch.save({"1000": sd}, tmp_path / "model.pth")
+    model = BUILDERS["smcl_rmsa_renderer"](rmsa=RMSAConfig(v_skip_layer=5))
+    assert model.points.shape[0] == 10000  # official cube init before loading
+    load_weights(model, WEIGHTS["smcl_rmsa_renderer"]["official"], tmp_path / "model.pth")
+    assert model.points.shape == (77, 3) and torch.equal(model.points.detach(), sd["points"])
+
+
+def test_plain_state_dict_tag_l4_no_skip_and_wrong_files(tmp_path):
+    sd = _official_sd(m=30, skip=False, lf=4)
+    torch.save(sd, tmp_path / "model_250000.pth")
+    model = load_official_scene(tmp_path / "model_250000.pth", "official_step")
+    assert model.cfg.rmsa.num_freqs_v == 4 and model.cfg.rmsa.v_skip_layer is None
     assert model.points.shape == (30, 3)
-    sd["module.extra.weight"] = torch.zeros(2)
-    with pytest.raises(OfficialCheckpointError, match="extra.weight"):
-        load_official_scene(sd)
-    assert "extra.weight" in capsys.readouterr().err
-    _, rep = load_official_scene(sd, strict=False)
-    assert rep["unexpected"] == ["extra.weight"]
+    with pytest.raises(WeightsError, match="official_step"):  # the tag names the format: no guessing
+        load_official_scene(tmp_path / "model_250000.pth", "official")
+    torch.save({**sd, "extra.weight": torch.zeros(2)}, tmp_path / "extra.pth")
+    with pytest.raises(CheckpointMismatchError, match="extra.weight"):
+        load_official_scene(tmp_path / "extra.pth", "official_step")
+    torch.save({f"module.{k}": v for k, v in sd.items()}, tmp_path / "ddp.pth")  # not an official layout
+    with pytest.raises(OfficialCheckpointError, match="no .points. tensor"):
+        load_official_scene(tmp_path / "ddp.pth", "official_step")
+    with pytest.raises(CheckpointMismatchError, match="unexpected"):
+        load_official_scene(tmp_path / "ddp.pth", "official_step", _official_base(), infer=False)
 
 
-def test_papr_checkpoint_without_point_features():
+def _official_base():
+    from smcl.scene.models.scene_model import SceneModelConfig
+
+    return SceneModelConfig(rmsa=RMSAConfig(num_freqs_k=4, num_freqs_q=4, num_freqs_v=4))
+
+
+def test_papr_checkpoint_without_point_features(tmp_path):
     sd = _official_sd(m=25)
     del sd["pc_feats"]
     for name in ("weight", "bias"):  # PAPR values: no 64-d point features
@@ -94,13 +121,17 @@ def test_papr_checkpoint_without_point_features():
         sd[f"proximity_attn.embed.embed_v.mlp.model.11.{name}"] = (
             w11[:, : 256 + 78] if name == "weight" else w11
         )
-    model, rep = load_official_scene(sd)
-    assert rep["missing"] == ["pc_feats"] and model.pc_feats.shape == (25, 0)
+    torch.save(sd, tmp_path / "papr.pth")
+    model = load_official_scene(tmp_path / "papr.pth", "papr")
+    assert model.pc_feats.shape == (25, 0) and model.cfg.rmsa.d_feat == 0
 
 
-def test_not_a_scene_checkpoint():
+def test_not_a_scene_checkpoint(tmp_path):
+    torch.save({"1000": {"foo": torch.zeros(1)}}, tmp_path / "model.pth")
     with pytest.raises(OfficialCheckpointError):
-        load_official_scene({"1000": {"foo": torch.zeros(1)}})
+        load_official_scene(tmp_path / "model.pth")
+    with pytest.raises(OfficialCheckpointError, match="unknown scene weights tag"):
+        load_official_scene(tmp_path / "model.pth", "guess")
 
 
 def test_compat_last_chunk_tiled_features():

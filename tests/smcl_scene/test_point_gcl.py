@@ -14,8 +14,8 @@ from smcl.scene.models.point_gcl import (
     block_adjacency,
     info_nce,
     make_blocks,
-    pretrain_point_gcl,
 )
+from smcl.scene.pretrain import pretrain_point_gcl
 
 
 def test_file_chunks_official_layout():
@@ -97,6 +97,7 @@ def test_pretraining_learns():
 
     torch.manual_seed(0)
     untrained = PointGCL()  # pretrain_point_gcl seeds the same initialisation
-    model, hist = pretrain_point_gcl(pts, epochs=8, batch_size=32, lr=3e-3)
+    model, hist = pretrain_point_gcl(pts, epochs=8, batch_size=32, lr=3e-3)  # through common.engine
+    assert len(hist) == 8
     assert all(math.isfinite(h) for h in hist)
     assert fixed_eval(model) < fixed_eval(untrained) - 0.1

@@ -37,7 +37,6 @@ def _model(n=200, seed=0):
     torch.manual_seed(seed)
     m = SceneModel(SMALL, torch.randn(n, 3))
     opt = torch.optim.Adam(param_groups(m, LRS))
-    m.optimizer = opt
     return m, opt
 
 
@@ -69,13 +68,13 @@ def test_prune_and_add_keep_rows_and_adam_state_aligned():
         m.points_influ_scores[:] = torch.linspace(-1, 1, 200)[:, None]
     before_pts = m.points.detach().clone()
     before_m = opt.state[m.points]["exp_avg"].clone()
-    removed = m.prune(0.0)
+    removed = m.prune(0.0, opt)
     keep = torch.linspace(-1, 1, 200) > 0
     assert removed == int((~keep).sum())
     assert torch.equal(m.points.detach(), before_pts[keep])
     assert torch.equal(opt.state[m.points]["exp_avg"], before_m[keep])
     n0 = m.points.shape[0]
-    added = m.add_points(30, seed=0)
+    added = m.add_points(30, seed=0, optimizer=opt)
     assert added == 30 and m.points.shape[0] == n0 + 30
     assert m.pc_feats.shape[0] == m.points_influ_scores.shape[0] == n0 + 30
     assert torch.equal(opt.state[m.points]["exp_avg"][n0:], torch.zeros(30, 3))
@@ -110,14 +109,34 @@ def test_schedule_prunes_then_adds():
     )
     torch.manual_seed(0)
     m = SceneModel(cfg, torch.randn(100, 3))
-    assert m.before_step(9) is False
+    assert m.update_points(9) is False
     assert m.points.shape[0] == 100  # nothing before prune_start
+    assert not m.pruned_before(9) and m.pruned_before(10) and m.pruned_before(11)
     with torch.no_grad():
         m.points_influ_scores[:50] = 1.0
     old = m.points
-    assert m.before_step(10) is True  # engine hook: prune (50 kept) then add 7, Parameters replaced
+    assert m.update_points(10) is True  # prune (50 kept) then add 7, Parameters replaced
     assert m.points.shape[0] == 57 and m.points is not old
-    assert m.update_points(10) is False and m.points.shape[0] == 57  # training_step's call: once per step
+    assert m.update_points(15) is False  # new points mix scores 1.0: all kept; growth only every 10
+    with torch.no_grad():
+        m.points_influ_scores[50:] = -1.0
+    assert m.update_points(15) is True and m.points.shape[0] == 50  # the 7 pruned, nothing added
+    assert m.update_points(20) is True and m.points.shape[0] == 57  # none pruned, 7 added
+
+
+def test_load_state_dict_resizes_points():
+    """A state dict of another point count loads (pre-hook), also through the strict loader."""
+    from common.checkpoint import load_state_dict_strict
+
+    torch.manual_seed(0)
+    src = SceneModel(SMALL, torch.randn(37, 3), torch.randn(37, SMALL.rmsa.d_feat))
+    with torch.no_grad():
+        src.points_influ_scores.normal_()
+    dst = SceneModel(SMALL, torch.randn(5, 3))
+    load_state_dict_strict(dst, src.state_dict(), source="test")
+    for k, v in src.state_dict().items():
+        assert torch.equal(dst.state_dict()[k], v), k
+    assert isinstance(dst.points, torch.nn.Parameter) and dst.points.shape == (37, 3)
     lego = SceneModelConfig(prune_steps=(40000,), prune_thresholds=(0.0, 0.2))
     mm = SceneModel(lego, torch.randn(30, 3))
     assert mm.prune_threshold(40000) == 0.0 and mm.prune_threshold(40001) == 0.2

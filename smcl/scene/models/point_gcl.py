@@ -114,6 +114,10 @@ class PointGCL(nn.Module):
             adj = adj * (torch.rand_like(adj) >= p).float()
         return x, adj
 
+    def training_step(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """common.engine contract: batch["xyz"] (B, S, 3) blocks -> {"infonce": loss}."""
+        return {"infonce": self.loss(batch["xyz"].float())}
+
     def loss(self, xyz: Tensor) -> Tensor:
         """Graph-level InfoNCE between identity view and one augmented view, symmetrised. xyz (B, S, 3)."""
         adj = block_adjacency(xyz, self.cfg)
@@ -165,39 +169,20 @@ def info_nce(a: Tensor, b: Tensor, tau: float) -> Tensor:
     return 0.5 * (F.cross_entropy(sim, target) + F.cross_entropy(sim.T, target))
 
 
-def pretrain_point_gcl(
-    points: Tensor,
-    cfg: PointGCLConfig = PointGCLConfig(),
-    *,
-    epochs: int = 1,
-    batch_size: int = 64,
-    lr: float = 1e-4,
-    max_blocks: int | None = None,
-    seed: int = 0,
-) -> tuple[PointGCL, list[float]]:
-    """Train the GCL encoder on one cloud (Adam); returns the model and per-epoch mean losses.
+def remap_official_point_gcl(state: dict) -> dict[str, Tensor]:
+    """Official `encoder_<scene>.pth` (the GraphCL `Encoder` wrapper, spec 7.3) -> ours: identical key
+    names. PyG versions without the GINConv `eps` buffer saved none: it is the constant 0 (eps is not
+    trained), so a missing `encoder.layers.<i>.eps` is filled with zeros(1); nothing is dropped."""
+    out = dict(state)
+    layers = sorted({int(k.split(".")[2]) for k in out if k.startswith("encoder.layers.")})
+    for i in layers:
+        out.setdefault(f"encoder.layers.{i}.eps", torch.zeros(1))
+    return out
 
-    Official: batch_size 2, 100 epochs, lr 1e-4; larger batches give more negatives.
-    """
-    g = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    model = PointGCL(cfg)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    blocks = make_blocks(points, cfg)
-    if max_blocks is not None and blocks.shape[0] > max_blocks:
-        blocks = blocks[torch.randperm(blocks.shape[0], generator=g)[:max_blocks]]
-    hist = []
-    for _ in range(epochs):
-        perm = torch.randperm(blocks.shape[0], generator=g)
-        tot, n = 0.0, 0
-        for i in range(0, len(perm) - 1, batch_size):
-            sel = perm[i : i + batch_size]
-            if sel.numel() < 2:
-                continue
-            loss = model.loss(points[blocks[sel]].float())
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            tot, n = tot + float(loss.detach()), n + 1
-        hist.append(tot / max(n, 1))
-    return model, hist
+
+def build_point_gcl(cfg: PointGCLConfig | None = None, **overrides) -> PointGCL:
+    """The point GCL encoder (2 GIN layers, hidden 32, projection head). `overrides`: PointGCLConfig fields."""
+    import dataclasses
+
+    cfg = cfg or PointGCLConfig()
+    return PointGCL(dataclasses.replace(cfg, **overrides) if overrides else cfg)

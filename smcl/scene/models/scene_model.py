@@ -3,6 +3,8 @@ features, R-MSA proximity attention, SmallUNet, pruning and growth with in-place
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
 from dataclasses import dataclass, field
 
@@ -66,8 +68,18 @@ def init_points(cfg: SceneModelConfig, cloud: Tensor | None = None, seed: int = 
     raise ValueError(f"init_type must be cloud | cube | sphere, got {cfg.init_type!r}")
 
 
+POINT_PARAMS = ("points", "points_influ_scores", "pc_feats")  # one row per point, edited together
+
+
 class SceneModel(nn.Module):
-    """State dict keys follow the official/PAPR layout (spec 7.4)."""
+    """State dict keys follow the official/PAPR layout (spec 7.4).
+
+    The point count changes in training (pruning, growth): loading a state dict first resizes the
+    per-point Parameters to the state dict's rows (a load_state_dict pre-hook), so a checkpoint taken at
+    any step loads into a model built with any point count. Pruning and growth replace the per-point
+    Parameters; `update_points(step, optimizer)` moves the optimizer's references and Adam moments of
+    the surviving points (run by `smcl.scene.experiment.PointScheduleCallback` in training).
+    """
 
     def __init__(self, cfg: SceneModelConfig, points: Tensor, feats: Tensor | None = None) -> None:
         super().__init__()
@@ -84,9 +96,8 @@ class SceneModel(nn.Module):
         self.register_buffer("bkg_feats", torch.tensor([cfg.bkg_color], dtype=torch.float32))
         self.proximity_attn = ProximityAttention(cfg.rmsa)
         self.renderer = SmallUNet(cfg.rmsa.d_value, 3, cfg.unet_width)
-        self.optimizer: torch.optim.Optimizer | None = None
-        self.pruned_once = False
-        self._points_step = -1  # last step update_points ran for (the engine hook and training_step share it)
+        self.register_load_state_dict_pre_hook(_resize_points_to_state_dict)
+        self.render_tile = 10000  # rays per attention tile when rendering whole views (official 100 x 100)
         # kept out of the module tree so the state dict keeps the official layout
         object.__setattr__(self, "loss_fn", PhotometricLoss(0.0))
 
@@ -124,24 +135,25 @@ class SceneModel(nn.Module):
         rgb = fg * (1 - a_bkg) + self.bkg_feats[0] * a_bkg
         return {"rgb": rgb, "a_bkg": a_bkg}
 
-    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
-        """Resize the per-point Parameters to the checkpoint's point count first (it changes in training)."""
-        m = state_dict["points"].shape[0] if "points" in state_dict else self.points.shape[0]
-        if m != self.points.shape[0]:
-            keep = torch.zeros(0, dtype=torch.long, device=self.points.device)
-            rows = tuple(
-                torch.zeros(m, *getattr(self, k).shape[1:], device=self.points.device)
-                for k in ("points", "points_influ_scores", "pc_feats")
-            )
-            self._edit_points(keep_idx=keep, new_rows=rows)
-        return super().load_state_dict(state_dict, strict=strict, assign=assign)
-
     # ---------------------------------------------------------------- training
     def training_step(self, batch: dict) -> dict[str, Tensor]:
-        """batch: rays_o, rays_d, rgb (H, W, 3) patch and step (scalar) -> weighted loss terms."""
-        self.update_points(int(batch["step"]))
+        """batch: rays_o, rays_d, rgb (H, W, 3) patch -> weighted loss terms."""
         pred = self(batch["rays_o"], batch["rays_d"])["rgb"]
         return self.loss_fn.to(pred.device)(pred, batch["rgb"])
+
+    @torch.no_grad()
+    def validation_step(self, batch: dict, metrics, on_render=None) -> list[dict]:
+        """common.evaluation contract. batch: id (B,), rays_o, rays_d, rgb (B, H, W, 3) whole views.
+        Renders each view (clamped to [0, 1]), updates every metric with (1, 3, H, W) pred/target and
+        returns one row per view; `on_render(id, pred (H, W, 3))` receives each render (e.g. to save it)."""
+        rows = []
+        for i, name in enumerate(batch["id"]):
+            pred = self(batch["rays_o"][i], batch["rays_d"][i], tile=self.render_tile)["rgb"].clamp(0, 1)
+            p, g = pred.permute(2, 0, 1)[None].float(), batch["rgb"][i].permute(2, 0, 1)[None].float()
+            rows.append({"id": name, **{k: float(m.update_items(p, g)[0]) for k, m in metrics.items()}})
+            if on_render is not None:
+                on_render(name, pred)
+        return rows
 
     def set_loss(self, loss_fn: PhotometricLoss) -> None:
         """Use MSE + LPIPS-VGG (not registered as a submodule: its weights are not scene state)."""
@@ -153,33 +165,33 @@ class SceneModel(nn.Module):
         i = bisect.bisect_left(list(self.cfg.prune_steps), step)
         return self.cfg.prune_thresholds[min(i, len(self.cfg.prune_thresholds) - 1)]
 
-    def before_step(self, step: int) -> bool:
-        """common.engine hook, run outside the DDP forward: True when the per-point Parameters were
-        replaced, so that the engine re-wraps DDP around the new ones."""
-        return self.update_points(step)
+    def is_prune_step(self, step: int) -> bool:
+        c = self.cfg
+        return c.prune_every > 0 and c.prune_start <= step < c.prune_stop and step % c.prune_every == 0
 
-    def update_points(self, step: int) -> bool:
-        """Prune / add on the spec 2.8 schedule at the start of step `step` (once per step: the engine's
-        before_step and training_step both call it); True when the per-point Parameters were replaced."""
-        if step == self._points_step:
+    def pruned_before(self, step: int) -> bool:
+        """True when a prune step of the schedule is <= `step` (growth starts only after the first
+        prune, spec 2.8). A function of the step alone, so a resumed run needs no extra state."""
+        c = self.cfg
+        if c.prune_every <= 0:
             return False
-        self._points_step = step
+        first = -(-c.prune_start // c.prune_every) * c.prune_every  # smallest multiple >= prune_start
+        return first < c.prune_stop and first <= step
+
+    def update_points(self, step: int, optimizer: torch.optim.Optimizer | None = None) -> bool:
+        """Prune / add on the spec 2.8 schedule at the start of step `step` (0-based: steps done); True
+        when the per-point Parameters were replaced. `optimizer`: its references and moments follow."""
         c = self.cfg
         changed = False
-        if c.prune_every > 0 and c.prune_start <= step < c.prune_stop and step % c.prune_every == 0:
-            changed |= self.prune(self.prune_threshold(step)) > 0
-            self.pruned_once = True
-        if (
-            self.pruned_once
-            and c.add_every > 0
-            and c.add_start <= step < c.add_stop
-            and step % c.add_every == 0
-        ):
-            changed |= self.add_points(c.add_num) > 0
+        if self.is_prune_step(step):
+            changed |= self.prune(self.prune_threshold(step), optimizer) > 0
+        if self.pruned_before(step) and c.add_every > 0 and c.add_start <= step < c.add_stop:
+            if step % c.add_every == 0:
+                changed |= self.add_points(c.add_num, optimizer=optimizer) > 0
         return changed
 
     @torch.no_grad()
-    def prune(self, threshold: float) -> int:
+    def prune(self, threshold: float, optimizer: torch.optim.Optimizer | None = None) -> int:
         """Keep points with influence score > threshold (never fewer than select_k); returns #removed.
 
         Under torch.distributed the decision is rank 0's, broadcast to every rank (DDP-safe: replicas
@@ -191,12 +203,17 @@ class SceneModel(nn.Module):
         keep = broadcast_from_rank0(keep.to(torch.uint8)).bool()
         removed = int((~keep).sum())
         if removed:
-            self._edit_points(keep_idx=keep.nonzero()[:, 0], new_rows=None)
+            self._edit_points(keep.nonzero()[:, 0], None, optimizer)
         return removed
 
     @torch.no_grad()
-    def add_points(self, n: int, seed: int | None = None) -> int:
-        """'top-knn-std' + random convex combination of 3 neighbours; capped at max_num_pts."""
+    def add_points(
+        self, n: int, seed: int | None = None, optimizer: torch.optim.Optimizer | None = None
+    ) -> int:
+        """'top-knn-std' + random convex combination of 3 neighbours; capped at max_num_pts.
+
+        The weights' generator is seeded from torch's global RNG (checkpointed by the engine) unless
+        `seed` is given. New points get zero Adam moments."""
         c = self.cfg
         m = self.points.shape[0]
         if not c.compat_uncapped_add:
@@ -219,35 +236,52 @@ class SceneModel(nn.Module):
         nbrs = nn_i[chosen, : c.add_mix]  # the 3 nearest other points
         wts = torch.rand(n, nbrs.shape[1], generator=g, device=p.device)
         wts = wts / wts.sum(1, keepdim=True)
-        mix = lambda t: (wts[..., None] * t[nbrs]).sum(1)  # noqa: E731
-        new = (mix(p), mix(self.points_influ_scores.detach()), mix(self.pc_feats.detach()))
-        new = tuple(broadcast_from_rank0(t) for t in new)  # rank 0's new points on every rank (DDP-safe)
-        self._edit_points(keep_idx=None, new_rows=new)
+        new = {  # rank 0's new points on every rank (DDP-safe)
+            name: broadcast_from_rank0((wts[..., None] * getattr(self, name).detach()[nbrs]).sum(1))
+            for name in POINT_PARAMS
+        }
+        self._edit_points(None, new, optimizer)
         return n
 
-    def _edit_points(self, keep_idx: Tensor | None, new_rows: tuple[Tensor, Tensor, Tensor] | None) -> None:
-        """Replace the per-point Parameters (new objects: autograd caches leaf shapes) and apply the same
-        edit to their Adam state, so moments of surviving points are kept (spec 9.1.14: state surgery)."""
-        for i, name in enumerate(("points", "points_influ_scores", "pc_feats")):
+    def _edit_points(
+        self,
+        keep_idx: Tensor | None,
+        new_rows: dict[str, Tensor] | None,
+        optimizer: torch.optim.Optimizer | None,
+    ) -> None:
+        """Replace the per-point Parameters by edited copies (rows `keep_idx` kept, `new_rows` appended;
+        new objects, since autograd caches leaf shapes). With an optimizer its references move to the new
+        Parameters and its per-point state tensors get the same edit: moments of surviving points are
+        kept, appended rows start at zero (spec 9.1.14: state surgery, not a reset)."""
+        from common.engine import swap_parameter
+
+        def edit(t: Tensor, fill: Tensor | None) -> Tensor:
+            t = t[keep_idx] if keep_idx is not None else t
+            return torch.cat([t, fill]) if fill is not None else t
+
+        for name in POINT_PARAMS:
             old = getattr(self, name)
-
-            def edit(t: Tensor, fill: Tensor | None, keep: Tensor | None = keep_idx) -> Tensor:
-                t = t[keep] if keep is not None else t
-                return torch.cat([t, fill]) if fill is not None else t
-
-            new = nn.Parameter(edit(old.detach(), new_rows[i] if new_rows is not None else None))
+            fill = new_rows[name] if new_rows is not None else None
+            new = nn.Parameter(edit(old.detach(), fill))
             setattr(self, name, new)
-            if self.optimizer is None:
-                continue
-            for group in self.optimizer.param_groups:
-                group["params"] = [new if q is old else q for q in group["params"]]
-            state = self.optimizer.state.pop(old, None)
-            if state is not None:
-                for key in ("exp_avg", "exp_avg_sq"):
-                    if key in state:
-                        zeros = torch.zeros_like(new_rows[i]) if new_rows is not None else None
-                        state[key] = edit(state[key], zeros)
-                self.optimizer.state[new] = state
+            if optimizer is not None:
+                zeros = torch.zeros_like(fill) if fill is not None else None
+                swap_parameter(optimizer, old, new, lambda t, z=zeros: edit(t, z if z is None else z.to(t)))
+
+
+def _resize_points_to_state_dict(module: SceneModel, state_dict: dict, prefix: str, *args) -> None:
+    """load_state_dict pre-hook: give the per-point Parameters the state dict's row count (values are
+    then copied in by the load); other shape differences are left for the load to report."""
+    for name in POINT_PARAMS:
+        t = state_dict.get(prefix + name)
+        own = getattr(module, name)
+        if (
+            torch.is_tensor(t)
+            and t.ndim == own.ndim
+            and t.shape[1:] == own.shape[1:]
+            and t.shape != own.shape
+        ):
+            setattr(module, name, nn.Parameter(own.new_zeros(t.shape)))
 
 
 PARAM_GROUPS = ("points", "attn", "influ", "feats", "unet")
@@ -266,16 +300,63 @@ def param_groups(model: SceneModel, lrs: dict[str, float]) -> list[dict]:
 
 
 def lr_lambda(schedule: str, warmup: int, total: int):
-    """Linear warmup from 1e-16 then 'cosine' (to 0 at total) or 'cosine_half' (ends near 0.5)."""
+    """LR factor per step (for LambdaLR): linear warmup from 1e-16, then 'cosine' (to 0 at total),
+    'cosine_half' (ends near 0.5) or 'constant' -- common.schedules.lr_at with base 1."""
+    from common.schedules import ScheduleConfig, lr_at
+
+    cfg = ScheduleConfig(name=schedule, warmup_steps=warmup, warmup_ratio=1e-16)
     if schedule not in ("cosine", "cosine_half", "constant"):
         raise ValueError(f"unknown schedule {schedule!r}")
+    return functools.partial(lr_at, cfg, base=1.0, total=total)
 
-    def f(step: int) -> float:
-        if step < warmup:
-            return 1e-16 + (1 - 1e-16) * step / warmup
-        if schedule == "constant":
-            return 1.0
-        t_max = max(total - warmup, 1) * (2 if schedule == "cosine_half" else 1)
-        return 0.5 * (1 + math.cos(math.pi * min(step - warmup, t_max) / t_max))
 
-    return f
+# ---------------------------------------------------------------- official weights (spec 7.4)
+def remap_official_model_pth(state: dict) -> dict[str, Tensor]:
+    """Official `model.pth` = {"<step>": state_dict} (one entry) -> the state_dict. Key names are ours
+    already (the module keeps the official/PAPR attribute names); no key is dropped."""
+    from common.weights import WeightsError
+
+    (key, value), *rest = state.items() if state else ((None, None),)
+    if rest or not str(key).isdigit() or not isinstance(value, dict):
+        raise WeightsError(
+            f"an official model.pth holds one entry {{'<step>': state_dict}}, this file has keys "
+            f"{list(state)[:5]} (a plain state_dict, model_<step>.pth, is the weights tag 'official_step')"
+        )
+    return dict(value)
+
+
+def remap_official_model_step_pth(state: dict) -> dict[str, Tensor]:
+    """Official `model_<step>.pth` = the plain state_dict: identical key names, none dropped."""
+    return dict(state)
+
+
+def remap_papr(state: dict) -> dict[str, Tensor]:
+    """A PAPR state_dict: our keys, but no per-point features; PAPR's values have none, so an empty
+    (M, 0) `pc_feats` is inserted (the model is built with d_feat = 0); nothing is dropped."""
+    out = dict(state)
+    if "pc_feats" not in out and "points" in out:
+        out["pc_feats"] = out["points"].new_zeros(out["points"].shape[0], 0)
+    return out
+
+
+def build_rmsa_renderer(
+    cfg: SceneModelConfig | None = None,
+    *,
+    points: Tensor | None = None,
+    feats: Tensor | None = None,
+    **overrides,
+) -> SceneModel:
+    """The per-scene R-MSA point renderer. `overrides` replace SceneModelConfig fields.
+
+    `points` (M, 3) in the scaled scene (and `feats` (M, d_feat)); without them the points follow
+    `init_type` cube / sphere, and "cloud" (which needs a prepared cloud) falls back to the official
+    cube. Loading a state dict (e.g. `build_model("smcl_rmsa_renderer", weights="official",
+    weights_path=...)`) resizes the per-point Parameters to the file's point count.
+    """
+    cfg = cfg or SceneModelConfig()
+    if overrides:
+        cfg = dataclasses.replace(cfg, **overrides)
+    if points is None:
+        init = cfg if cfg.init_type != "cloud" else dataclasses.replace(cfg, init_type="cube")
+        points = init_points(init)
+    return SceneModel(cfg, points, feats)
