@@ -120,7 +120,7 @@ def _run_demo(out_dir: Path, minutes: float) -> str:
         add_stop=half + 1,
         add_num=300,
     )
-    train_cfg = dataclasses.replace(base.train, max_steps=steps, max_seconds=2.0 * budget)
+    train_cfg = dataclasses.replace(base.train, max_steps=steps)
     cfg = dataclasses.replace(base, model=model_cfg, train=train_cfg)
     t2 = time.perf_counter()
     model = train(cfg, overwrite=True).eval()
