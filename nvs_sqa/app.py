@@ -1,89 +1,492 @@
-"""Logic of scripts/nvs_sqa_app.py: score paths, print a table, write JSON/CSV/NPZ/plot outputs."""
+"""Logic of scripts/nvs_sqa_app.py: score a bank of NSS, resumably, on one or several processes.
+
+* Inputs: videos, NSS folders (frames) and folders of NSS sub-folders. Every NSS gets a key: its name, or,
+  when two inputs hold NSS of one name, the shortest tail of their paths that tells them apart
+  ("bankA/scene", "bankB/scene").
+* One broken NSS is reported by name and the others are still scored; `run_bank` returns the number of
+  failures (the script exits non-zero when it is not 0).
+* Results are written as they come: each process appends one JSON line per NSS to its journal
+  `.<output>.rank<r>.jsonl` beside the first output (flushed and fsynced), and rank 0 rewrites the outputs
+  (JSON report of schema tri-vision.eval/1 with per-NSS items and the CSV beside it, `--csv`, `--features`
+  NPZ) atomically after each NSS it scores and while it waits for the others. A run killed after k NSS keeps
+  them; `resume=True` folds earlier journals into the outputs and scores only the NSS that are missing.
+* Several processes (torchrun, `-d 0-3` or `-d cpu --procs N`): NSS i of the to-do list goes to rank
+  i mod world_size; the merged outputs list the NSS in input order whatever the number of processes.
+* Decoding runs in a background thread (and a pool of `decode_threads` inside it) that stays at most
+  `queue_frames` frames ahead of the network, also across NSS boundaries: memory is bounded whatever the
+  bank size.
+"""
 
 from __future__ import annotations
 
 import csv
+import io
 import json
-from collections.abc import Sequence
+import os
+import queue
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from nvs_sqa.assessor import NSSScore, QualityAssessor, count_frames
+from common.errors import DataError, TriVisionError
+from nvs_sqa.assessor import QualityAssessor
+from nvs_sqa.frames import VIDEO_EXTS, iter_video, list_frames
+from nvs_sqa.ridge import LABEL_RANGE
+
+TASK = "nvs_sqa_app"
+#: per-NSS failures that are reported and skipped; anything else (a bug) stops the run with its traceback
+NSS_ERRORS = (TriVisionError, OSError, ValueError, RuntimeError)
+FIELDS = ("path", "frames", "width", "height", "jod", "out_of_range")
 
 
-def score_paths(
-    assessor: QualityAssessor, paths: Sequence[Path], show_progress: bool = True
-) -> list[NSSScore]:
-    """Score every path (video, NSS folder, or folder of NSS folders) with one tqdm bar over frames."""
-    from tqdm import tqdm
-
-    total = sum(count_frames(Path(p)) for p in paths) or None
-    results: list[NSSScore] = []
-    with tqdm(total=total, unit="frame", disable=not show_progress, leave=False) as bar:
-        for p in paths:
-            results.extend(assessor.score_folder(Path(p), progress=bar.update))
-    return results
+@dataclass(frozen=True)
+class NSSItem:
+    key: str
+    path: Path
+    kind: str  # "folder" | "video"
 
 
-def format_table(results: Sequence[NSSScore]) -> str:
-    """Plain-text table: name, frames, resolution, JOD (flagged when outside the label range)."""
-    rows = [("name", "frames", "resolution", "JOD")]
-    for r in results:
-        rows.append(
-            (
-                r.name,
-                str(r.n_frames),
-                f"{r.width}x{r.height}",
-                f"{r.jod:.4f}" + (" (!)" if r.out_of_range else ""),
+# ---- discovery ----------------------------------------------------------------------------------------
+def discover(paths: Sequence[Path]) -> list[NSSItem]:
+    """Expand inputs into NSS items (input order; sub-folders by name); a missing input is an error."""
+    found: list[tuple[Path, str]] = []
+    for p in map(Path, paths):
+        if p.is_file():
+            if p.suffix.lower() not in VIDEO_EXTS:
+                raise DataError(p, f"not a video ({', '.join(VIDEO_EXTS)}) nor a folder")
+            found.append((p, "video"))
+        elif not p.is_dir():
+            raise DataError(p, "no such file or folder")
+        elif list_frames(p):
+            found.append((p, "folder"))
+        else:
+            subs = sorted(
+                (s for s in p.iterdir() if s.is_dir() and not s.name.startswith(".")), key=lambda s: s.name
             )
+            if not subs:
+                raise DataError(p, "contains neither frames nor NSS sub-folders")
+            found += [(s, "folder") for s in subs]
+    seen: set[Path] = set()
+    unique = []
+    for p, kind in found:  # the same NSS given twice is scored once
+        r = p.resolve()
+        if r not in seen:
+            seen.add(r)
+            unique.append((p, kind))
+    keys = unique_keys([p for p, _ in unique])
+    return [NSSItem(k, p, kind) for k, (p, kind) in zip(keys, unique)]
+
+
+def _name(p: Path) -> str:
+    return p.stem if p.is_file() else p.name
+
+
+def unique_keys(paths: Sequence[Path]) -> list[str]:
+    """Names, made unique by the shortest tail of the resolved path that distinguishes equal names."""
+    groups: dict[str, list[int]] = {}
+    for i, p in enumerate(paths):
+        groups.setdefault(_name(p), []).append(i)
+    keys = [""] * len(paths)
+    for name, idx in groups.items():
+        if len(idx) == 1:
+            keys[idx[0]] = name
+            continue
+        parts = [Path(paths[i]).resolve().parts for i in idx]
+        for k in range(2, max(len(x) for x in parts) + 1):
+            tails = ["/".join(x[-k:]) for x in parts]
+            if len(set(tails)) == len(tails):
+                break
+        for i, t in zip(idx, tails):
+            keys[i] = t
+    return keys
+
+
+# ---- decoding in the background -----------------------------------------------------------------------
+class Prefetcher:
+    """Decode the items' frames in a background thread, at most `queue_frames` frames ahead."""
+
+    def __init__(
+        self,
+        items: Sequence[NSSItem],
+        open_item: Callable[[NSSItem], Iterator[np.ndarray]],
+        queue_frames: int,
+    ) -> None:
+        self.items = list(items)
+        self._open = open_item
+        self._q: queue.Queue = queue.Queue(maxsize=max(1, queue_frames))
+        self._stop = threading.Event()
+        self._pending: tuple | None = None
+        self._thread = threading.Thread(target=self._run, name="nss-decode", daemon=True)
+        self._thread.start()
+
+    def _put(self, event: tuple) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._q.put(event, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        for i, item in enumerate(self.items):
+            try:
+                for frame in self._open(item):
+                    if not self._put(("frame", i, frame)):
+                        return
+                ev = ("end", i, None)
+            except BaseException as err:  # noqa: BLE001 - handed to the consumer, which re-raises it
+                ev = ("error", i, err)
+            if not self._put(ev):
+                return
+
+    def _next(self, i: int) -> tuple:
+        while True:
+            ev = self._pending if self._pending is not None else self._q.get()
+            self._pending = None
+            if ev[1] >= i:
+                return ev
+            # left-overs of an item the consumer abandoned
+
+    def frames(self, i: int) -> Iterator[np.ndarray]:
+        """Frames of item i, in order; re-raises the decoder's error for that item."""
+        while True:
+            kind, j, payload = self._next(i)
+            if j > i:  # item i ended without an "end" event reaching us (not expected)
+                self._pending = (kind, j, payload)
+                return
+            if kind == "frame":
+                yield payload
+            elif kind == "error":
+                raise payload
+            else:
+                return
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+# ---- results: journals and outputs --------------------------------------------------------------------
+@dataclass(frozen=True)
+class Outputs:
+    json: Path | None = None
+    csv: Path | None = None
+    features: Path | None = None
+    plot: Path | None = None
+
+    def files(self) -> list[Path]:
+        return [p for p in (self.json, self.csv, self.features, self.plot) if p is not None]
+
+    def anchor(self) -> Path | None:
+        return next((p for p in (self.json, self.csv, self.features) if p is not None), None)
+
+    def journal(self, rank: int) -> Path:
+        a = self.anchor()
+        return a.with_name(f".{a.name}.rank{rank}.jsonl")
+
+    def journals(self) -> list[Path]:
+        a = self.anchor()
+        if a is None or not a.parent.is_dir():
+            return []
+        return sorted(a.parent.glob(f".{a.name}.rank*.jsonl"))
+
+
+def read_journal(path: Path) -> list[dict]:
+    """Complete lines of a journal (a line cut by a kill is ignored)."""
+    out = []
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            if not line.endswith("\n"):
+                break
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                break
+    return out
+
+
+def _row(item_key: str, rec: dict) -> dict:
+    return {"id": item_key, **{k: rec[k] for k in FIELDS}}
+
+
+def read_outputs(out: Outputs) -> dict[str, dict]:
+    """Results already in the outputs: {key: {"row": ..., "feature": ... or None}}.
+
+    A key counts when every requested output holds it (they are written together); nothing counts when
+    one of them is missing."""
+    from common.evaluation import read_report
+
+    requested = [p for p in (out.json, out.csv, out.features) if p is not None]
+    if not requested or not all(p.is_file() for p in requested):
+        return {}
+    sets: list[dict[str, dict]] = []
+    if out.json is not None and out.json.is_file():
+        sets.append({r["id"]: r for r in read_report(out.json)["items"]})
+    if out.csv is not None and out.csv.is_file():
+        rows = {}
+        for r in csv.DictReader(io.StringIO(out.csv.read_text(encoding="utf-8"))):
+            try:
+                rows[r["id"]] = {
+                    "id": r["id"],
+                    "path": r["path"],
+                    "frames": int(r["frames"]),
+                    "width": int(r["width"]),
+                    "height": int(r["height"]),
+                    "jod": float(r["jod"]),
+                    "out_of_range": r["out_of_range"] == "True",
+                }
+            except (KeyError, ValueError) as err:
+                raise DataError(out.csv, f"not a CSV written by nvs_sqa_app ({err})") from err
+        sets.append(rows)
+    feats = _read_npz(out.features) if out.features is not None else None
+    keys = set.intersection(*(set(s) for s in sets))
+    if feats is not None:
+        keys &= set(feats)
+    return {k: {"row": sets[0][k], "feature": None if feats is None else feats[k]} for k in keys}
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: np.asarray(z[k], dtype=np.float32) for k in z.files}
+    except (OSError, ValueError) as err:
+        raise DataError(path, f"cannot read the features NPZ ({err})") from err
+
+
+def settings_line(assessor: QualityAssessor) -> str:
+    return (
+        f"NVS-SQA v0.0.1 representation + ridge read-out; full-resolution frames, all frames, fusion last; "
+        f"chunk {assessor.chunk}; device {assessor.device.type}; JOD higher is better (reference scene 0), "
+        f"training labels in [{LABEL_RANGE[0]}, {LABEL_RANGE[1]}]"
+    )
+
+
+def write_outputs(
+    out: Outputs,
+    items: Sequence[NSSItem],
+    results: dict[str, dict],
+    failed: dict[str, str],
+    *,
+    model: dict,
+    settings: str,
+    plot: bool = False,
+) -> None:
+    """Atomically rewrite the requested outputs from `results` ({key: {"row", "feature"}}), in item order."""
+    from common.evaluation import items_csv, write_report
+    from common.io import atomic_write, atomic_write_text
+
+    order = [it for it in items if it.key in results]
+    rows = [results[it.key]["row"] for it in order]
+    if out.json is not None:
+        jods = [r["jod"] for r in rows]
+        aggregate = {"n_scored": len(rows), "n_failed": len(failed)}
+        if jods:
+            aggregate["jod_mean"] = float(np.mean(jods))
+        fails = [
+            {"id": it.key, "path": str(it.path), "error": failed[it.key]} for it in items if it.key in failed
+        ]
+        write_report(
+            out.json,
+            task=TASK,
+            model=model,
+            settings=settings,
+            aggregate=aggregate,
+            items=rows,
+            extra={"failed": fails} if fails else None,
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in rows]
+    if out.csv is not None and (out.json is None or out.csv != out.json.with_suffix(".csv")):
+        atomic_write_text(out.csv, items_csv(rows))
+    if out.features is not None:
+        with atomic_write(out.features, "wb") as fh:
+            np.savez(fh, **{it.key: np.asarray(results[it.key]["feature"], np.float32) for it in order})
+    if plot and out.plot is not None and rows:
+        from common.viz import bar_chart
+
+        bar_chart(
+            [r["id"] for r in rows],
+            [r["jod"] for r in rows],
+            out.plot,
+            title="NVS-SQA",
+            ylabel="predicted JOD (higher is better)",
+        )
+
+
+def format_table(rows: Sequence[dict]) -> str:
+    """Plain-text table: key, frames, resolution, JOD (flagged when outside the label range)."""
+    table = [("name", "frames", "resolution", "JOD")]
+    for r in rows:
+        jod = f"{r['jod']:.4f}" + (" (!)" if r["out_of_range"] else "")
+        table.append((r["id"], str(r["frames"]), f"{r['width']}x{r['height']}", jod))
+    widths = [max(len(row[i]) for row in table) for i in range(4)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in table]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    if any(r.out_of_range for r in results):
+    if any(r["out_of_range"] for r in rows):
         lines.append("(!) outside the JOD range of the training labels: probably not a rendered scene")
     return "\n".join(lines)
 
 
-def write_outputs(
-    results: Sequence[NSSScore],
-    json_path: Path | None = None,
-    csv_path: Path | None = None,
-    features_path: Path | None = None,
-    plot_path: Path | None = None,
-) -> None:
-    """Write the requested outputs (never into the inputs: the caller chooses the paths)."""
-    rows = [
-        {
-            "name": r.name,
-            "frames": r.n_frames,
-            "width": r.width,
-            "height": r.height,
-            "jod": r.jod,
-            "out_of_range": r.out_of_range,
-        }
-        for r in results
-    ]
-    if json_path:
-        Path(json_path).write_text(json.dumps(rows, indent=1))
-    if csv_path:
-        with open(csv_path, "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-            w.writeheader()
-            w.writerows(rows)
-    if features_path:
-        np.savez(features_path, **{r.name: r.feature.astype(np.float32) for r in results})
-    if plot_path:
-        import matplotlib
+# ---- the run ------------------------------------------------------------------------------------------
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
 
-        fig, ax = plt.subplots(figsize=(max(4, 0.6 * len(results) + 2), 3.5))
-        ax.bar([r.name for r in results], [r.jod for r in results], color="tab:blue")
-        ax.set_ylabel("predicted JOD (higher is better)")
-        ax.tick_params(axis="x", rotation=45)
-        fig.tight_layout()
-        fig.savefig(plot_path, dpi=100)
-        plt.close(fig)
+def run_bank(
+    assessor: QualityAssessor,
+    paths: Sequence[Path],
+    out: Outputs,
+    *,
+    resume: bool = False,
+    rank: int = 0,
+    world_size: int = 1,
+    barrier: Callable[[], None] = lambda: None,
+    model: dict | None = None,
+    show_progress: bool = True,
+    queue_frames: int | None = None,
+    poll_s: float = 0.5,
+) -> int:
+    """Score every NSS under `paths`, write `out` incrementally; returns the number of failed NSS.
+
+    Under several processes every rank calls it with its `rank`; `barrier` synchronises the start-up
+    (common.distributed.barrier). Rank 0 prints the table and writes the final outputs.
+    """
+    from common.evaluation import model_info
+    from common.io import check_outputs_outside_inputs, check_writable
+
+    items = discover(paths)
+    files = out.files()
+    check_outputs_outside_inputs(files, [Path(p) for p in paths])
+    for f in files:
+        check_writable(f)
+        f.parent.mkdir(parents=True, exist_ok=True)
+    model = model if model is not None else model_info("nvs_sqa", weights="official")
+    settings = settings_line(assessor)
+    keys = {it.key for it in items}
+    if resume and out.json is None and out.csv is None:
+        raise DataError("--resume", "needs the --json or --csv output of the run to resume")
+    if world_size > 1 and out.anchor() is None:
+        raise DataError("--procs/-d", "several processes need --json, --csv or --features to merge into")
+    stale = out.journals()
+    if stale and not resume:
+        raise DataError(
+            stale[0],
+            "journal of an interrupted run; pass --resume to keep its results "
+            "(or delete the file to start afresh)",
+        )
+    barrier()
+    if rank == 0 and resume and out.anchor() is not None:  # fold earlier journals into the outputs
+        results = {k: v for k, v in read_outputs(out).items() if k in keys}
+        for j in stale:
+            for rec in read_journal(j):
+                if rec.get("key") in keys and "jod" in rec:
+                    results[rec["key"]] = {
+                        "row": _row(rec["key"], rec),
+                        "feature": np.asarray(rec["feature"], np.float32),
+                    }
+        write_outputs(out, items, results, {}, model=model, settings=settings)
+        for j in stale:
+            j.unlink()
+    barrier()
+    done = read_outputs(out) if resume else {}
+    todo = [it for it in items if it.key not in done]
+    mine = todo[rank::world_size]
+    if resume and rank == 0:
+        _log(f"resume: {len(done)} of {len(items)} NSS already scored, {len(todo)} to score")
+    barrier()  # every rank has read the outputs before rank 0 rewrites them
+
+    results: dict[str, dict] = {k: v for k, v in done.items() if k in keys}
+    failed: dict[str, str] = {}
+    journal = None
+    if out.anchor() is not None:
+        journal = open(out.journal(rank), "a", encoding="utf-8")  # noqa: SIM115 - closed below
+
+    def record(rec: dict) -> None:
+        if journal is not None:
+            journal.write(json.dumps(rec) + "\n")
+            journal.flush()
+            os.fsync(journal.fileno())
+
+    seen_lines: dict[Path, int] = {}
+
+    def merge_others() -> set[int]:
+        """Rank 0: read the other ranks' journals; returns the ranks that wrote their final line."""
+        finished = set()
+        for r in range(1, world_size):
+            j = out.journal(r)
+            if not j.is_file():
+                continue
+            recs = read_journal(j)
+            for rec in recs[seen_lines.get(j, 0) :]:
+                if "jod" in rec:
+                    results[rec["key"]] = {
+                        "row": _row(rec["key"], rec),
+                        "feature": np.asarray(rec["feature"], np.float32),
+                    }
+                elif "error" in rec:
+                    failed[rec["key"]] = rec["error"]
+            seen_lines[j] = len(recs)
+            if recs and recs[-1].get("finished"):
+                finished.add(r)
+        return finished
+
+    def flush() -> None:
+        if rank == 0 and out.anchor() is not None:
+            merge_others()
+            write_outputs(out, items, results, failed, model=model, settings=settings)
+
+    from tqdm import tqdm
+
+    def open_item(it: NSSItem) -> Iterator[np.ndarray]:
+        return iter_video(it.path) if it.kind == "video" else assessor.iter_nss_folder(it.path)
+
+    total = sum(len(list_frames(it.path)) for it in mine if it.kind == "folder") or None
+    qf = queue_frames if queue_frames is not None else max(8, 4 * assessor.chunk)
+    pre = Prefetcher(mine, open_item, qf)
+    try:
+        with tqdm(total=total, unit="frame", disable=not show_progress, leave=False) as bar:
+            for i, it in enumerate(mine):
+                try:
+                    s = assessor.score_stream(pre.frames(i), it.key, bar.update)
+                except NSS_ERRORS as err:
+                    msg = str(err) or type(err).__name__
+                    failed[it.key] = msg
+                    record({"key": it.key, "path": str(it.path), "error": msg})
+                    _log(f"failed: {it.key} ({it.path}): {msg}")
+                    continue
+                rec = {
+                    "key": it.key,
+                    "path": str(it.path),
+                    "frames": s.n_frames,
+                    "width": s.width,
+                    "height": s.height,
+                    "jod": s.jod,
+                    "out_of_range": s.out_of_range,
+                    "feature": [float(x) for x in s.feature],
+                }
+                results[it.key] = {"row": _row(it.key, rec), "feature": s.feature}
+                record(rec)
+                flush()
+        record({"finished": True, "rank": rank})
+    finally:
+        pre.close()
+        if journal is not None:
+            journal.close()
+    if rank != 0:
+        return 0
+    while world_size > 1 and out.anchor() is not None and len(merge_others()) < world_size - 1:
+        write_outputs(out, items, results, failed, model=model, settings=settings)
+        time.sleep(poll_s)
+    write_outputs(out, items, results, failed, model=model, settings=settings, plot=True)
+    for r in range(world_size):
+        if out.anchor() is not None:
+            out.journal(r).unlink(missing_ok=True)
+    rows = [results[it.key]["row"] for it in items if it.key in results]
+    print(format_table(rows))
+    if failed:
+        _log(f"error: {len(failed)} of {len(items)} NSS failed: " + ", ".join(sorted(failed)))
+    return len(failed)

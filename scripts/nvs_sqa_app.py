@@ -1,32 +1,74 @@
-"""Score neurally synthesized scenes with NVS-SQA (official weights): folders of NSS, one NSS, or a video."""
+"""Score neurally synthesized scenes with NVS-SQA (official weights): folders of NSS, one NSS, or a video.
+
+Results are written as they come (JSON report + CSV, NPZ of features); --resume scores only what a killed
+run left out. -d 0-3 (GPUs) or -d cpu --procs N shard the NSS over processes (torchrun re-launch).
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from pathlib import Path
 
+from common.cli import run_script
+from common.distributed import (
+    barrier,
+    cleanup_distributed,
+    init_distributed,
+    maybe_relaunch,
+    parse_devices,
+    relaunch_command,
+    under_torchrun,
+)
 from common.runtime import keep_freed_memory
-from nvs_sqa.app import format_table, score_paths, write_outputs
+from nvs_sqa.app import Outputs, run_bank
 from nvs_sqa.assessor import QualityAssessor
 
 
-def main() -> None:
+def main() -> int:
     keep_freed_memory()  # reuse large freed CPU buffers instead of page-faulting them in again
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("paths", nargs="+", type=Path, help="folder of NSS sub-folders | NSS folder | video file")
-    p.add_argument("--json", type=Path, help="write scores as JSON")
-    p.add_argument("--csv", type=Path, help="write scores as CSV")
-    p.add_argument("--features", type=Path, help="write {name: 384-d float32} as .npz")
+    p.add_argument("--json", type=Path, help="report (schema tri-vision.eval/1; its CSV is written beside)")
+    p.add_argument("--csv", type=Path, help="per-NSS CSV")
+    p.add_argument("--features", type=Path, help="write {key: 384-d float32} as .npz")
     p.add_argument("--plot", type=Path, help="bar chart of scores (.png)")
-    p.add_argument("-d", "--devices", default="cpu", help="cpu or a CUDA index (default cpu)")
-    p.add_argument("--threads", type=int, default=2, help="JPEG decoding threads")
+    p.add_argument("--resume", action="store_true", help="keep the results of an earlier (killed) run")
+    p.add_argument(
+        "-d", "--devices", default="cpu", help="cpu, a CUDA index, or several (0-3: one process each)"
+    )
+    p.add_argument("--procs", type=int, default=1, help="processes with -d cpu (torchrun re-launch)")
+    p.add_argument("--threads", type=int, default=2, help="frame decoding threads per process")
+    p.add_argument("--chunk", type=int, help="frames per CNN call (default: 2 on CPU, 16 on CUDA)")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--debug", action="store_true", help="show tracebacks of the project's own errors")
     args = p.parse_args()
-    assessor = QualityAssessor(device=args.devices, decode_threads=args.threads)
-    results = score_paths(assessor, args.paths, show_progress=not args.no_progress)
-    print(format_table(results))
-    write_outputs(results, args.json, args.csv, args.features, args.plot)
+    devices = parse_devices(args.devices)
+    if devices == "cpu" and args.procs > 1 and not under_torchrun():
+        env = dict(os.environ, TRIVISION_RELAUNCHED="1")
+        env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // args.procs)))
+        sys.stdout.flush()
+        os.execve(sys.executable, relaunch_command(list(range(args.procs))), env)
+    maybe_relaunch(devices)
+    info = init_distributed(devices)
+    try:
+        qa = QualityAssessor(device=info.device, decode_threads=args.threads, chunk=args.chunk)
+        out = Outputs(json=args.json, csv=args.csv, features=args.features, plot=args.plot)
+        failed = run_bank(
+            qa,
+            args.paths,
+            out,
+            resume=args.resume,
+            rank=info.rank,
+            world_size=info.world_size,
+            barrier=barrier,
+            show_progress=not args.no_progress and info.rank == 0,
+        )
+    finally:
+        cleanup_distributed()
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

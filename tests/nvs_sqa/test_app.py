@@ -58,11 +58,13 @@ def test_app_scores_folder_of_nss_and_writes_outputs(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "80x72" in proc.stdout and "JOD" in proc.stdout
-    rows = json.loads((out / "s.json").read_text())
-    assert [r["name"] for r in rows] == ["a", "b"] and all(isinstance(r["jod"], float) for r in rows)
+    report = json.loads((out / "s.json").read_text())
+    assert report["schema"] == "tri-vision.eval/1" and report["task"] == "nvs_sqa_app"
+    rows = report["items"]
+    assert [r["id"] for r in rows] == ["a", "b"] and all(isinstance(r["jod"], float) for r in rows)
     feats = np.load(out / "f.npz")
     assert feats["a"].shape == (384,) and feats["a"].dtype == np.float32
-    assert (out / "p.png").stat().st_size > 0 and (out / "s.csv").read_text().startswith("name,")
+    assert (out / "p.png").stat().st_size > 0 and (out / "s.csv").read_text().startswith("id,")
     assert sorted(p.relative_to(data) for p in data.rglob("*")) == before  # nothing written into the inputs
 
     from nvs_sqa import QualityAssessor
@@ -107,3 +109,52 @@ def test_python_api_frames_equal_folder_and_chunking_is_invisible(tmp_path: Path
     chunked = QualityAssessor.from_official(chunk=10, decode_threads=3).score_frames(frames)
     np.testing.assert_allclose(chunked.feature, folder_score.feature, atol=1e-5)
     assert chunked.jod == pytest.approx(folder_score.jod, abs=1e-4)
+
+
+def _app(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, str(REPO / "scripts" / "nvs_sqa_app.py"), *args, "--no-progress"]
+    e = dict(os.environ, OMP_NUM_THREADS="1", **(env or {}))
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=e, timeout=300)
+
+
+def test_app_reports_a_broken_nss_and_exits_non_zero(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    _nss(data / "a", 0)
+    (data / "b").mkdir(parents=True)
+    (data / "b" / "frame0.png").write_bytes(b"broken")
+    proc = _app(str(data), "--json", str(tmp_path / "r.json"))
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "b" in proc.stderr and "frame0.png" in proc.stderr and "Traceback" not in proc.stderr
+    assert [r["id"] for r in json.loads((tmp_path / "r.json").read_text())["items"]] == ["a"]
+    bad = _app(str(data), "--json", str(data / "a" / "r.json"))  # an output inside an input: refused
+    assert bad.returncode == 2 and "error:" in bad.stderr and not (data / "a" / "r.json").exists()
+
+
+def test_two_cpu_processes_write_the_same_files_as_one(tmp_path: Path) -> None:
+    """`-d cpu --procs 2` re-launches under torchrun (2 gloo ranks) and merges by key: same outputs."""
+    data = tmp_path / "data"
+    for i, n in enumerate("abcde"):
+        _nss(data / n, i, n=2)
+    files = {}
+    for procs in ("1", "2"):
+        o = tmp_path / f"p{procs}"
+        proc = _app(
+            str(data),
+            "--json",
+            str(o / "r.json"),
+            "--features",
+            str(o / "f.npz"),
+            "-d",
+            "cpu",
+            "--procs",
+            procs,
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        report = json.loads((o / "r.json").read_text())
+        assert report["environment"]["world_size"] == int(procs)
+        with np.load(o / "f.npz") as z:
+            feats = {k: z[k].tobytes() for k in z.files}
+        files[procs] = (report["items"], report["aggregate"], (o / "r.csv").read_text(), feats)
+        assert not list(o.glob(".*jsonl"))
+    assert [r["id"] for r in files["1"][0]] == list("abcde")
+    assert files["1"] == files["2"]

@@ -1,0 +1,188 @@
+"""Bank scoring (nvs_sqa.app): failures by name, distinct keys, incremental outputs, kill and resume,
+bounded decoding, output-path checks, device and chunk choice. A random-weights model: no download needed."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from common.errors import TriVisionError
+from common.evaluation import model_info, read_report
+from nvs_sqa.app import Outputs, Prefetcher, discover, run_bank, unique_keys
+from nvs_sqa.assessor import CHUNK, QualityAssessor, default_chunk, resolve_device
+from nvs_sqa.models import SequenceModel
+from nvs_sqa.ridge import RidgeReadout
+
+MODEL = model_info("nvs_sqa", weights=None)
+
+
+@pytest.fixture(scope="module")
+def qa() -> QualityAssessor:
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    ridge = RidgeReadout(rng.normal(0, 0.05, 384).astype(np.float32), 0.0)
+    return QualityAssessor(model=SequenceModel(), ridge=ridge)
+
+
+def _nss(folder: Path, seed: int, n: int = 2, size=(70, 72)) -> None:
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(folder / f"{i:03d}.png")
+
+
+def _bank(root: Path, names=("a", "b", "c", "d")) -> Path:
+    for i, n in enumerate(names):
+        _nss(root / n, seed=i)
+    return root
+
+
+def _files(out: Outputs) -> dict:
+    report = read_report(out.json)
+    feats = dict(np.load(out.features))
+    return {
+        "items": report["items"],
+        "aggregate": report["aggregate"],
+        "extra": report.get("extra"),
+        "csv": out.json.with_suffix(".csv").read_text(),
+        "features": {k: v.tobytes() for k, v in feats.items()},
+    }
+
+
+def test_broken_nss_is_reported_by_name_and_the_others_are_scored(qa, tmp_path: Path) -> None:
+    bank = _bank(tmp_path / "bank", ("a", "b", "c"))
+    (bank / "b" / "001.png").write_bytes(b"not a png")  # b's second frame is corrupt
+    out = Outputs(json=tmp_path / "out" / "r.json", features=tmp_path / "out" / "f.npz")
+    n_failed = run_bank(qa, [bank], out, model=MODEL, show_progress=False)
+    assert n_failed == 1
+    report = read_report(out.json)
+    assert [r["id"] for r in report["items"]] == ["a", "c"]
+    assert report["schema"] == "tri-vision.eval/1" and report["aggregate"]["n_failed"] == 1
+    (fail,) = report["extra"]["failed"]
+    assert fail["id"] == "b" and "001.png" in fail["error"]
+    assert sorted(np.load(out.features).files) == ["a", "c"]
+    assert not list((tmp_path / "out").glob(".*jsonl"))  # journals are removed at the end
+    # per-item rows reproduce the aggregate
+    assert report["aggregate"]["jod_mean"] == pytest.approx(np.mean([r["jod"] for r in report["items"]]))
+
+
+def test_same_name_from_different_inputs_gets_distinct_keys(qa, tmp_path: Path) -> None:
+    _nss(tmp_path / "d1" / "bank" / "scene", 0)
+    _nss(tmp_path / "d2" / "bank" / "scene", 1)
+    _nss(tmp_path / "d2" / "bank" / "other", 2)
+    items = discover([tmp_path / "d1" / "bank", tmp_path / "d2" / "bank", tmp_path / "d1" / "bank" / "scene"])
+    assert [it.key for it in items] == ["d1/bank/scene", "other", "d2/bank/scene"]  # duplicate dropped
+    assert unique_keys([Path("x/a"), Path("y/a"), Path("z/b")]) == ["x/a", "y/a", "b"]
+    out = Outputs(json=tmp_path / "r.json")
+    assert (
+        run_bank(
+            qa, [tmp_path / "d1" / "bank", tmp_path / "d2" / "bank"], out, model=MODEL, show_progress=False
+        )
+        == 0
+    )
+    assert {r["id"] for r in read_report(out.json)["items"]} == {"d1/bank/scene", "d2/bank/scene", "other"}
+
+
+class _KilledAfter:
+    """Wraps an assessor; raises KeyboardInterrupt (like a kill: not an NSS failure) on the n-th NSS."""
+
+    def __init__(self, qa: QualityAssessor, n: int | None) -> None:
+        self.qa, self.n, self.scored = qa, n, []
+        self.chunk, self.device, self.iter_nss_folder = qa.chunk, qa.device, qa.iter_nss_folder
+
+    def score_stream(self, frames, name, progress=None):
+        if self.n is not None and len(self.scored) == self.n:
+            raise KeyboardInterrupt
+        self.scored.append(name)
+        return self.qa.score_stream(frames, name, progress)
+
+
+def test_kill_and_resume_gives_the_file_of_an_uninterrupted_run(qa, tmp_path: Path) -> None:
+    bank = _bank(tmp_path / "bank")
+    ref = Outputs(json=tmp_path / "ref" / "r.json", features=tmp_path / "ref" / "f.npz")
+    assert run_bank(qa, [bank], ref, model=MODEL, show_progress=False) == 0
+
+    out = Outputs(json=tmp_path / "run" / "r.json", features=tmp_path / "run" / "f.npz")
+    killed = _KilledAfter(qa, 2)
+    with pytest.raises(KeyboardInterrupt):
+        run_bank(killed, [bank], out, model=MODEL, show_progress=False)
+    assert [r["id"] for r in read_report(out.json)["items"]] == ["a", "b"]  # written incrementally
+    assert sorted(np.load(out.features).files) == ["a", "b"]
+    with pytest.raises(TriVisionError, match="--resume"):  # a fresh run does not discard the journal
+        run_bank(qa, [bank], out, model=MODEL, show_progress=False)
+    again = _KilledAfter(qa, None)
+    assert run_bank(again, [bank], out, resume=True, model=MODEL, show_progress=False) == 0
+    assert again.scored == ["c", "d"]  # only what was missing
+    got, want = _files(out), _files(ref)
+    assert got == want
+
+
+def test_outputs_inside_an_input_or_unwritable_are_refused_before_scoring(qa, tmp_path: Path) -> None:
+    bank = _bank(tmp_path / "bank", ("a",))
+    before = sorted(bank.rglob("*"))
+    with pytest.raises(TriVisionError, match="inside the input"):
+        run_bank(qa, [bank], Outputs(json=bank / "a" / "r.json"), model=MODEL, show_progress=False)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(TriVisionError, match="file"):
+        run_bank(qa, [bank], Outputs(csv=tmp_path / "file" / "r.csv"), model=MODEL, show_progress=False)
+    assert sorted(bank.rglob("*")) == before
+
+
+def test_prefetcher_stays_a_bounded_number_of_frames_ahead() -> None:
+    produced = []
+    lock = threading.Lock()
+
+    def open_item(i):
+        for j in range(30):
+            with lock:
+                produced.append((i, j))
+            yield np.zeros((2, 2, 3), np.uint8)
+
+    pre = Prefetcher([0, 1, 2], open_item, queue_frames=4)
+    consumed, ahead = 0, 0
+    for i in range(3):
+        for _ in pre.frames(i):
+            consumed += 1
+            time.sleep(0.001)
+            with lock:
+                ahead = max(ahead, len(produced) - consumed)
+    pre.close()
+    assert consumed == 90 and ahead <= 4 + 2  # queue + the frame in the producer's hand + the consumer's
+
+
+def test_prefetcher_hands_decode_errors_to_their_item_and_goes_on() -> None:
+    def open_item(i):
+        yield np.zeros(1)
+        if i == 1:
+            raise OSError("bad frame")
+        yield np.zeros(1)
+
+    pre = Prefetcher([0, 1, 2], open_item, queue_frames=2)
+    assert len(list(pre.frames(0))) == 2
+    with pytest.raises(OSError, match="bad frame"):
+        list(pre.frames(1))
+    assert len(list(pre.frames(2))) == 2
+    pre.close()
+
+
+def test_device_spec_and_chunk_per_device(qa) -> None:
+    assert qa.chunk == CHUNK["cpu"] == 2
+    assert default_chunk(torch.device("cuda", 0)) == CHUNK["cuda"] > 2
+    assert resolve_device("1") == torch.device("cuda", 1) and resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(ValueError, match="nvs_sqa_app.py -d 0-3"):
+        resolve_device("0-3")
+
+
+def test_journal_lines_are_complete_json(qa, tmp_path: Path) -> None:
+    from nvs_sqa.app import read_journal
+
+    j = tmp_path / "j.jsonl"
+    j.write_text(json.dumps({"key": "a", "jod": 1.0}) + "\n" + '{"key": "b", "jo')  # killed mid-line
+    assert read_journal(j) == [{"key": "a", "jod": 1.0}]
