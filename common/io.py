@@ -33,6 +33,10 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_json",
     "atomic_torch_save",
+    "atomic_savez",
+    "atomic_write_csv",
+    "load_npz",
+    "read_json",
     "clean_stale_temp_files",
     "check_outputs_outside_inputs",
     "check_writable",
@@ -133,6 +137,81 @@ def atomic_torch_save(obj: Any, path: str | Path) -> Path:
     with atomic_write(path, "wb") as fh:
         torch.save(obj, fh)
     return Path(path)
+
+
+def atomic_savez(path: str | Path, *, compressed: bool = False, **arrays: Any) -> Path:
+    """``np.savez`` (or ``savez_compressed``) of named arrays to ``path`` atomically; returns the path.
+
+    The archive is built in memory, so ``path`` keeps the name given (numpy would append ``.npz``).
+    """
+    import io as _io
+
+    import numpy as np
+
+    buf = _io.BytesIO()
+    (np.savez_compressed if compressed else np.savez)(buf, **arrays)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def load_npz(path: str | Path) -> dict[str, Any]:
+    """All arrays of an ``.npz`` as a dict, with ``allow_pickle=False`` (object arrays refused).
+
+    Errors name the file (:class:`common.errors.DataError`).
+    """
+    import zipfile
+
+    import numpy as np
+
+    from common.errors import DataError
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "file not found")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if not hasattr(z, "files"):
+                raise DataError(path, "is a single .npy array, expected an .npz archive")
+            return {k: z[k] for k in z.files}
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as err:
+        if isinstance(err, DataError):
+            raise
+        raise DataError(path, f"cannot read the .npz archive ({err})") from err
+
+
+def read_json(path: str | Path) -> Any:
+    """Parse a JSON file; a missing file or invalid JSON raises :class:`common.errors.DataError` naming it
+    (with the line and column of a syntax error)."""
+    from common.errors import DataError
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "file not found")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise DataError(path, f"not UTF-8 text ({err})") from err
+    except json.JSONDecodeError as err:
+        raise DataError(path, f"invalid JSON at line {err.lineno} column {err.colno}: {err.msg}") from err
+
+
+def atomic_write_csv(
+    path: str | Path, rows: Iterable[dict[str, Any]], fieldnames: list[str] | None = None
+) -> Path:
+    """Write dict rows as CSV atomically (header = ``fieldnames`` or the first row's keys, then any new keys
+    in order of appearance; missing cells empty); returns the path."""
+    import csv
+    import io as _io
+
+    rows = list(rows)
+    if fieldnames is None:
+        fieldnames = []
+        for r in rows:
+            fieldnames += [k for k in r if k not in fieldnames]
+    buf = _io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=fieldnames, restval="", lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    return atomic_write_text(path, buf.getvalue())
 
 
 def _pid_alive(pid: int) -> bool:

@@ -132,3 +132,29 @@ def test_clean_stale_temp_folder(tmp_path):
     (d / "video.mp4").write_bytes(b"x")
     assert clean_stale_temp_files(tmp_path) == [d]
     assert not d.exists()
+
+
+def test_npz_json_csv_helpers(tmp_path):
+    import numpy as np
+
+    from common.errors import DataError
+    from common.io import atomic_savez, atomic_write_csv, load_npz, read_json
+
+    p = atomic_savez(tmp_path / "feat.bin", a=np.arange(3), b=np.eye(2, dtype=np.float32))
+    assert p.name == "feat.bin"
+    got = load_npz(p)
+    assert got["a"].tolist() == [0, 1, 2] and got["b"].dtype == np.float32
+    atomic_savez(tmp_path / "c.npz", compressed=True, x=np.ones(100))
+    assert load_npz(tmp_path / "c.npz")["x"].sum() == 100
+    np.savez(tmp_path / "obj.npz", o=np.array([{"a": 1}], dtype=object))
+    with pytest.raises(DataError, match="obj.npz: cannot read"):
+        load_npz(tmp_path / "obj.npz")
+    (tmp_path / "bad.npz").write_bytes(b"junk")
+    with pytest.raises(DataError, match="bad.npz"):
+        load_npz(tmp_path / "bad.npz")
+    (tmp_path / "t.json").write_text('{"a": 1,\n "b": }')
+    with pytest.raises(DataError, match="t.json: invalid JSON at line 2 column 7"):
+        read_json(tmp_path / "t.json")
+    assert read_json(atomic_write_json(tmp_path / "ok.json", [1])) == [1]
+    atomic_write_csv(tmp_path / "r.csv", [{"id": "a", "x": 1}, {"id": "b", "y": 2}])
+    assert (tmp_path / "r.csv").read_text() == "id,x,y\na,1,\nb,,2\n"
