@@ -4,6 +4,7 @@ from nvs_sqa.assessor import NSSScore, QualityAssessor
 from nvs_sqa.data.pairs import NSSPairSampler, PairConfig, load_renders
 from nvs_sqa.frames import FrameError, list_frames, read_frame
 from nvs_sqa.losses import CosineTargetLoss, Projector
+from nvs_sqa.metric import NSSQuality
 from nvs_sqa.models import (
     BUILDERS,
     MODEL_INFO,
@@ -24,6 +25,7 @@ __all__ = [
     "CosineTargetLoss",
     "MODEL_INFO",
     "NSSPairSampler",
+    "NSSQuality",
     "PairConfig",
     "Projector",
     "WEIGHTS",
