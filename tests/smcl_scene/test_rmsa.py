@@ -83,6 +83,37 @@ def test_topk_ignores_autocast():
     assert torch.equal(out[0], ref[0]) and out[1].dtype == torch.float32
 
 
+def test_topk_distance_in_full_fp32_under_reduced_matmul_precision():
+    """set_float32_matmul_precision("medium") lets oneDNN run fp32 matmuls in bf16 on AMX CPUs (TF32 on
+    CUDA): the expanded-form distances must still be full fp32, and the global policy is restored."""
+    from smcl.scene.models.rmsa import full_fp32_matmul
+
+    pts, o, d = _scaled_scene(4000, 100)
+    ref = topk_points_per_ray(pts, o, d, 20, form="expanded", margin=0)
+    prev = torch.get_float32_matmul_precision()
+    try:
+        torch.set_float32_matmul_precision("medium")
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = topk_points_per_ray(pts, o, d, 20, form="expanded", margin=0)
+        assert torch.get_float32_matmul_precision() == "medium"  # restored after the call
+        with full_fp32_matmul():
+            a = torch.randn(256, 256, generator=torch.Generator().manual_seed(0))
+            err = float(((a @ a).double() - a.double() @ a.double()).abs().max())
+    finally:
+        torch.set_float32_matmul_precision(prev)
+    assert err < 1e-3  # bf16 products would be off by ~0.1
+    assert torch.equal(out[0], ref[0]) and torch.equal(out[1], ref[1])
+
+
+def test_topk_chunks_per_device():
+    from smcl.scene.models.rmsa import TOPK_CHUNKS, topk_chunks
+
+    assert topk_chunks("cpu") == TOPK_CHUNKS["cpu"] == (256, 8192)
+    assert topk_chunks(torch.device("cuda", 0)) == TOPK_CHUNKS["cuda"]
+    assert TOPK_CHUNKS["cuda"][0] > TOPK_CHUNKS["cpu"][0]
+    assert topk_chunks("cuda", 64, 128) == (64, 128)  # explicit sizes win
+
+
 @pytest.mark.parametrize(
     "cfg",
     [

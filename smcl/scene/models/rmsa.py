@@ -10,6 +10,7 @@ influence scores compete with a constant background token in a softmax.
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -56,6 +57,39 @@ def _expanded_sq_distance(points: Tensor, rays_o: Tensor, rays_d: Tensor) -> Ten
     return (vv - (pd - od) ** 2 / dd).clamp_min(0)
 
 
+# (rays, points) per distance tile: CPU tiles fit the cache (measured fastest on 1-2 threads); on CUDA
+# larger tiles fill the GPU (about 128 MB per (rays x points) fp32 matrix of the expanded form)
+TOPK_CHUNKS = {"cpu": (256, 8192), "cuda": (2048, 16384)}
+
+
+def topk_chunks(device: torch.device | str, ray_chunk: int | None = None, point_chunk: int | None = None):
+    """(ray_chunk, point_chunk) for `device`: the given values, else the device's default tile."""
+    dr, dp = TOPK_CHUNKS.get(torch.device(device).type, TOPK_CHUNKS["cuda"])
+    return ray_chunk or dr, point_chunk or dp
+
+
+@contextmanager
+def full_fp32_matmul():
+    """Matmuls in IEEE fp32 inside the block, whatever the global policy: no TF32 on CUDA
+    (`train.tf32`, `allow_tf32`) and no bf16 on CPUs with AMX (`set_float32_matmul_precision("medium")`
+    lets oneDNN use bf16). The previous settings are restored on exit."""
+    cuda, mkldnn = torch.backends.cuda.matmul, getattr(torch.backends.mkldnn, "matmul", None)
+    if mkldnn is None or not hasattr(cuda, "fp32_precision"):  # older torch: the global setting only
+        prev = torch.get_float32_matmul_precision()
+        torch.set_float32_matmul_precision("highest")
+        try:
+            yield
+        finally:
+            torch.set_float32_matmul_precision(prev)
+        return
+    saved = (cuda.fp32_precision, mkldnn.fp32_precision)
+    cuda.fp32_precision = mkldnn.fp32_precision = "ieee"
+    try:
+        yield
+    finally:
+        cuda.fp32_precision, mkldnn.fp32_precision = saved
+
+
 @torch.no_grad()
 def topk_points_per_ray(
     points: Tensor,
@@ -63,15 +97,17 @@ def topk_points_per_ray(
     rays_d: Tensor,
     k: int,
     *,
-    ray_chunk: int = 256,
-    point_chunk: int = 8192,
+    ray_chunk: int | None = None,
+    point_chunk: int | None = None,
     form: str = "expanded",
     margin: int | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Indices (R, K) and distances (R, K) of the K points nearest to each ray, ascending distance.
 
     Points are processed in tiles with a running top-k (each tile's candidates merged with the current
-    best), rays in chunks; peak extra memory ~ ray_chunk x point_chunk x 3 floats.
+    best), rays in chunks; peak extra memory ~ ray_chunk x point_chunk x 3 floats. Chunks default to
+    the device's tile (`TOPK_CHUNKS`: CPU 256 x 8192, CUDA 2048 x 16384). Distances are always computed
+    in full fp32: autocast is disabled and matmuls run in IEEE fp32 (no TF32 / bf16, `full_fp32_matmul`).
 
     form "direct": the spec 2.6 / official distance on every (ray, point) pair. form "expanded":
     |v|^2 - (v.d)^2 / (d.d + eps) as matrix products (about 4x faster) to keep the best K + margin
@@ -86,7 +122,8 @@ def topk_points_per_ray(
     if form not in ("direct", "expanded"):
         raise ValueError(f"form must be 'direct' or 'expanded', got {form!r}")
     kc = k if form == "direct" else min(points.shape[0], k + (k if margin is None else margin))
-    with torch.autocast(points.device.type, enabled=False):  # distances always in fp32
+    ray_chunk, point_chunk = topk_chunks(points.device, ray_chunk, point_chunk)
+    with torch.autocast(points.device.type, enabled=False), full_fp32_matmul():  # distances in full fp32
         return _topk_tiled(
             points.float(), rays_o.float(), rays_d.float(), k, kc, ray_chunk, point_chunk, form
         )

@@ -40,8 +40,8 @@ class SceneModelConfig:
     add_knn: int = 10
     add_mix: int = 3
     compat_uncapped_add: bool = False  # official bug: ignore max_num_pts when adding
-    ray_chunk: int = 256
-    point_chunk: int = 8192
+    ray_chunk: int | None = None  # top-k distance tile; None: per device (CPU 256 x 8192, CUDA 2048 x 16384)
+    point_chunk: int | None = None
     topk_form: str = "expanded"  # "direct": the official distance on every pair (same selection, slower)
     unet_width: int = 128
 
