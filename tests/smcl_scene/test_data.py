@@ -125,7 +125,7 @@ def test_blender_bad_input_named_at_load_time(blender_scene, tmp_path):
     cases = {
         "invalid JSON": (
             lambda r: (r / "transforms_train.json").write_text("{frames: ["),
-            r"transforms_train\.json: not valid JSON",
+            r"transforms_train\.json: invalid JSON at line 1",
         ),
         "missing frame": (
             lambda r: (r / "train/r_1.png").unlink(),

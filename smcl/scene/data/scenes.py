@@ -8,7 +8,6 @@ multiplied by `coord_scale`.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from torch import Tensor
 from common.cameras import intrinsics_matrix, opencv_to_opengl
 from common.errors import DataError
 from common.image_io import ImageReadError, image_size, read_image
+from common.io import read_json
 from common.rays import get_rays
 
 
@@ -92,10 +92,7 @@ def _check_pose(m, where: Path, what: str) -> np.ndarray:
 
 
 def _read_json(path: Path) -> dict:
-    try:
-        meta = json.loads(path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise SceneFormatError(path, f"not valid JSON ({err})") from err
+    meta = read_json(path)  # DataError naming the file, line and column of a syntax error
     if not isinstance(meta, dict):
         raise SceneFormatError(path, f"expected a JSON object, got {type(meta).__name__}")
     return meta
