@@ -200,3 +200,23 @@ def test_photometric_loss_mse_plus_weighted_lpips_vgg():
     other = loss(torch.rand(32, 32, 3), gt)
     ref = PhotometricLoss(1.0)(torch.rand(32, 32, 3), gt)["lpips"]
     assert 0 < float(other["lpips"]) < 0.02 and float(ref) > 0.1  # 0.01 weight applied
+
+
+def test_no_reference_training_callback(scene_root, tmp_path, one_thread):
+    """The optional periodic NVS-SQA check (nvs_sqa_every) as wired by train_smcl_scene.py, here with a
+    stand-in scorer: a rendered novel trajectory (T, 3, H, W) in [0, 1] is scored and logged."""
+    from common.callbacks import NoReferenceQuality
+    from smcl.scene.experiment import trajectory_render_fn
+
+    cfg = _cfg(scene_root, tmp_path / "run", "train.max_steps=2", "train.ckpt_every=0")
+    shapes = []
+
+    def score(frames):
+        shapes.append(tuple(frames.shape))
+        assert 0 <= float(frames.min()) and float(frames.max()) <= 1
+        return float(frames.mean())
+
+    train(cfg, callbacks=(NoReferenceQuality(trajectory_render_fn(cfg, 3), score, every=1),))
+    assert shapes == [(3, 3, 16, 16)] * 2
+    logged = [json.loads(line) for line in (tmp_path / "run/metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in logged if "eval/nvs_sqa" in r] == [1, 2]
