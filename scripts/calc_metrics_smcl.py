@@ -1,10 +1,11 @@
-"""PSNR / SSIM (uniform 7x7 and Gaussian) / LPIPS-VGG on saved renders: python scripts/calc_metrics_smcl.py -D <root> -O eval_out/display."""
+"""PSNR / SSIM (uniform 7x7 and Gaussian) / LPIPS-VGG on saved renders: python scripts/calc_metrics_smcl.py -D <root> -O eval_out/display [--report PATH.json] [--allow-missing]."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+from common.cli import run_script
 from common.runtime import keep_freed_memory
 from smcl.object.metrics import calc_metrics
 
@@ -18,10 +19,18 @@ def main() -> None:
     )
     p.add_argument("--list-name", default="softras_test")
     p.add_argument("--no-lpips", action="store_true", help="skip LPIPS-VGG")
+    p.add_argument("--allow-missing", action="store_true",
+                   help="skip objects/views without a render (named in the log, counted in the report)")  # fmt: skip
+    p.add_argument("--report", type=Path, default=None, help="JSON report (default: <output>/metrics.json)")
+    p.add_argument("--debug", action="store_true", help="show the traceback of errors")
     a = p.parse_args()
-    res = calc_metrics(a.datadir, a.output, a.list_name, lpips=not a.no_lpips)
-    print(" ".join(f"{k} {v:.4f}" for k, v in res["mean"].items()), f"({len(res['per_object'])} objects)")
+    res = calc_metrics(a.datadir, a.output, a.list_name, lpips=not a.no_lpips, allow_missing=a.allow_missing,
+                       report_path=a.report or a.output / "metrics.json")  # fmt: skip
+    skipped = len(res.extra["missing_objects"]) + len(res.extra["missing_views"])
+    print(" ".join(f"{k} {v:.4f}" for k, v in res.aggregate.items()), f"({len(res.items)} objects"
+          + (f", {skipped} missing objects/views skipped" if skipped else "") + ")")  # fmt: skip
+    print(f"report: {res.path}")
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from common.cli import run_script
+from common.io import check_outputs_outside_inputs
 from smcl.object.data.mir180 import build_mir180
 
 # ShapeNet synset ids of the categories the official pretraining script lists.
@@ -19,7 +21,9 @@ def main() -> None:
     p.add_argument("--out", type=Path, required=True, help="output folder, e.g. Mir-180_Dataset/display")
     p.add_argument("--seed", type=int, default=0, help="object split seed")
     p.add_argument("--flat-export", action="store_true", help="also write the official flat triplet folders")
+    p.add_argument("--debug", action="store_true", help="show the traceback of errors")
     a = p.parse_args()
+    check_outputs_outside_inputs([a.out], [a.nmr])
     synset = SYNSETS.get(a.category, a.category)
     counts = build_mir180(
         a.nmr, synset, a.out, seed=a.seed, flat_export=a.flat_export, category_name=a.category
@@ -28,4 +32,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

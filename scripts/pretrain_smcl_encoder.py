@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from common.cli import run_options, run_script
 from common.config import build_parser, cli_overrides, load_config
-from common.engine import Trainer
+from common.engine import Trainer, prepare_run
 from common.runtime import keep_freed_memory
 from smcl.object.experiment import PretrainExperiment, build_pretrain
 
@@ -15,8 +16,11 @@ def main() -> None:
     args = parser.parse_args()
     overrides = [f"data.root={args.datadir}"] if args.datadir else []
     cfg = load_config(args.config, PretrainExperiment, overrides + cli_overrides(args))
-    Trainer(cfg.train, **build_pretrain(cfg), devices=args.devices, resume=args.resume, config=cfg).fit()
+    opts = run_options(args)
+    prepare_run(cfg, opts["devices"], resume=opts["resume"], overwrite=opts["overwrite"],
+                allow_config_change=opts["allow_config_change"])  # fmt: skip
+    Trainer(cfg.train, **build_pretrain(cfg), config=cfg, **opts).fit()  # build_pretrain seeds first
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

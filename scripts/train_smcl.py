@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
+
+from common.cli import run_options, run_script
 from common.config import build_parser, cli_overrides, load_config
-from common.engine import Trainer
+from common.engine import Trainer, prepare_run
 from common.runtime import keep_freed_memory
 from smcl.object.experiment import SynthExperiment, build_synth
 
@@ -20,8 +23,28 @@ def main() -> None:
     if args.name and args.out_dir is None:
         overrides.append(f"train.out_dir=runs/smcl/{args.name}")
     cfg = load_config(args.config, SynthExperiment, overrides + cli_overrides(args))
-    Trainer(cfg.train, **build_synth(cfg), devices=args.devices, resume=args.resume, config=cfg).fit()
+    opts = run_options(args)
+    prepare_run(cfg, opts["devices"], resume=opts["resume"], overwrite=opts["overwrite"],
+                allow_config_change=opts["allow_config_change"])  # fmt: skip
+    parts = build_synth(cfg)  # seeds before building
+    callbacks = []
+    if cfg.no_reference.every > 0:  # NVS-SQA of a novel orbit every N steps (off by default)
+        from common.callbacks import NoReferenceQuality
+        from common.viz import to_uint8
+        from nvs_sqa import QualityAssessor
+        from nvs_sqa.frames import MIN_SIDE
+        from smcl.object.experiment import orbit_renderer
+        from smcl.object.metrics import upscale_for
+
+        qa = QualityAssessor.from_official()
+
+        def score(frames):  # (T, 3, H, W) in [0, 1] -> JOD
+            u8 = np.stack([to_uint8(f, chw=True) for f in frames])
+            return qa.score_frames(upscale_for(u8, MIN_SIDE)).jod
+
+        callbacks.append(NoReferenceQuality(orbit_renderer(cfg), score, cfg.no_reference.every))
+    Trainer(cfg.train, **parts, config=cfg, callbacks=callbacks, **opts).fit()
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -7,7 +7,6 @@ The data come from common.synthetic's NMR writer (rays through pixel centres), l
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -15,15 +14,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common.metrics.image import psnr, ssim
+from common.engine import Callback, TrainConfig, Trainer
+from common.metrics.image import psnr
+from common.schedules import ScheduleConfig, lr_at
 from common.synthetic import write_nmr_dataset
-from common.viz import save_gif
+from common.viz import save_gif, to_uint8
 from smcl.object.data.mir180 import Mir180Dataset, build_mir180
 from smcl.object.data.nmr import NMRDataset, NMRDatasetConfig
 from smcl.object.experiment import EncoderPretrainer, PretrainLossConfig, RaySampler, SynthDataConfig
-from smcl.object.metrics import _load_lpips, render_views, to_uint8
+from smcl.object.metrics import official_metrics
 from smcl.object.models.ffc_encoder import DualDomainEncoderConfig
 from smcl.object.models.view_synthesizer import ViewSynthesizer, ViewSynthesizerConfig
+from smcl.object.render import render_views
 
 
 @dataclass(frozen=True)
@@ -74,49 +76,80 @@ def cpu_has_bf16() -> bool:
     return any(f in flags.split() for f in ("avx512_bf16", "amx_bf16"))
 
 
-def lr_scale(prog: float, final: float, warmup: float) -> float:
-    """Linear warmup from ~0 to 1 over [0, warmup), then a cosine from 1 to `final` at progress 1."""
-    if prog < warmup:
-        return min(1.0, (prog + 1e-3) / warmup)
-    return final + (1 - final) * 0.5 * (1 + math.cos(math.pi * (prog - warmup) / (1 - warmup)))
+class ProgressSchedule(Callback):
+    """The demo's time-capped schedule on the engine: before each step the lr follows common.schedules'
+    warmup + cosine closed form at the run's progress max(step / steps, elapsed / seconds), so a slow
+    machine runs the same schedule in fewer steps (the engine's train.max_seconds stops the run).
+    Records the progress (for the ray sampler's bbox phase) and the summed loss of every step."""
+
+    RESOLUTION = 1_000_000  # progress -> virtual step of the closed form
+
+    def __init__(self, steps: int | None, seconds: float, lr: float, final: float = 1.0, warmup: float = 0.0):
+        self.steps, self.seconds, self.lr = steps, seconds, lr
+        n = self.RESOLUTION
+        w = round(warmup * n)
+        self.sched = ScheduleConfig(name="cosine" if final < 1.0 or w else "constant", warmup_steps=w,
+                                    warmup_ratio=1e-3 / warmup if warmup else 1.0, min_lr=lr * final)  # fmt: skip
+        self.progress, self.losses = 0.0, []
+        self.t0 = time.monotonic()
+
+    def lr_at(self, prog: float) -> float:
+        return lr_at(
+            self.sched, min(self.RESOLUTION, round(prog * self.RESOLUTION)), self.lr, self.RESOLUTION
+        )
+
+    def on_train_start(self, trainer) -> None:
+        self.t0 = time.monotonic()
+
+    def before_step(self, trainer, step: int) -> bool:
+        prog = (time.monotonic() - self.t0) / self.seconds
+        self.progress = min(max(prog, step / self.steps) if self.steps else prog, 1.0)
+        factor = self.lr_at(self.progress) / self.lr
+        for g in trainer.optimizer.param_groups:  # each group keeps its own base lr
+            g["lr"] = g.get("initial_lr", self.lr) * factor
+        return False
+
+    def after_step(self, trainer, step: int, losses: dict[str, float]) -> None:
+        self.losses.append(sum(losses.values()))
 
 
 def _train(
-    step_fn, params, seconds: float, steps: int | None, lr: float, lr_final: float = 1.0, warmup: float = 0.0
+    model,
+    data,
+    out_dir: Path,
+    seconds: float,
+    steps: int | None,
+    lr: float,
+    lr_final: float = 1.0,
+    warmup: float = 0.0,
+    seed: int = 0,
 ) -> tuple[int, list[float], bool]:
-    """Adam until `steps` steps or `seconds` pass; step_fn(progress in [0, 1)) -> losses. The lr rises
-    linearly over the first `warmup` of the progress, then follows a cosine from lr to lr * lr_final.
+    """Adam on common.engine.Trainer until `steps` steps or `seconds` pass; `data(step, progress)` -> batch.
     Returns the steps done, the losses and whether time ran out before the step budget."""
-    opt = torch.optim.Adam(params, lr=lr)
-    t0, step, hist = time.monotonic(), 0, []
-    while True:
-        prog = (time.monotonic() - t0) / seconds
-        if steps is not None:
-            prog = max(prog, step / steps)
-        if prog >= 1.0:
-            break
-        for g in opt.param_groups:
-            g["lr"] = lr * lr_scale(prog, lr_final, warmup)
-        loss = sum(step_fn(prog).values())
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        hist.append(loss.item())
-        step += 1
-    return step, hist, steps is None or step < steps
+    sched = ProgressSchedule(steps, seconds, lr, lr_final, warmup)
+    cfg = TrainConfig(max_steps=steps or 10**9, lr=lr, optimizer="adam", max_seconds=seconds, log_every=10**9,
+                      tensorboard=False, progress=False, out_dir=str(out_dir), seed=seed, keep_last=1)  # fmt: skip
+    trainer = Trainer(cfg, model, lambda step: data(step, sched.progress), callbacks=[sched], overwrite=True)
+    trainer.fit()
+    return trainer.step, sched.losses, steps is None or trainer.step < steps
 
 
-def _scores(pred: torch.Tensor, gt: torch.Tensor, lp) -> dict[str, float]:
+def _scores(pred: torch.Tensor, gt: torch.Tensor, metrics: dict) -> dict[str, float]:
     """Official protocol: 8-bit predictions (truncation), PSNR, uniform 7x7 SSIM, LPIPS-VGG; mean over views."""
-    q = torch.from_numpy(np.stack([to_uint8(p) for p in pred])).permute(0, 3, 1, 2).double() / 255
+    q = torch.from_numpy(np.stack([to_uint8(p, rounding="floor", chw=True) for p in pred]))
+    q = q.permute(0, 3, 1, 2).double() / 255
     g = gt.double()
-    out = {
-        "PSNR": psnr(q, g).mean().item(),
-        "SSIM (uniform 7)": ssim(q, g, window="uniform", win_size=7).mean().item(),
-    }
-    if lp is not None:
-        with torch.no_grad():
-            out["LPIPS-VGG"] = lp(q.float(), g.float()).mean().item()
+    names = {"psnr": "PSNR", "ssim": "SSIM (uniform 7)", "lpips": "LPIPS-VGG"}
+    out = {}
+    with torch.no_grad():
+        for key, label in names.items():
+            if key in metrics:
+                m = metrics[key]
+                step = m.chunk or len(q)
+                s = torch.cat(
+                    [m.per_view.scores(q[i : i + step], g[i : i + step]) for i in range(0, len(q), step)]
+                )
+                out[label] = s.mean().item()
     return out
 
 
@@ -150,13 +183,14 @@ def _run_stage(out_dir: Path, minutes: float, cfg: DemoConfig) -> dict:
     cache = [trip[i] for i in range(len(trip))]
     pre = EncoderPretrainer(DualDomainEncoderConfig(), PretrainLossConfig())
 
-    def pre_step(_: float) -> dict:
+    def pre_batch(step: int, prog: float) -> dict:
         idx = torch.randint(len(cache), (8,)).tolist()
-        return pre.training_step({k: torch.stack([cache[i][k] for i in idx]) for k in cache[0]})
+        return {k: torch.stack([cache[i][k] for i in idx]) for k in cache[0]}
 
     n_pre, pre_hist, pre_capped = _train(
-        pre_step, pre.parameters(), cfg.pretrain_fraction * left, cfg.pretrain_steps, 5e-4
-    )
+        pre, pre_batch, out_dir / "runs" / "pretrain", cfg.pretrain_fraction * left, cfg.pretrain_steps, 5e-4,
+        seed=cfg.seed,
+    )  # fmt: skip
 
     # 2) view synthesizer with the pretrained encoder (one source view per object, as the paper)
     mlp_dtype = cfg.mlp_dtype
@@ -180,9 +214,8 @@ def _run_stage(out_dir: Path, minutes: float, cfg: DemoConfig) -> dict:
     test_ds = NMRDataset(replace(nmr_cfg, split="test"))
     views = list(cfg.eval_views)
     untrained = [render_views(model, test_ds[i], [0], views) for i in range(len(test_ds))]
-    model.train()
-    if cfg.freeze_encoder:
-        model.encoder.model.eval()  # batch-norm statistics of the pretrained encoder stay fixed
+    # (the engine puts the model in train mode; with a frozen encoder the cached features below are all
+    # the training reads of it, so its batch-norm statistics stay fixed)
     # pixelNeRF's schedule in miniature: rays concentrated on the object first (geometry), then uniform
     syn_seconds = max(1.0, left - (time.monotonic() - t_start - t_data))
     feats = None
@@ -192,25 +225,22 @@ def _run_stage(out_dir: Path, minutes: float, cfg: DemoConfig) -> dict:
                 [model.encoder.features(sampler._get(i)["images"]) for i in range(len(train_ds))]
             )
 
-    def syn_step(prog: float) -> dict:
+    def syn_batch(step: int, prog: float) -> dict:
         batch = sampler(0 if prog < cfg.bbox_fraction else 1)
         if feats is not None:
             batch["src_features"] = feats[batch["obj_index"][:, None], batch["src_views"]]
-        return model.training_step(batch)
+        return batch
 
     n_syn, syn_hist, syn_capped = _train(
-        syn_step,
-        [p for p in model.parameters() if p.requires_grad],
-        syn_seconds,
-        cfg.synth_steps,
-        cfg.lr,
-        cfg.lr_final,
-        cfg.lr_warmup,
-    )
+        model, syn_batch, out_dir / "runs" / "synth", syn_seconds, cfg.synth_steps, cfg.lr, cfg.lr_final,
+        cfg.lr_warmup, seed=cfg.seed + 1,
+    )  # fmt: skip
+    if cfg.freeze_encoder:
+        model.encoder.model.eval()
     t_train = time.monotonic() - t_start - t_data
 
     # 3) held-out objects, source view 0 -> novel views
-    lp = _load_lpips(cfg.lpips)
+    lp = official_metrics(cfg.lpips)
     gts, srcs, means = [], [], []
     mean_img = torch.stack([train_ds[i]["images"].mean(0) for i in range(len(train_ds))]).mean(0)
     test_objs = [test_ds[i] for i in range(len(test_ds))]
@@ -239,12 +269,15 @@ def _run_stage(out_dir: Path, minutes: float, cfg: DemoConfig) -> dict:
         "same model before training": _scores(torch.cat(untrained), gt, lp),
     }
     orbit = render_views(model, test_ds[0], [0], list(range(0, 24, 2)))
-    frames = [np.concatenate([to_uint8(o), to_uint8(g)], 1) for o, g in zip(orbit, test_ds[0]["images"][::2])]
+    frames = [
+        np.concatenate([to_uint8(o, rounding="floor", chw=True), to_uint8(g, rounding="floor", chw=True)], 1)
+        for o, g in zip(orbit, test_ds[0]["images"][::2])
+    ]
     gif = save_gif(frames, out_dir / "smcl_orbit.gif", fps=6)
     return {
         "rows": rows, "counts": counts, "n_pre": n_pre, "pre_hist": pre_hist, "n_syn": n_syn,
         "syn_hist": syn_hist, "gif": gif, "seconds": time.monotonic() - t_start, "data_seconds": t_data,
-        "lpips": lp is not None, "cfg": cfg, "threads": torch.get_num_threads(), "train_seconds": t_train,
+        "lpips": "lpips" in lp, "cfg": cfg, "threads": torch.get_num_threads(), "train_seconds": t_train,
         "pre_capped": pre_capped, "syn_capped": syn_capped, "mlp_dtype": mlp_dtype, "bf16_vs_fp32_psnr": bf16_gap,
     }  # fmt: skip
 

@@ -1,15 +1,25 @@
 """Experiment schemas and builders for SMCL object level: encoder pretraining and view-synthesizer training.
 
-`build_pretrain(cfg)` / `build_synth(cfg)` return Trainer kwargs (model, train_data) for common.engine.
+`build_pretrain(cfg)` / `build_synth(cfg)` seed torch with `train.seed`, then return Trainer kwargs (model,
+train_data) for common.engine, so that two runs with one seed start from the same weights.
+`synth_config_from_checkpoint(path)` rebuilds a run's config (model and evaluation settings) from the
+config its checkpoint stores.
 """
 
 from __future__ import annotations
 
+import logging
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
+from common.checkpoint import CheckpointError, load_checkpoint, load_state_dict_strict
+from common.config import config_from_checkpoint
+from common.distributed import seed_everything
 from common.engine import TrainConfig
 from smcl.object.data.mir180 import Mir180Dataset
 from smcl.object.data.nmr import NMRDataset, NMRDatasetConfig, pixelnerf_rays_at
@@ -97,6 +107,7 @@ class EncoderPretrainer(nn.Module):
 
 
 def build_pretrain(cfg: PretrainExperiment) -> dict:
+    seed_everything(cfg.train.seed)  # before anything random is built
     return {
         "model": EncoderPretrainer(cfg.encoder, cfg.loss),
         "train_data": Mir180Dataset(cfg.data.root, cfg.data.split, cfg.data.synsets),
@@ -121,12 +132,38 @@ class SynthDataConfig:
 
 
 @dataclass(frozen=True)
+class SynthEvalConfig:
+    """How eval_smcl.py / calc_metrics_smcl.py evaluate a run (stored in its checkpoints)."""
+
+    split: str = "test"
+    viewlist: str | None = None  # pixelNeRF viewlist (synset obj src...); None: source view 0 of every object
+    lpips: bool = True  # LPIPS-VGG (needs the fetched trunk weights)
+
+
+@dataclass(frozen=True)
+class NoReferenceConfig:
+    """Optional periodic no-reference score of a novel orbit during training (train_smcl.py wires NVS-SQA
+    through common.callbacks.NoReferenceQuality). Off by default. Cost per event: rendering `frames` x H x W
+    rays (24 x 64 x 64 = 98k rays, forward only; about the compute of 65 training steps of 4 x 128 rays,
+    forward + backward) plus one NVS-SQA pass over the frames; with every=5000 about 1.3 % of training."""
+
+    every: int = 0  # steps between scores; 0: off
+    frames: int = 24
+    radius_deg: float = 15.0  # cone half-angle of the orbit around the source view
+    split: str = "test"  # object 0 of this split, source view 0 (no ground truth is used)
+
+
+@dataclass(frozen=True)
 class SynthExperiment:
     model: ViewSynthesizerConfig = field(default_factory=ViewSynthesizerConfig)
     data: SynthDataConfig = field(default_factory=SynthDataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-    encoder_weights: str | None = None  # our pretraining checkpoint or an official encoder_<cat>.pt
+    encoder_weights: str | None = None  # path of the encoder to start from (see encoder_weights_format)
+    # pretrain: a checkpoint of scripts/pretrain_smcl_encoder.py; official: the authors' encoder_<cat>.pt
+    encoder_weights_format: str = "pretrain"
     freeze_encoder: bool = False
+    eval: SynthEvalConfig = field(default_factory=SynthEvalConfig)
+    no_reference: NoReferenceConfig = field(default_factory=NoReferenceConfig)
 
 
 class RaySampler:
@@ -186,18 +223,57 @@ class RaySampler:
         }
 
 
+def load_encoder_weights(encoder: DualDomainEncoder, path: str | Path, fmt: str = "pretrain") -> None:
+    """Load `path` into the dual-domain encoder; `fmt` names the file's kind (no guessing from its keys).
+
+    "pretrain": a checkpoint of scripts/pretrain_smcl_encoder.py (the encoder under `model`/`encoder.`);
+    "official": the authors' encoder_<cat>.pt through WEIGHTS["smcl_ffc_encoder"]["official"]. The official
+    file has no SE weights: with se_mode="learned" those keys (and only those) keep their initialisation,
+    which is logged; with "random_per_call" (official behaviour) or "none" the load is fully strict.
+    """
+    from common.weights import load_weights, resolve_weights_file
+    from smcl.object.models import WEIGHTS
+    from smcl.object.models.ffc_encoder import OFFICIAL_ABSENT_PREFIXES
+
+    if fmt == "pretrain":
+        ckpt = load_checkpoint(path)
+        sd = ckpt.get("model") if isinstance(ckpt, dict) else None
+        enc = {k.removeprefix("encoder."): v for k, v in (sd or {}).items() if k.startswith("encoder.")}
+        if not enc:
+            raise CheckpointError(
+                f"{path}: not a pretrain_smcl_encoder.py checkpoint (no encoder.* tensors under 'model'); "
+                "for the authors' encoder_<cat>.pt set encoder_weights_format=official"
+            )
+        load_state_dict_strict(encoder, enc, source=str(path))
+    elif fmt == "official":
+        entry = WEIGHTS["smcl_ffc_encoder"]["official"]
+        if encoder.cfg.se_mode != "learned":
+            load_weights(encoder, entry, path)
+            return
+        file = resolve_weights_file(entry, path)
+        ignore = ["^" + re.escape(p) for p in OFFICIAL_ABSENT_PREFIXES]  # the SE blocks, absent upstream
+        load_state_dict_strict(encoder, entry.remap(load_checkpoint(file)), source=str(file), ignore=ignore)
+        logging.getLogger(__name__).warning(
+            "%s: official encoder has no SE weights; learned SE blocks keep their initialisation "
+            "(encoder.se_mode=random_per_call reproduces the official behaviour)",
+            file,
+        )
+    else:
+        raise ValueError(f"encoder_weights_format must be 'pretrain' or 'official', got {fmt!r}")
+
+
 def build_synthesizer(cfg: SynthExperiment) -> ViewSynthesizer:
+    """The view synthesizer of `cfg` (encoder weights loaded, optionally frozen); seeds nothing."""
     model = ViewSynthesizer(cfg.model)
     if cfg.encoder_weights:
-        from smcl.object.checkpoints import load_encoder_weights
-
-        load_encoder_weights(model.encoder.model, cfg.encoder_weights)
+        load_encoder_weights(model.encoder.model, cfg.encoder_weights, cfg.encoder_weights_format)
     if cfg.freeze_encoder:
         model.encoder.model.requires_grad_(False)
     return model
 
 
 def build_synth(cfg: SynthExperiment) -> dict:
+    seed_everything(cfg.train.seed)  # before anything random is built: the same seed, the same weights
     ds = NMRDataset(
         NMRDatasetConfig(
             root=cfg.data.root,
@@ -207,3 +283,32 @@ def build_synth(cfg: SynthExperiment) -> dict:
         )
     )
     return {"model": build_synthesizer(cfg), "train_data": RaySampler(ds, cfg.data)}
+
+
+def synth_config_from_checkpoint(
+    path: str | Path, config_path: str | Path | None = None, overrides: Iterable[str] = ()
+) -> tuple[SynthExperiment, list[tuple[str, object, object]]]:
+    """The SynthExperiment a checkpoint of train_smcl.py was trained with (model and evaluation settings),
+    with an optional YAML and --set overrides on top; returns it and the differences from the stored one."""
+    return config_from_checkpoint(path, SynthExperiment, config_path, overrides)
+
+
+def orbit_renderer(cfg: SynthExperiment):
+    """render_fn(model, step) -> (T, 3, H, W) in [0, 1]: the novel orbit of `cfg.no_reference` (for
+    common.callbacks.NoReferenceQuality)."""
+    from common.trajectories import orbit_around_pose
+    from smcl.object.render import render_rgb
+
+    nr = cfg.no_reference
+    ds = NMRDataset(
+        NMRDatasetConfig(root=cfg.data.root, split=nr.split, pixel_centers=cfg.data.pixel_centers)
+    )
+    obj = ds[0]
+    path = orbit_around_pose(obj["poses"][0].double(), nr.frames, radius_deg=nr.radius_deg).float()
+    _, _, h, w = obj["images"].shape
+
+    def render(model: ViewSynthesizer, step: int) -> Tensor:
+        return render_rgb(model, obj["images"][:1], obj["poses"][:1], obj["focal"], path, h, w, c=obj["c"],
+                          near=float(obj["near"]), far=float(obj["far"]))  # fmt: skip
+
+    return render

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from smcl.object.demo import DemoConfig, format_report, run_demo, run_demo_stage
 
@@ -31,33 +32,48 @@ def test_demo_stage_learns_from_synthetic_objects(tmp_path: Path) -> None:
     assert (tmp_path / "smcl_orbit.gif").is_file()
 
 
-def test_training_loop_schedule_and_caps() -> None:
-    """_train: the step budget ends the loop, warmup then cosine lr, and the time cap ends it first when
-    the steps are slow (the schedule then follows elapsed time)."""
+class _Quadratic(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(()))
+        self.lrs: list[float] = []
+
+    def training_step(self, batch: dict) -> dict:
+        return {"l": (self.w - batch["target"]) ** 2}
+
+
+def test_training_runs_on_the_engine_with_the_progress_schedule_and_caps(tmp_path: Path) -> None:
+    """_train runs common.engine.Trainer: the step budget ends it, the lr follows common.schedules' warmup +
+    cosine closed form at the progress, and the time cap (train.max_seconds) ends it first when the steps
+    are slow (the schedule then follows elapsed time)."""
     import time
 
-    import torch
+    from smcl.object.demo import ProgressSchedule, _train
 
-    from smcl.object.demo import _train, lr_scale
-
-    assert lr_scale(0.1, 0.1, 0.2) == pytest.approx(0.505) and lr_scale(0.2, 0.1, 0.2) == 1.0
-    assert lr_scale(0.6, 0.1, 0.2) == pytest.approx(0.55) and lr_scale(1.0, 0.1, 0.2) == pytest.approx(0.1)
-    w = torch.nn.Parameter(torch.zeros(()))
+    sched = ProgressSchedule(10, 1e6, lr=1.0, final=0.1, warmup=0.2)
+    # warmup from 1e-3 / 0.2 of the lr, linear to the lr at 0.2, then a cosine to 0.1 of it
+    assert sched.lr_at(0.1) == pytest.approx(0.005 + 0.995 * 0.5) and sched.lr_at(0.2) == 1.0
+    assert sched.lr_at(0.6) == pytest.approx(0.55) and sched.lr_at(1.0) == pytest.approx(0.1)
+    model = _Quadratic()
     progs = []
 
-    def step(prog: float) -> dict:
+    def data(step: int, prog: float) -> dict:
         progs.append(prog)
-        return {"l": (w - 1) ** 2}
+        return {"target": torch.tensor(1.0)}
 
-    n, hist, capped = _train(step, [w], seconds=1e6, steps=10, lr=1.0, lr_final=0.1, warmup=0.2)
+    n, hist, capped = _train(
+        model, data, tmp_path / "a", seconds=1e6, steps=10, lr=1.0, lr_final=0.1, warmup=0.2
+    )
     assert n == 10 and len(hist) == 10 and not capped
     assert progs == pytest.approx([i / 10 for i in range(10)], abs=1e-6)
+    assert hist[0] == pytest.approx(1.0) and hist[-1] < hist[0]
+    assert (tmp_path / "a" / "checkpoints").is_dir()  # an engine run: checkpointed, resumable
 
-    def slow(prog: float) -> dict:
+    def slow(step: int, prog: float) -> dict:
         time.sleep(0.05)
-        return {"l": (w - 1) ** 2}
+        return {"target": torch.tensor(1.0)}
 
-    n, _, capped = _train(slow, [w], seconds=0.3, steps=1000, lr=1e-2)
+    n, _, capped = _train(_Quadratic(), slow, tmp_path / "b", seconds=0.3, steps=1000, lr=1e-2)
     assert capped and 2 <= n <= 8
 
 

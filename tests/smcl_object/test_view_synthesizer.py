@@ -134,29 +134,28 @@ def _official_synth_keys() -> dict[str, tuple[int, ...]]:
 
 
 def test_official_synthesizer_keys_load(tmp_path) -> None:
+    import smcl
     from common.checkpoint import CheckpointMismatchError
-    from smcl.object.checkpoints import load_official_synthesizer
+    from common.weights import WeightsError
 
     m = ViewSynthesizer(ViewSynthesizerConfig(encoder=ViewSynthesizerConfig().encoder))
     ours = {k: tuple(v.shape) for k, v in m.state_dict().items() if not k.startswith("encoder.model.")}
     assert ours == _official_synth_keys()
-    # a fake official file: our tensors without SE keys, wrapped in DataParallel's prefix
-    sd = {
-        f"module.{k}": v
-        for k, v in m.state_dict().items()
-        if not k.startswith(OFFICIAL_SYNTH_ABSENT_PREFIXES)
-    }
-    assert set(remap_official_smcl_net(sd)) <= set(m.state_dict())
+    # a fake official file: our tensors without SE keys (a plain SMCLNet state_dict, spec 7.2)
+    sd = {k: v for k, v in m.state_dict().items() if not k.startswith(OFFICIAL_SYNTH_ABSENT_PREFIXES)}
+    assert remap_official_smcl_net(sd).keys() == sd.keys()
     torch.save(sd, tmp_path / "SMCL_latest")
-    fresh = ViewSynthesizer()
-    load_official_synthesizer(fresh, tmp_path / "SMCL_latest")
+    fresh = smcl.build_model("smcl_view_synthesizer", "official", weights_path=tmp_path / "SMCL_latest")
+    assert fresh.cfg.encoder.se_mode == "random_per_call" and fresh.cfg.input_range == "signed"
     torch.testing.assert_close(fresh.mlp_fine.lin_out.weight, m.mlp_fine.lin_out.weight)
-    del sd["module.mlp_fine.lin_out.bias"]
+    del sd["mlp_fine.lin_out.bias"]
     torch.save(sd, tmp_path / "broken")
-    with pytest.raises(CheckpointMismatchError, match="mlp_fine.lin_out.bias"):
-        load_official_synthesizer(fresh, tmp_path / "broken")
-    with pytest.raises(FileNotFoundError, match="refusing random weights"):
-        load_official_synthesizer(fresh, tmp_path / "absent")
+    with pytest.raises((CheckpointMismatchError, WeightsError), match="231|mlp_fine.lin_out.bias"):
+        smcl.build_model("smcl_view_synthesizer", "official", weights_path=tmp_path / "broken")
+    with pytest.raises(WeightsError, match="does not exist"):
+        smcl.build_model("smcl_view_synthesizer", "official", weights_path=tmp_path / "absent")
+    with pytest.raises(WeightsError, match="pass its path"):  # never random weights silently
+        smcl.build_model("smcl_view_synthesizer", "official")
 
 
 def _mlp_pair(width: int = 48, tile: int = 37) -> ViewSynthesizer:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -188,25 +188,16 @@ OFFICIAL_ABSENT_PREFIXES = ("se_cnn.", "se_ffc_l.", "se_ffc_g.", "se_fuse_f.")
 
 
 def remap_official_cnn_ffc(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
-    """Official `encoder_<cat>.pt` -> our DualDomainEncoder keys.
+    """Official `encoder_<cat>.pt` (a plain `cnn_ffc` state_dict, spec 7.1) -> our DualDomainEncoder keys.
 
-    Our module names are the official ones (spec 7.1), so this is the identity on names; it only drops a
-    `module.` DataParallel prefix if present and moves tensors to CPU. SE keys are absent upstream and are
-    listed in OFFICIAL_ABSENT_PREFIXES for the strict loader to ignore.
+    Our module names are the official ones, so the map is the identity on names (pure, no I/O). The official
+    file has no SE keys (OFFICIAL_ABSENT_PREFIXES): it loads strictly into an encoder with
+    se_mode="random_per_call" (the official behaviour) or "none".
     """
-    out = {}
-    for k, v in state_dict.items():
-        out[k.removeprefix("module.")] = v.detach().cpu()
-    return out
+    return dict(state_dict)
 
 
-def build_dual_domain_encoder(
-    cfg: DualDomainEncoderConfig = DualDomainEncoderConfig(), weights: str | None = None
-) -> DualDomainEncoder:
-    """Build the encoder; `weights` is a path to one of our checkpoints or an official `encoder_<cat>.pt`."""
-    model = DualDomainEncoder(cfg)
-    if weights is not None:
-        from smcl.object.checkpoints import load_encoder_weights
-
-        load_encoder_weights(model, weights)
-    return model
+def build_ffc_encoder(cfg: DualDomainEncoderConfig | None = None, **overrides) -> DualDomainEncoder:
+    """The dual-domain pixel encoder `cnn_ffc`; `overrides` replace DualDomainEncoderConfig fields."""
+    cfg = cfg or DualDomainEncoderConfig()
+    return DualDomainEncoder(replace(cfg, **overrides) if overrides else cfg)

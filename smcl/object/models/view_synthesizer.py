@@ -8,14 +8,18 @@ broadcast over samples instead of being concatenated to every sample.
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from smcl.object.models.ffc_encoder import DualDomainEncoder, DualDomainEncoderConfig
+from common.encoding import PositionalEncoding  # pixelNeRF's module: frequency-major, official buffers
+from smcl.object.models.ffc_encoder import (
+    OFFICIAL_ABSENT_PREFIXES,
+    DualDomainEncoder,
+    DualDomainEncoderConfig,
+)
 
 
 @dataclass(frozen=True)
@@ -51,25 +55,6 @@ def mlp_tile_rows(device: torch.device | str, d_hidden: int) -> int:
     if torch.device(device).type == "cpu":
         return max(256, 2**20 // d_hidden)
     return 2**62
-
-
-class PositionalEncoding(nn.Module):
-    """[x, sin(f0 x), cos(f0 x), sin(f1 x), ...], f_k = factor * 2^k, frequency-major; (..., 3) -> (..., 39)."""
-
-    def __init__(self, num_freqs: int = 6, freq_factor: float = 1.5, d_in: int = 3) -> None:
-        super().__init__()
-        freqs = freq_factor * 2.0 ** torch.arange(num_freqs, dtype=torch.float32)
-        self.register_buffer("_freqs", freqs.repeat_interleave(2).view(1, -1, 1))
-        phases = torch.zeros(2 * num_freqs)
-        phases[1::2] = math.pi * 0.5
-        self.register_buffer("_phases", phases.view(1, -1, 1))
-        self.d_out = d_in * (1 + 2 * num_freqs)
-
-    def forward(self, x: Tensor) -> Tensor:
-        shape = x.shape
-        flat = x.reshape(-1, 1, shape[-1])
-        emb = torch.sin(flat * self._freqs + self._phases).reshape(flat.shape[0], -1)
-        return torch.cat([x, emb.view(*shape[:-1], -1)], dim=-1)
 
 
 class ResnetBlockFC(nn.Module):
@@ -402,10 +387,13 @@ class ViewSynthesizer(nn.Module):
         return out
 
     @torch.inference_mode()
-    def render_chunked(self, cond: Conditioning, rays: Tensor) -> dict[str, Tensor]:
-        """Render (SB, N, 8) rays in chunks so at most `chunk_points` samples are alive per MLP call."""
+    def render_chunked(
+        self, cond: Conditioning, rays: Tensor, chunk_points: int | None = None
+    ) -> dict[str, Tensor]:
+        """Render (SB, N, 8) rays in chunks so at most `chunk_points` (default cfg.chunk_points) samples are
+        alive per MLP call."""
         per_ray = self.cfg.n_coarse + self.cfg.n_fine + self.cfg.n_fine_depth
-        step = max(1, self.cfg.chunk_points // (per_ray * rays.shape[0]))
+        step = max(1, (chunk_points or self.cfg.chunk_points) // (per_ray * rays.shape[0]))
         parts = [self.render_rays(cond, rays[:, i : i + step]) for i in range(0, rays.shape[1], step)]
         return {k: torch.cat([p[k] for p in parts], dim=1) for k in parts[0]}
 
@@ -456,25 +444,26 @@ def composite(rgb: Tensor, sigma: Tensor, t: Tensor, far: Tensor, white_bkgd: bo
     return {"rgb": out_rgb, "depth": (weights * t).sum(-1), "weights": weights, "acc": acc}
 
 
-# Official SMCLNet state_dict (spec 7.2) uses the same module names; the encoder's SE keys are absent there.
-OFFICIAL_SYNTH_ABSENT_PREFIXES = tuple(
-    "encoder.model." + p for p in ("se_cnn.", "se_ffc_l.", "se_ffc_g.", "se_fuse_f.")
-)
-# (regex, replacement) applied in order to official keys; names already match except wrappers.
-OFFICIAL_SYNTH_RENAMES: list[tuple[str, str]] = [(r"^module\.", ""), (r"^net\.", "")]
+# Official SMCLNet state_dict (spec 7.2) uses our module names; the encoder's SE keys are absent there.
+OFFICIAL_SYNTH_ABSENT_PREFIXES = tuple("encoder.model." + p for p in OFFICIAL_ABSENT_PREFIXES)
 
 
 def remap_official_smcl_net(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
-    """Official `SMCL_latest` -> our ViewSynthesizer keys (pure, no I/O)."""
-    import re
+    """Official `SMCL_latest` / `model.pth` (a plain SMCLNet state_dict, spec 7.2) -> our ViewSynthesizer keys.
 
-    out = {}
-    for k, v in state_dict.items():
-        for pat, rep in OFFICIAL_SYNTH_RENAMES:
-            k = re.sub(pat, rep, k)
-        out[k] = v.detach().cpu()
-    return out
+    The identity on names (pure, no I/O): the file loads strictly into a synthesizer whose encoder has
+    se_mode="random_per_call" (official behaviour) or "none"; the official input range is "signed".
+    """
+    return dict(state_dict)
 
 
-def build_view_synthesizer(cfg: ViewSynthesizerConfig = ViewSynthesizerConfig()) -> ViewSynthesizer:
-    return ViewSynthesizer(cfg)
+def build_view_synthesizer(cfg: ViewSynthesizerConfig | None = None, **overrides) -> ViewSynthesizer:
+    """The global-latent view synthesizer (SMCLNet + renderer). `overrides` replace ViewSynthesizerConfig
+    fields; `encoder` may be a dict of DualDomainEncoderConfig fields (merged over cfg.encoder)."""
+    cfg = cfg or ViewSynthesizerConfig()
+    enc = overrides.pop("encoder", None)
+    if isinstance(enc, dict):
+        enc = replace(cfg.encoder, **enc)
+    if enc is not None:
+        overrides["encoder"] = enc
+    return ViewSynthesizer(replace(cfg, **overrides) if overrides else cfg)
