@@ -25,21 +25,22 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Subset
-from torchmetrics import Metric, MetricCollection
 
 from common.checkpoint import git_sha
 from common.distributed import barrier, get_rank, get_world_size
 from common.errors import DataError
 from common.image_io import natural_sort_key
 from common.io import atomic_write_json, atomic_write_text
-from common.metrics.base import describe_metric
+
+if TYPE_CHECKING:  # torchmetrics is imported when an Evaluator is built: reports alone stay light
+    from torchmetrics import Metric
 
 __all__ = [
     "SCHEMA",
@@ -50,6 +51,9 @@ __all__ = [
     "model_info",
     "environment",
     "shard_indices",
+    "describe_metric",
+    "items_csv",
+    "build_report",
 ]
 
 SCHEMA = "tri-vision.eval/1"
@@ -167,6 +171,12 @@ def _flatten(name: str, value: Any, aggregate: dict[str, float], extra: dict[str
         extra[name] = v
 
 
+def describe_metric(metric: Any) -> str:
+    """One-line description of a metric for a report's settings: its ``describe()`` or its class name."""
+    describe = getattr(metric, "describe", None)
+    return describe() if callable(describe) else type(metric).__name__
+
+
 def _model_device(model: nn.Module) -> torch.device:
     for t in model.parameters():
         return t.device
@@ -203,6 +213,8 @@ class Evaluator:
             raise ValueError(f"metric names must be non-empty and contain no '.': {bad}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        from torchmetrics import MetricCollection
+
         self.metrics = MetricCollection(dict(metrics), compute_groups=False)
         self._names = list(metrics)  # the caller's order (MetricCollection sorts its keys)
         self.task = task
@@ -444,7 +456,7 @@ def items_csv(items: Sequence[Mapping[str, Any]]) -> str:
 
 def _write(path: Path, report: dict) -> Path:
     if path.suffix.lower() != ".json":
-        raise ValueError(f"{path}: a report path must end in .json")
+        raise DataError(path, "a report path must end in .json (its items CSV goes beside it as .csv)")
     atomic_write_text(path.with_suffix(".csv"), items_csv(report["items"]))
     atomic_write_json(path, _json_safe(report), indent=1)
     return path

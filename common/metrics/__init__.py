@@ -6,7 +6,7 @@ fetched weights); importing this package builds nothing. The metric table (highe
 range, protocol) is in docs/evaluation.md.
 """
 
-from common.metrics.base import MeanOfItems, check_range, describe_metric
+from common.metrics.base import MeanOfItems, check_range
 from common.metrics.correlation import KRCC, PLCC, SRCC
 from common.metrics.image import PSNR, SSIM, MaskedPSNR, MaskedSSIM
 from common.metrics.lpips import LPIPS
@@ -24,5 +24,4 @@ __all__ = [
     "KRCC",
     "MeanOfItems",
     "check_range",
-    "describe_metric",
 ]

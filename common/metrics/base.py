@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 from torchmetrics import Metric
 
-__all__ = ["check_range", "MeanOfItems", "describe_metric"]
+__all__ = ["check_range", "MeanOfItems"]
 
 
 def check_range(x: Tensor, lo: float, hi: float, what: str) -> None:
@@ -36,12 +36,6 @@ def check_range(x: Tensor, lo: float, hi: float, what: str) -> None:
             f"{what} has values in [{mn:.6g}, {mx:.6g}], outside the metric's input range [{lo:g}, {hi:g}] "
             "(wrong scaling, e.g. [-1, 1] images given to a [0, 1] metric, or an unclamped render?)"
         )
-
-
-def describe_metric(metric: Any) -> str:
-    """One-line description of a metric for a report's settings: ``describe()`` or the class name."""
-    describe = getattr(metric, "describe", None)
-    return describe() if callable(describe) else type(metric).__name__
 
 
 class MeanOfItems(Metric):

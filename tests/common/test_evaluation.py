@@ -237,6 +237,8 @@ def test_write_report_non_finite_values_and_model_info(tmp_path: Path) -> None:
     assert (tmp_path / "sub" / "r.csv").read_text() == "id,psnr,note\na,inf,\n"
     with pytest.raises(ValueError, match="lacks 'weights'"):
         write_report(tmp_path / "x.json", task="t", model={"name": "m"}, settings="", aggregate={}, items=[])
+    with pytest.raises(DataError, match="must end in .json"):
+        write_report(tmp_path / "r.csv", task="t", model=info, settings="", aggregate={}, items=[])
     (tmp_path / "old.json").write_text('{"mean": {"miou": 0.5}}')
     with pytest.raises(DataError, match="not a tri-vision.eval/1 report"):
         read_report(tmp_path / "old.json")
