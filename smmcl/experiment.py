@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from dataclasses import dataclass, field, replace
@@ -153,8 +154,10 @@ def test_dataset(cfg: ExperimentConfig) -> RGBXDataset:
 
 
 def autocast_context(device: torch.device, precision: str):
-    """torch.autocast for bf16 on the tensor's device type; a no-op context for fp32."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+    """torch.autocast for bf16 on the tensor's device type; a no-op context for fp32 (any device)."""
+    if precision != "bf16":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16)
 
 
 def _forward_probs(

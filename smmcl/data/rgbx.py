@@ -12,14 +12,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
 from common.errors import DataError
-from common.image_io import read_image, read_label
+from common.image_io import read_image, read_label, resize_image
 
 
 class MissingDataError(DataError, FileNotFoundError):
@@ -109,7 +108,7 @@ def read_label_map(path: Path, cfg: RGBXDatasetConfig) -> np.ndarray:
         if not cfg.label_offset:
             raise
         raise DataError(path, f"{err.why}, after label_offset {cfg.label_offset}") from None
-    return label.astype(np.uint8 if max(k - 1, ignore) <= 255 else np.int32)  # cv2.resize needs <= 32 bit
+    return label.astype(np.uint8 if max(k - 1, ignore) <= 255 else np.int32)  # OpenCV resize needs <= 32 bit
 
 
 def read_sample(
@@ -224,10 +223,10 @@ def augment(
         rgb, aux, label = rgb[:, ::-1], aux[:, ::-1], label[:, ::-1]
     s = cfg.scales[int(torch.randint(len(cfg.scales), ()))]
     h, w = label.shape
-    size = (int(w * s), int(h * s))
-    rgb = cv2.resize(np.ascontiguousarray(rgb), size, interpolation=cv2.INTER_LINEAR)
-    aux = cv2.resize(np.ascontiguousarray(aux), size, interpolation=cv2.INTER_LINEAR)
-    label = cv2.resize(np.ascontiguousarray(label), size, interpolation=cv2.INTER_NEAREST)
+    size = (int(h * s), int(w * s))  # (H, W); OpenCV's bilinear / nearest, as the official loader
+    rgb = resize_image(rgb, size, "linear")
+    aux = resize_image(aux, size, "linear")
+    label = resize_image(label, size, "nearest")
     ch, cw = cfg.crop
     h, w = label.shape
     y0 = int(torch.randint(h - ch + 1, ())) if h > ch else 0

@@ -208,3 +208,18 @@ def test_reads_through_common_image_io_are_bit_identical_to_the_opencv_rules(tmp
     rgb, aux, _ = packed.read("a")
     assert np.array_equal(rgb, order(bgra[..., :3]).astype(np.float32) / 255.0)
     assert np.array_equal(aux[..., 0], bgra[..., 3].astype(np.float32) / 255.0)
+
+
+def test_augment_resize_is_opencv_bilinear_and_nearest():
+    from smmcl.data.rgbx import augment
+
+    rng = np.random.default_rng(1)
+    rgb = rng.random((20, 30, 3), dtype=np.float32)
+    aux = rng.random((20, 30, 3), dtype=np.float32)
+    label = rng.integers(0, 5, (20, 30)).astype(np.uint8)
+    cfg = RGBXDatasetConfig(crop=(15, 22), scales=(0.75,), flip=False)
+    torch.manual_seed(0)
+    r, a, lab = augment(rgb, aux, label, cfg)
+    assert np.array_equal(r, cv2.resize(rgb, (22, 15), interpolation=cv2.INTER_LINEAR))
+    assert np.array_equal(a, cv2.resize(aux, (22, 15), interpolation=cv2.INTER_LINEAR))
+    assert np.array_equal(lab, cv2.resize(label, (22, 15), interpolation=cv2.INTER_NEAREST))

@@ -107,3 +107,74 @@ def test_sync_bn_conversion_keeps_keys_and_optimizer_groups():
     assert any(isinstance(m, nn.SyncBatchNorm) for m in synced.modules())
     assert {k: tuple(v.shape) for k, v in synced.state_dict().items()} == keys
     assert [len(g["params"]) for g in synced.param_groups()] == groups
+
+
+def _mfnet_like(tmp_path):
+    """Synthetic scenes renamed to MFNet's day/night stems (0000xD / 0000xN)."""
+    from common.synthetic import write_rgbx_scenes
+
+    root = write_rgbx_scenes(tmp_path / "mf", n_train=1, n_test=3, size=(32, 48), seed=0)
+    names = (root / "test.txt").read_text().split()
+    new = []
+    for i, n in enumerate(names):
+        stem = f"{n}{'DND'[i]}"
+        for sub in ("RGB", "Depth", "Label"):
+            (root / sub / f"{n}.png").rename(root / sub / f"{stem}.png")
+        new.append(stem)
+    (root / "test.txt").write_text("\n".join(new) + "\n")
+    return root
+
+
+def test_day_night_splits_reported_beside_the_overall(tmp_path):
+    from smmcl.data import RGBXDataset, RGBXDatasetConfig
+    from smmcl.experiment import SPLIT_NOTE, run_evaluation
+
+    root = _mfnet_like(tmp_path)
+    data = RGBXDataset(RGBXDatasetConfig(root=str(root), num_classes=6, label_offset=-1), "test", train=False)
+    torch.manual_seed(0)
+    model = build_segnext_rgbx(
+        SegNeXtRGBXConfig(arch="mscan_t", num_classes=6, decoder_channels=64, ham_rank=8)
+    )
+    ecfg = EvalConfig(exclude=(), day_night=True, save_overlays=0, crop=(32, 48))
+    report = tmp_path / "eval.json"
+    result = run_evaluation(model, data, ecfg, 6, report_path=report)
+    agg = result.aggregate
+    assert {"seg.miou", "seg_day.miou", "seg_night.miou"} <= set(agg)
+    assert result.extra["splits"]["day"]["images"] == 2 and result.extra["splits"]["night"]["images"] == 1
+    assert result.extra["splits_note"] == SPLIT_NOTE and "not the mean" in SPLIT_NOTE
+    overall = torch.tensor(result.extra["seg"]["confusion"])
+    parts = torch.tensor(result.extra["seg_day"]["confusion"]) + torch.tensor(
+        result.extra["seg_night"]["confusion"]
+    )
+    assert torch.equal(overall, parts) and overall.sum() > 0
+    assert [r["split"] for r in result.items] == ["day", "night", "day"]
+    assert (
+        report.is_file() and (tmp_path / "eval.csv").is_file() and (tmp_path / "eval_confusion.png").is_file()
+    )
+
+
+def test_predict_files_moves_inputs_to_the_model_device(tmp_path):
+    """-d is honoured: the inputs follow the model's parameters (a meta parameter stands in for a GPU)."""
+    from common.synthetic import write_rgbx_scenes
+    from smmcl.data import RGBXDatasetConfig
+    from smmcl.experiment import ExperimentConfig, predict_files
+
+    root = write_rgbx_scenes(tmp_path / "s", n_train=1, n_test=1, size=(32, 48), seed=0)
+
+    class Stub(PixelwiseStub):
+        def __init__(self):
+            super().__init__()
+            self.anchor = nn.Parameter(torch.empty(1, device="meta"))
+            self.devices = []
+
+        def forward(self, rgb, aux):
+            self.devices.append((rgb.device.type, aux.device.type))
+            return torch.zeros(1, 4, *rgb.shape[2:])
+
+    cfg = ExperimentConfig(
+        data=RGBXDatasetConfig(num_classes=4), eval=EvalConfig(seed=None, crop=(32, 48), exclude=())
+    )
+    stub = Stub()
+    rgb, aux = root / "RGB" / "00001.png", root / "Depth" / "00001.png"
+    written = predict_files(stub, cfg, [rgb], [aux], tmp_path / "out")
+    assert stub.devices == [("meta", "meta")] and written[0].is_file()

@@ -9,6 +9,17 @@ import torch
 from smmcl.experiment import EvalConfig, predict
 from smmcl.models import NMF2D, SegNeXtRGBXConfig, build_segnext_rgbx
 
+
+def _close(a: torch.Tensor, b: torch.Tensor, rel: float, what: str = "", floor: float = 0.0) -> None:
+    """Norm-scaled comparison: |a - b| <= rel * |b| + floor (per-element allclose is wrong for long sums,
+    whose rounding depends on the CPU's kernels: AMX/AVX512-BF16 or not, 1 or 2 threads). `floor` covers
+    tensors that are zero up to rounding (a conv bias before a BatchNorm has no gradient mathematically)."""
+    assert a.shape == b.shape, what
+    err, ref = (a.double() - b.double()).norm().item(), b.double().norm().item()
+    tol = rel * ref + floor + 1e-12
+    assert err <= tol, f"{what}: |a - b| = {err:.3g} > {rel:g} * |b| + {floor:.3g} = {tol:.3g}"
+
+
 TINY = {"arch": "mscan_t", "num_classes": 5, "decoder_channels": 64, "ham_rank": 8}
 
 
@@ -41,7 +52,7 @@ def test_fast_and_reference_logits_agree_and_state_dict_is_unchanged():
     assert {k: tuple(v.shape) for k, v in model.state_dict().items()} == ref_keys
     assert fast.is_contiguous() and fast.shape == ref.shape
     assert ref.abs().max() > 0.1
-    torch.testing.assert_close(fast, ref, rtol=0, atol=1e-5)
+    _close(fast, ref, 1e-5, "logits")
     # the fast model really runs in channels_last (where the speed comes from)
     feats = {}
     hook = model.backbone.block1[0].attn.spatial_gating_unit.conv2_1.register_forward_hook(
@@ -62,7 +73,7 @@ def test_nmf2d_fast_matches_reference_on_channels_last_input():
         nmf.fast = fast
         torch.manual_seed(42)
         out.append(nmf(x.contiguous(memory_format=torch.channels_last) if fast else x))
-    torch.testing.assert_close(out[1], out[0], rtol=1e-5, atol=1e-6)
+    _close(out[1], out[0], 1e-5, "NMF2D")
     assert out[0].sum().item() == pytest.approx(35944.0, rel=1e-5)  # spec 10.6 golden, eval mode
 
 
@@ -81,11 +92,14 @@ def test_training_step_losses_and_gradients_match_reference(variant):
     (l0, g0, s0), (l1, g1, s1) = results
     assert set(l0) == {"ce", "cm", "vis", "aux"} and all(l0[k] > 0 for k in l0)
     for k in l0:
-        torch.testing.assert_close(l1[k], l0[k], rtol=1e-5, atol=1e-6)
+        _close(l1[k], l0[k], 1e-5, k)
     assert set(g1) == set(g0)
+    total = torch.cat([g.flatten() for g in g0.values()]).double().norm().item()
     for n in g0:
-        torch.testing.assert_close(g1[n], g0[n], rtol=1e-3, atol=1e-5, msg=n)
-    torch.testing.assert_close(s1, s0)  # BN statistics updated once, also when recomputing
+        _close(g1[n], g0[n], 1e-4, n, floor=1e-6 * total)
+    _close(
+        s1, s0, 1e-5, "BN running mean", floor=1e-5 * s0.numel() ** 0.5
+    )  # BN statistics updated once, also when recomputing
 
 
 def test_checkpoint_stages_validated():
