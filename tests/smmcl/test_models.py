@@ -16,7 +16,7 @@ from smmcl.models import NMF2D, SegNeXtRGBXConfig, build_model, build_segnext_rg
 
 @pytest.fixture(scope="module")
 def model14():
-    return build_model(14)
+    return smmcl.build_model(num_classes=14)  # the documented call
 
 
 def test_official_state_dict_layout(model14):
