@@ -4,9 +4,8 @@ Rows are ground truth, columns predictions. Pixels whose GT equals ``ignore_inde
 anywhere. IoU_c = diag / (row + col - diag); mIoU is the nanmean over classes (a class absent from
 both GT and prediction gives NaN and is skipped). All scores: higher is better, in [0, 1].
 
-One implementation: the kernels ``confusion_matrix`` and ``segmentation_scores`` compute everything;
-``SegmentationMetrics`` (a ``torchmetrics.Metric``, matrix summed over DDP ranks) and the older
-``ConfusionMatrix`` accumulator are thin state around them.
+The kernels ``confusion_matrix`` and ``segmentation_scores`` compute everything;
+``SegmentationMetrics`` (a ``torchmetrics.Metric``, matrix summed over DDP ranks) is the state around them.
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ import torch
 from torch import Tensor
 from torchmetrics import Metric
 
-__all__ = ["confusion_matrix", "segmentation_scores", "SegmentationMetrics", "ConfusionMatrix"]
+__all__ = ["confusion_matrix", "segmentation_scores", "SegmentationMetrics"]
 
 
 def _flat_pair(pred: Tensor, target: Tensor, num_classes: int) -> tuple[Tensor, Tensor]:
@@ -176,50 +175,3 @@ class SegmentationMetrics(Metric):
     def describe(self) -> str:
         ex = f", exclude={self.exclude}" if self.exclude is not None else ""
         return f"SegmentationMetrics(num_classes={self.num_classes}, ignore_index={self.ignore_index}{ex})"
-
-
-class ConfusionMatrix:
-    """Accumulates a K x K int64 confusion matrix over batches (and DDP ranks via :meth:`reduce_ddp`).
-
-    Plain accumulator over :func:`confusion_matrix` / :func:`segmentation_scores`; new code uses
-    :class:`SegmentationMetrics`.
-    """
-
-    higher_is_better = True
-
-    def __init__(self, num_classes: int, ignore_index: int = 255, strict: bool = True) -> None:
-        """``strict``: GT values outside [0, K) other than ``ignore_index`` raise instead of being ignored."""
-        if num_classes < 1:
-            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
-        self.num_classes = num_classes
-        self.ignore_index = ignore_index
-        self.strict = strict
-        self.mat = torch.zeros(num_classes, num_classes, dtype=torch.int64)
-
-    def reset(self) -> None:
-        self.mat.zero_()
-
-    def update(self, pred: Tensor, target: Tensor) -> None:
-        """pred: (B, H, W) class ids or (B, K, H, W) logits; target: (B, H, W) ids with ignore_index."""
-        m = confusion_matrix(pred, target, self.num_classes, self.ignore_index, self.strict)
-        if self.mat.device != m.device:
-            self.mat = self.mat.to(m.device)
-        self.mat += m
-
-    def reduce_ddp(self) -> None:
-        """Sum the matrices of all ranks in place (no-op unless torch.distributed is initialised)."""
-        import torch.distributed as dist
-
-        if not (dist.is_available() and dist.is_initialized()):
-            return
-        if dist.get_backend() == "nccl" and not self.mat.is_cuda:
-            # NCCL reduces only CUDA tensors; callers often accumulate on the CPU
-            t = self.mat.to(torch.device("cuda", torch.cuda.current_device()))
-            dist.all_reduce(t, op=dist.ReduceOp.SUM)
-            self.mat = t.cpu()
-        else:
-            dist.all_reduce(self.mat, op=dist.ReduceOp.SUM)
-
-    def compute(self, exclude: int | Iterable[int] | None = None) -> dict[str, Tensor | float]:
-        """:func:`segmentation_scores` of the accumulated matrix."""
-        return segmentation_scores(self.mat, exclude)
