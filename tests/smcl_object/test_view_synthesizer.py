@@ -158,6 +158,14 @@ def test_official_synthesizer_keys_load(tmp_path) -> None:
         smcl.build_model("smcl_view_synthesizer", "official")
 
 
+def _close(a: torch.Tensor, b: torch.Tensor, rel: float, what: str = "", scale: float = 0.0) -> None:
+    """|a - b| <= rel max(|b|, scale) (Frobenius norms): the two forms sum in different orders (and oneDNN
+    may use AMX or AVX512 kernels), so single elements of long sums differ by more than their own ulps.
+    `scale`: the size of the whole gradient, for parameters whose own gradient is a cancelling sum ~0."""
+    err, ref = (a.double() - b.double()).norm().item(), b.double().norm().item()
+    assert err <= rel * max(ref, scale) + 1e-12, (what, err, ref)
+
+
 def _mlp_pair(width: int = 48, tile: int = 37) -> ViewSynthesizer:
     torch.manual_seed(3)
     m = ViewSynthesizer(ViewSynthesizerConfig(d_hidden=width, mlp_tile=tile))
@@ -186,18 +194,18 @@ def test_fast_mlp_matches_official_form_forward_and_gradients() -> None:
         out = mlp(x, z)
         (out * w).sum().backward()
         res[impl] = (out.detach(), x.grad.clone(), {n: p.grad.clone() for n, p in mlp.named_parameters()})
-    torch.testing.assert_close(res["fast"][0], res["reference"][0], rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(res["fast"][1], res["reference"][1], rtol=1e-5, atol=1e-5)
-    for name, g in res["reference"][2].items():
-        torch.testing.assert_close(res["fast"][2][name], g, rtol=1e-4, atol=1e-4, msg=name)
+    _close(res["fast"][0], res["reference"][0], 1e-5)
+    _close(res["fast"][1], res["reference"][1], 1e-5)
+    for name, g in res["reference"][2].items():  # sums over all 303 sample rows: norm-scaled
+        _close(res["fast"][2][name], g, 1e-4, name)
     with torch.inference_mode():
-        torch.testing.assert_close(mlp(x, z), res["reference"][0], rtol=1e-5, atol=1e-5)
+        _close(mlp(x, z), res["reference"][0], 1e-5)
     # several source views fall back to the broadcast autograd form, still equal to the official form
     x2, z2 = torch.randn(2, 3, 20, 42), torch.randn(2, 3, 128)
     mlp.impl = "reference"
     ref = mlp(x2, z2)
     mlp.impl = "fast"
-    torch.testing.assert_close(mlp(x2, z2), ref, rtol=1e-5, atol=1e-5)
+    _close(mlp(x2, z2), ref, 1e-5)
 
 
 def test_fast_render_and_training_step_match_reference() -> None:
@@ -211,7 +219,7 @@ def test_fast_render_and_training_step_match_reference() -> None:
         torch.manual_seed(5)
         out[impl] = m.eval().render_chunked(cond, rays)
     for k in out["reference"]:
-        torch.testing.assert_close(out["fast"][k], out["reference"][k], rtol=1e-4, atol=1e-4)
+        _close(out["fast"][k], out["reference"][k], 1e-4, k)
     batch = {"src_images": torch.rand(2, 1, 3, 64, 64), "src_poses": torch.eye(4).expand(2, 1, 4, 4),
              "rays": rays, "rgb": torch.rand(2, 30, 3)}  # fmt: skip
     grads = {}
@@ -222,8 +230,9 @@ def test_fast_render_and_training_step_match_reference() -> None:
         sum(m.training_step(batch).values()).backward()
         grads[impl] = {n: p.grad.clone() for n, p in m.named_parameters() if p.grad is not None}
     assert grads["fast"].keys() == grads["reference"].keys()
+    total = sum(g.double().norm() ** 2 for g in grads["reference"].values()).sqrt().item()
     for name, g in grads["reference"].items():
-        torch.testing.assert_close(grads["fast"][name], g, rtol=1e-3, atol=1e-5, msg=name)
+        _close(grads["fast"][name], g, 1e-4, name, scale=1e-2 * total)
 
 
 def test_bf16_option_is_close_and_opt_in() -> None:
