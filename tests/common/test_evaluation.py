@@ -248,3 +248,21 @@ def test_environment_block() -> None:
     env = environment()
     assert env["device"] == "cpu" and env["world_size"] == 1 and env["torch"] == torch.__version__
     assert env["git"] is None or len(env["git"]) == 40
+
+
+def test_engine_periodic_evaluation_logs_the_aggregate(tmp_path: Path) -> None:
+    from common.engine import TrainConfig, Trainer
+
+    class Trainable(ToyModel):
+        def training_step(self, batch: dict) -> dict:
+            return {"l1": ((batch["image"] * self.gain - batch["image"]).abs()).mean()}
+
+    cfg = TrainConfig(max_steps=2, batch_size=2, lr=0.1, out_dir=str(tmp_path), tensorboard=False,
+                      progress=False, log_every=0, eval_every=1, seed=0)  # fmt: skip
+    model = Trainable()
+    Trainer(cfg, model, ToyData(4), evaluator=make_evaluator(), val_data=ToyData(3)).fit()
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    evals = [r for r in rows if "eval/psnr" in r]
+    assert [r["step"] for r in evals] == [1, 2] and "eval/seg.miou" in evals[0]
+    final = make_evaluator().run(model, ToyData(3))
+    assert evals[-1]["eval/psnr"] == pytest.approx(final.aggregate["psnr"], rel=1e-6)
