@@ -5,8 +5,8 @@
   ("bankA/scene", "bankB/scene").
 * One broken NSS is reported by name and the others are still scored; `run_bank` returns the number of
   failures (the script exits non-zero when it is not 0).
-* Results are written as they come: each process appends one JSON line per NSS to its journal
-  `.<output>.rank<r>.jsonl` beside the first output (flushed and fsynced), and rank 0 rewrites the outputs
+* Results are written as they come: each process writes one small JSON record per NSS (atomically, through
+  common.io) into the journal folder `.<output>.parts/` beside the first output, and rank 0 rewrites the outputs
   (JSON report of schema tri-vision.eval/1 with per-NSS items and the CSV beside it, `--csv`, `--features`
   NPZ) atomically after each NSS it scores and while it waits for the others. A run killed after k NSS keeps
   them; `resume=True` folds earlier journals into the outputs and scores only the NSS that are missing.
@@ -22,7 +22,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import queue
 import sys
 import threading
@@ -36,6 +35,7 @@ import numpy as np
 from common.errors import DataError, TriVisionError
 from nvs_sqa.assessor import QualityAssessor
 from nvs_sqa.frames import VIDEO_EXTS, iter_video, list_frames
+from nvs_sqa.npz import read_npz, write_npz
 from nvs_sqa.ridge import LABEL_RANGE
 
 TASK = "nvs_sqa_app"
@@ -186,29 +186,20 @@ class Outputs:
     def anchor(self) -> Path | None:
         return next((p for p in (self.json, self.csv, self.features) if p is not None), None)
 
-    def journal(self, rank: int) -> Path:
+    def parts(self) -> Path:
+        """The journal folder: one JSON record per scored (or failed) NSS, per rank."""
         a = self.anchor()
-        return a.with_name(f".{a.name}.rank{rank}.jsonl")
+        return a.with_name(f".{a.name}.parts")
 
     def journals(self) -> list[Path]:
-        a = self.anchor()
-        if a is None or not a.parent.is_dir():
+        """Records left in the journal folder (a kill mid-write leaves only a hidden temp file)."""
+        if self.anchor() is None or not self.parts().is_dir():
             return []
-        return sorted(a.parent.glob(f".{a.name}.rank*.jsonl"))
+        return sorted(self.parts().glob("r*.json"))
 
 
-def read_journal(path: Path) -> list[dict]:
-    """Complete lines of a journal (a line cut by a kill is ignored)."""
-    out = []
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            if not line.endswith("\n"):
-                break
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                break
-    return out
+def read_records(files: Sequence[Path]) -> list[dict]:
+    return [json.loads(f.read_text(encoding="utf-8")) for f in files]
 
 
 def _row(item_key: str, rec: dict) -> dict:
@@ -244,19 +235,11 @@ def read_outputs(out: Outputs) -> dict[str, dict]:
             except (KeyError, ValueError) as err:
                 raise DataError(out.csv, f"not a CSV written by nvs_sqa_app ({err})") from err
         sets.append(rows)
-    feats = _read_npz(out.features) if out.features is not None else None
+    feats = read_npz(out.features) if out.features is not None else None
     keys = set.intersection(*(set(s) for s in sets))
     if feats is not None:
         keys &= set(feats)
     return {k: {"row": sets[0][k], "feature": None if feats is None else feats[k]} for k in keys}
-
-
-def _read_npz(path: Path) -> dict[str, np.ndarray]:
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return {k: np.asarray(z[k], dtype=np.float32) for k in z.files}
-    except (OSError, ValueError) as err:
-        raise DataError(path, f"cannot read the features NPZ ({err})") from err
 
 
 def settings_line(assessor: QualityAssessor) -> str:
@@ -279,7 +262,7 @@ def write_outputs(
 ) -> None:
     """Atomically rewrite the requested outputs from `results` ({key: {"row", "feature"}}), in item order."""
     from common.evaluation import items_csv, write_report
-    from common.io import atomic_write, atomic_write_text
+    from common.io import atomic_write_text
 
     order = [it for it in items if it.key in results]
     rows = [results[it.key]["row"] for it in order]
@@ -303,8 +286,7 @@ def write_outputs(
     if out.csv is not None and (out.json is None or out.csv != out.json.with_suffix(".csv")):
         atomic_write_text(out.csv, items_csv(rows))
     if out.features is not None:
-        with atomic_write(out.features, "wb") as fh:
-            np.savez(fh, **{it.key: np.asarray(results[it.key]["feature"], np.float32) for it in order})
+        write_npz(out.features, {it.key: np.asarray(results[it.key]["feature"], np.float32) for it in order})
     if plot and out.plot is not None and rows:
         from common.viz import bar_chart
 
@@ -332,6 +314,14 @@ def format_table(rows: Sequence[dict]) -> str:
 
 
 # ---- the run ------------------------------------------------------------------------------------------
+def _remove_parts(out: Outputs) -> None:
+    if out.anchor() is None or not out.parts().is_dir():
+        return
+    for f in out.parts().iterdir():
+        f.unlink()
+    out.parts().rmdir()
+
+
 def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
@@ -374,7 +364,7 @@ def run_bank(
     stale = out.journals()
     if stale and not resume:
         raise DataError(
-            stale[0],
+            out.parts(),
             "journal of an interrupted run; pass --resume to keep its results "
             "(or delete the file to start afresh)",
         )
@@ -382,7 +372,7 @@ def run_bank(
     if rank == 0 and resume and out.anchor() is not None:  # fold earlier journals into the outputs
         results = {k: v for k, v in read_outputs(out).items() if k in keys}
         for j in stale:
-            for rec in read_journal(j):
+            for rec in read_records([j]):
                 if rec.get("key") in keys and "jod" in rec:
                     results[rec["key"]] = {
                         "row": _row(rec["key"], rec),
@@ -391,6 +381,7 @@ def run_bank(
         write_outputs(out, items, results, {}, model=model, settings=settings)
         for j in stale:
             j.unlink()
+        _remove_parts(out)
     barrier()
     done = read_outputs(out) if resume else {}
     todo = [it for it in items if it.key not in done]
@@ -401,27 +392,24 @@ def run_bank(
 
     results: dict[str, dict] = {k: v for k, v in done.items() if k in keys}
     failed: dict[str, str] = {}
-    journal = None
-    if out.anchor() is not None:
-        journal = open(out.journal(rank), "a", encoding="utf-8")  # noqa: SIM115 - closed below
+    seq = [0]
 
     def record(rec: dict) -> None:
-        if journal is not None:
-            journal.write(json.dumps(rec) + "\n")
-            journal.flush()
-            os.fsync(journal.fileno())
+        if out.anchor() is not None:
+            from common.io import atomic_write_json
 
-    seen_lines: dict[Path, int] = {}
+            atomic_write_json(out.parts() / f"r{rank}-{seq[0]:07d}.json", rec, indent=None)
+            seq[0] += 1
+
+    seen: set[Path] = set()
 
     def merge_others() -> set[int]:
-        """Rank 0: read the other ranks' journals; returns the ranks that wrote their final line."""
+        """Rank 0: read the other ranks' new records; returns the ranks that wrote their final record."""
         finished = set()
         for r in range(1, world_size):
-            j = out.journal(r)
-            if not j.is_file():
-                continue
-            recs = read_journal(j)
-            for rec in recs[seen_lines.get(j, 0) :]:
+            new = [f for f in sorted(out.parts().glob(f"r{r}-*.json")) if f not in seen]
+            for f, rec in zip(new, read_records(new)):
+                seen.add(f)
                 if "jod" in rec:
                     results[rec["key"]] = {
                         "row": _row(rec["key"], rec),
@@ -429,8 +417,9 @@ def run_bank(
                     }
                 elif "error" in rec:
                     failed[rec["key"]] = rec["error"]
-            seen_lines[j] = len(recs)
-            if recs and recs[-1].get("finished"):
+            if (out.parts() / f"r{r}-done.json").is_file() and not [
+                f for f in out.parts().glob(f"r{r}-*.json") if f not in seen and f.name != f"r{r}-done.json"
+            ]:
                 finished.add(r)
         return finished
 
@@ -471,20 +460,19 @@ def run_bank(
                 results[it.key] = {"row": _row(it.key, rec), "feature": s.feature}
                 record(rec)
                 flush()
-        record({"finished": True, "rank": rank})
+        if out.anchor() is not None:
+            from common.io import atomic_write_json
+
+            atomic_write_json(out.parts() / f"r{rank}-done.json", {"finished": True, "rank": rank})
     finally:
         pre.close()
-        if journal is not None:
-            journal.close()
     if rank != 0:
         return 0
     while world_size > 1 and out.anchor() is not None and len(merge_others()) < world_size - 1:
         write_outputs(out, items, results, failed, model=model, settings=settings)
         time.sleep(poll_s)
     write_outputs(out, items, results, failed, model=model, settings=settings, plot=True)
-    for r in range(world_size):
-        if out.anchor() is not None:
-            out.journal(r).unlink(missing_ok=True)
+    _remove_parts(out)
     rows = [results[it.key]["row"] for it in items if it.key in results]
     print(format_table(rows))
     if failed:

@@ -7,6 +7,7 @@ Extra (not in the README numbers): pooled per-dataset SRCC / PLCC / KRCC with bo
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import defaultdict
 from collections.abc import Callable, Mapping
@@ -14,19 +15,24 @@ from pathlib import Path
 
 import numpy as np
 
+from common.errors import DataError
 from common.metrics.correlation import bootstrap_ci, krcc, plcc, srcc
+from nvs_sqa.frames import list_frames
 from nvs_sqa.ridge import RidgeReadout, fit_ridge
 
 
 def load_labels(path: Path) -> dict:
     """Flat split JSON: tr_keys, tt_keys, labels {"<dataset>+<Scene>+<method>": JOD}."""
-    data = json.loads(Path(path).read_text())
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as err:
+        raise DataError(path, f"cannot read the label file ({err})") from err
     for k in ("tr_keys", "tt_keys", "labels"):
         if k not in data:
-            raise ValueError(f"{path}: missing key {k!r} (expected tr_keys, tt_keys, labels)")
+            raise DataError(path, f"missing key {k!r} (expected tr_keys, tt_keys, labels)")
     bad = [k for k in data["tr_keys"] + data["tt_keys"] if k not in data["labels"] or k.count("+") != 2]
     if bad:
-        raise ValueError(f"{path}: keys without a label or not '<dataset>+<Scene>+<method>': {bad[:5]}")
+        raise DataError(path, f"keys without a label or not '<dataset>+<Scene>+<method>': {bad[:5]}")
     return data
 
 
@@ -121,3 +127,73 @@ def format_report(report: dict) -> str:
         ]
         lines.append(f"| {ds} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+# ---- features cache: keyed by the model's weights and the bank's contents --------------------------------
+def weights_sha256(model) -> str:
+    """sha256 over the model's state_dict: names, dtypes, shapes and bytes, in key order."""
+    h = hashlib.sha256()
+    for key, t in sorted(model.state_dict().items()):
+        a = t.detach().cpu().contiguous().numpy()
+        h.update(f"{key}:{a.dtype.str}:{a.shape}\n".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def bank_sha256(bank: Path, keys: list[str]) -> str:
+    """sha256 over the keys and, per key, every frame's name and bytes (what the features are computed from)."""
+    h = hashlib.sha256()
+    for key in sorted(keys):
+        h.update(f"{key}\n".encode())
+        for f in list_frames(bank_folder(bank, key)):
+            h.update(f"{f.name}\n".encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def features_with_cache(assessor, bank: Path, keys: list[str], cache: Path | None) -> dict[str, np.ndarray]:
+    """Features of `keys`, read from `cache` when it was built by the same model weights from the same bank
+    contents, else extracted (and the cache written). A cache of another model or bank is refused."""
+    from nvs_sqa.npz import read_npz, write_npz
+
+    model_sha = weights_sha256(assessor.model)
+    bank_sha = bank_sha256(bank, keys)
+    if cache is not None and Path(cache).is_file():
+        z = read_npz(cache)
+        meta = {k: str(z.pop(k)) for k in ("__model_sha256__", "__bank_sha256__") if k in z}
+        if len(meta) != 2:
+            raise DataError(cache, "not a features cache of eval_nvs_sqa.py (no model/bank digests)")
+        if meta["__model_sha256__"] != model_sha:
+            raise DataError(
+                cache,
+                f"features cache was built by another model (weights sha256 {meta['__model_sha256__'][:12]}..., "
+                f"this model {model_sha[:12]}...); delete it or pass another --features-cache path",
+            )
+        if meta["__bank_sha256__"] != bank_sha:
+            raise DataError(
+                cache,
+                "features cache was built from other bank contents (frames or keys differ); delete it or pass "
+                "another --features-cache path",
+            )
+        missing = [k for k in keys if k not in z]
+        if missing:
+            raise DataError(cache, f"features cache lacks {missing[:3]}")
+        return {k: z[k] for k in keys}
+    feats = extract_features(assessor, bank, keys)
+    if cache is not None:
+        write_npz(
+            Path(cache),
+            {**feats, "__model_sha256__": np.array(model_sha), "__bank_sha256__": np.array(bank_sha)},
+        )
+    return feats
+
+
+def report_blocks(report: dict, labels: Mapping[str, float]) -> tuple[dict, list[dict], dict]:
+    """(aggregate, items, extra) of a common.evaluation report from evaluate_features' report."""
+    aggregate = {f"{ds}/{m}": v for ds, row in report["official"].items() for m, v in row.items()}
+    items = [
+        {"id": k, "dataset": k.split("+")[0], "scene": k.split("+")[1], "pred": v, "label": float(labels[k])}
+        for k, v in report["predictions"].items()
+    ]
+    extra = {"per_scene": report["per_scene"], "pooled": report["pooled"]}
+    return aggregate, items, extra

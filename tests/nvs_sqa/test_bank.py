@@ -3,7 +3,6 @@ bounded decoding, output-path checks, device and chunk choice. A random-weights 
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from pathlib import Path
@@ -68,7 +67,7 @@ def test_broken_nss_is_reported_by_name_and_the_others_are_scored(qa, tmp_path: 
     (fail,) = report["extra"]["failed"]
     assert fail["id"] == "b" and "001.png" in fail["error"]
     assert sorted(np.load(out.features).files) == ["a", "c"]
-    assert not list((tmp_path / "out").glob(".*jsonl"))  # journals are removed at the end
+    assert not (tmp_path / "out" / ".r.json.parts").exists()  # the journal is removed at the end
     # per-item rows reproduce the aggregate
     assert report["aggregate"]["jod_mean"] == pytest.approx(np.mean([r["jod"] for r in report["items"]]))
 
@@ -180,9 +179,16 @@ def test_device_spec_and_chunk_per_device(qa) -> None:
         resolve_device("0-3")
 
 
-def test_journal_lines_are_complete_json(qa, tmp_path: Path) -> None:
-    from nvs_sqa.app import read_journal
+def test_npz_written_through_common_io_is_what_numpy_reads_and_writes(tmp_path: Path) -> None:
+    from nvs_sqa.npz import read_npz, write_npz
 
-    j = tmp_path / "j.jsonl"
-    j.write_text(json.dumps({"key": "a", "jod": 1.0}) + "\n" + '{"key": "b", "jo')  # killed mid-line
-    assert read_journal(j) == [{"key": "a", "jod": 1.0}]
+    arrays = {"a": np.arange(384, dtype=np.float32), "b/c": np.ones(3, np.float32)}
+    write_npz(tmp_path / "f.npz", arrays)
+    with np.load(tmp_path / "f.npz", allow_pickle=False) as z:
+        assert sorted(z.files) == ["a", "b/c"] and np.array_equal(z["a"], arrays["a"])
+    np.savez(tmp_path / "g.npz", **arrays)
+    back = read_npz(tmp_path / "g.npz")
+    assert back.keys() == arrays.keys() and all(np.array_equal(back[k], arrays[k]) for k in arrays)
+    (tmp_path / "bad.npz").write_bytes(b"xx")
+    with pytest.raises(TriVisionError, match="bad.npz"):
+        read_npz(tmp_path / "bad.npz")

@@ -162,3 +162,19 @@ def test_per_frame_batchnorm_compat_mode() -> None:
     before = int(bn.num_batches_tracked)
     trainer.training_step({"seq1": x, "seq2": x.flip(1), "targets": torch.zeros(3, 1)})
     assert int(bn.num_batches_tracked) - before == 8
+
+
+def test_jpeg_distortion_decodes_like_pillow() -> None:
+    """Key 5 re-encodes with Pillow and decodes with OpenCV: the pixels Pillow's own decoder gives."""
+    import io
+
+    from PIL import Image
+
+    for seed in range(5):
+        rng = np.random.default_rng(seed)
+        img = rng.integers(0, 256, (72, 90, 3), dtype=np.uint8)
+        got = distort(img, 5, np.random.default_rng(seed))
+        q = int(np.random.default_rng(seed).integers(10, 76))
+        buf = io.BytesIO()
+        Image.fromarray(img).save(buf, format="JPEG", quality=q)
+        np.testing.assert_array_equal(got, np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB")))
