@@ -57,6 +57,7 @@ __all__ = [
 ]
 
 SCHEMA = "tri-vision.eval/1"
+REQUIRED_FIELDS = ("schema", "task", "created", "model", "settings", "environment", "aggregate", "items")
 
 
 @dataclass
@@ -472,4 +473,7 @@ def read_report(path: str | Path) -> dict:
     if not isinstance(report, dict) or report.get("schema") != SCHEMA:
         got = report.get("schema") if isinstance(report, dict) else type(report).__name__
         raise DataError(p, f"not a {SCHEMA} report (schema {got!r})")
+    missing = [k for k in REQUIRED_FIELDS if k not in report]
+    if missing:
+        raise DataError(p, f"{SCHEMA} report lacks {missing}")
     return report

@@ -242,6 +242,9 @@ def test_write_report_non_finite_values_and_model_info(tmp_path: Path) -> None:
     (tmp_path / "old.json").write_text('{"mean": {"miou": 0.5}}')
     with pytest.raises(DataError, match="not a tri-vision.eval/1 report"):
         read_report(tmp_path / "old.json")
+    (tmp_path / "cut.json").write_text(json.dumps({"schema": SCHEMA, "task": "t"}))
+    with pytest.raises(DataError, match="lacks"):
+        read_report(tmp_path / "cut.json")
 
 
 def test_environment_block() -> None:
