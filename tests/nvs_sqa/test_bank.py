@@ -192,3 +192,20 @@ def test_npz_written_through_common_io_is_what_numpy_reads_and_writes(tmp_path: 
     (tmp_path / "bad.npz").write_bytes(b"xx")
     with pytest.raises(TriVisionError, match="bad.npz"):
         read_npz(tmp_path / "bad.npz")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
+def test_several_gpus_without_cuda_fail_once_with_a_clear_message(tmp_path: Path) -> None:
+    """`-d 0-3` is a device list for the torchrun re-launch, never a torch.device string."""
+    import os
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[2]
+    _nss(tmp_path / "a", 0)
+    cmd = [sys.executable, str(repo / "scripts" / "nvs_sqa_app.py"), str(tmp_path / "a"), "-d", "0-3"]
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, cwd=repo, env=dict(os.environ, OMP_NUM_THREADS="1"), timeout=120
+    )
+    assert proc.returncode == 2 and "CUDA is not available" in proc.stderr, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr and proc.stderr.count("error:") == 1
