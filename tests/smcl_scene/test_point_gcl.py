@@ -82,7 +82,7 @@ def test_point_features_aligned_with_order():
     assert f.std(0).mean() > 0  # not one tiled block
 
 
-def test_pretraining_learns():
+def test_pretraining_learns(one_thread):
     g = torch.Generator().manual_seed(0)
     # two kinds of local structure: a plane and a line, so blocks are distinguishable
     plane = torch.rand(150, 3, generator=g) * torch.tensor([1.0, 1.0, 0.0])
