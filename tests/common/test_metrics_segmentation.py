@@ -1,16 +1,11 @@
-"""SegmentationMetrics and its kernels against the spec's worked example, sklearn, hand-derived
-per-image values, and a two-process gloo reduction."""
+"""SegmentationMetrics and its kernels against the spec's worked example, sklearn and hand-derived
+per-image values (its two-rank gloo sync: tests/common/test_evaluation.py)."""
 
 from __future__ import annotations
-
-import os
-import socket
 
 import numpy as np
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 from sklearn.metrics import confusion_matrix as sk_confusion
 
 from common.metrics import SegmentationMetrics
@@ -103,32 +98,3 @@ def test_per_image_miou_by_hand() -> None:
     assert m.compute()["miou"] == pytest.approx((1 / 3 + 2 / 3 + 7 / 8) / 3)
     excl = SegmentationMetrics(3, exclude=0)
     assert excl.update_items(pred, gt).tolist() == pytest.approx([(2 / 3 + 1 / 2) / 2, 1.0])
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _ddp_worker(rank: int, port: int, out: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=2)
-    try:
-        m = SegmentationMetrics(3)
-        gt = torch.tensor([[[0, 1, 2, 255]]]) if rank == 0 else torch.tensor([[[2, 2, 1, 0]]])
-        pred = torch.tensor([[[0, 2, 2, 1]]]) if rank == 0 else torch.tensor([[[2, 1, 1, 0]]])
-        m.update(pred, gt)
-        torch.save(m.compute()["confusion"], f"{out}.{rank}")
-    finally:
-        dist.destroy_process_group()
-
-
-@pytest.mark.slow
-def test_compute_sums_over_two_ranks(tmp_path) -> None:
-    out = str(tmp_path / "mat")
-    mp.spawn(_ddp_worker, args=(_free_port(), out), nprocs=2, join=True)
-    single = SegmentationMetrics(3)
-    single.update(torch.tensor([[0, 2, 2, 1, 2, 1, 1, 0]]), torch.tensor([[0, 1, 2, 255, 2, 2, 1, 0]]))
-    for rank in range(2):
-        assert torch.equal(torch.load(f"{out}.{rank}", weights_only=True), single.compute()["confusion"])
