@@ -20,10 +20,12 @@ import torch
 from torch import Tensor, nn
 from torchvision.utils import make_grid
 
+from common.engine import Callback
+
 __all__ = ["NoReferenceQuality"]
 
 
-class NoReferenceQuality:
+class NoReferenceQuality(Callback):
     """Every `every` optimizer steps (and after the last step unless it was just scored): render frames
     `(T, 3, H, W)` in [0, 1] with `render_fn(model, step)` (model in eval mode, no grad), score them with
     `score_fn(frames)`, and log the score as `tag` (TensorBoard scalar and a line in
@@ -52,18 +54,9 @@ class NoReferenceQuality:
         self.history: list[tuple[int, float, float]] = []
 
     # ---- engine hooks -----------------------------------------------------------------------------
-    def on_train_start(self, trainer: Any) -> None:
-        pass
-
-    def before_step(self, trainer: Any, step: int) -> bool:
-        return False
-
     def after_step(self, trainer: Any, step: int, losses: dict[str, float]) -> None:
         if step % self.every == 0:
             self.run(trainer, step)
-
-    def after_evaluation(self, trainer: Any, step: int, metrics: dict[str, float]) -> None:
-        pass
 
     def on_train_end(self, trainer: Any) -> None:
         if self.at_end and (not self.history or self.history[-1][0] != trainer.step):

@@ -120,3 +120,34 @@ def test_real_tensorboard_event_file(tmp_path: Path) -> None:
     assert [(e.step, e.value) for e in acc.Scalars("eval/nvs_sqa")] == [(2, -1.5)]
     (img,) = acc.Images("eval/nvs_sqa/frames")
     assert img.step == 2 and (img.width, img.height) == (2 * 22 + 2, 2 * 18 + 2)  # 4 frames: 2x2 grid
+
+
+def test_with_the_engine(tmp_path: Path) -> None:
+    from common.engine import Callback, TrainConfig, Trainer
+
+    class Model(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = nn.Linear(3, 3)
+
+        def training_step(self, batch: dict) -> dict:
+            return {"mse": (self.lin(batch["x"]) ** 2).mean()}
+
+        def render(self, step: int) -> torch.Tensor:  # frames whose mean tracks the weights
+            return torch.sigmoid(self.lin.weight.sum()).expand(4, 3, 8, 8).clone()
+
+    cb = NoReferenceQuality(lambda m, s: m.render(s), lambda f: float(f.mean()), every=2)
+    assert isinstance(cb, Callback)
+    cfg = TrainConfig(max_steps=5, batch_size=2, lr=0.1, out_dir=str(tmp_path), tensorboard=False,
+                      progress=False, log_every=100, ckpt_every=0)  # fmt: skip
+    model = Trainer(cfg, Model(), lambda step: {"x": torch.randn(2, 3)}, callbacks=[cb]).fit()
+    assert [s for s, _, _ in cb.history] == [2, 4, 5]
+    assert cb.history[-1][1] == pytest.approx(float(model.render(5).detach().mean()))
+    lines = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines if "eval/nvs_sqa" in x] == [2, 4, 5]
+    (ck,) = (tmp_path / "checkpoints").glob("*.pth")
+    saved = torch.load(ck, weights_only=True)["callbacks"]
+    assert [h[0] for h in next(iter(saved.values()))["history"]] == [
+        2,
+        4,
+    ]  # saved before the end-of-run event
