@@ -252,7 +252,10 @@ def train(
     """What scripts/train_smcl_scene.py runs: seed (and join the process group) before anything random
     is built, build, train through common.engine. Returns the trained model."""
     from common.engine import Trainer, prepare_run
+    from common.io import check_outputs_outside_inputs
 
+    inputs = [p for p in (cfg.data.root, cfg.points.path, cfg.points.gcl_weights) if p]
+    check_outputs_outside_inputs([cfg.train.out_dir], inputs)  # the run folder never inside the data
     opts = dict(resume=resume, overwrite=overwrite, allow_config_change=allow_config_change)
     prepare_run(cfg, devices, **opts)
     kw = build(cfg, resume=resume)

@@ -220,3 +220,11 @@ def test_no_reference_training_callback(scene_root, tmp_path, one_thread):
     assert shapes == [(3, 3, 16, 16)] * 2
     logged = [json.loads(line) for line in (tmp_path / "run/metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in logged if "eval/nvs_sqa" in r] == [1, 2]
+
+
+def test_run_folder_inside_the_data_is_refused(scene_root):
+    from common.errors import TriVisionError
+
+    with pytest.raises(TriVisionError, match="inside"):
+        train(_cfg(scene_root, scene_root / "run"))
+    assert not (scene_root / "run").exists()
