@@ -156,3 +156,34 @@ def test_no_reference_callback_scores_a_novel_orbit_during_training(root: Path, 
     Trainer(cfg.train, **build_synth(cfg), config=cfg, callbacks=[cb]).fit()
     assert seen == [(3, 3, 64, 64)] and [h[0] for h in cb.history] == [2]
     assert any("nvs_sqa" in ln for ln in (tmp_path / "nr" / "metrics.jsonl").read_text().splitlines())
+
+
+def test_no_reference_columns_beside_psnr_in_the_report(run: dict, root: Path) -> None:
+    """eval_smcl.py --nvs-sqa's path with a stand-in score (mean brightness; NVS-SQA itself is tested in
+    tests/nvs_sqa): the rendered test views in camera order and a novel orbit are scored per object, and
+    both columns sit in the items and the aggregate of the report."""
+    from smcl.object.metrics import no_reference_scores
+
+    model = ViewSynthesizer(run["cfg"].model)
+    model.load_state_dict(torch.load(run["ckpt"], weights_only=True)["model"])
+    ds = NMRDataset(NMRDatasetConfig(root=str(root), split="test"))
+    folder = run["tmp"] / "nr_eval"
+    render_dataset(model, ds, None, folder)
+    shapes = []
+
+    def score(frames) -> float:
+        shapes.append(frames.shape)
+        return float(frames.mean())
+
+    nr = no_reference_scores(model, ds, None, folder, score, trajectory_frames=5, min_side=69)
+    assert shapes == [(23, 128, 128, 3), (5, 128, 128, 3)]  # 23 rendered views; 64 px upscaled x2 to >= 69
+    settings = {"nvs_sqa_views": "stand-in: views", "nvs_sqa_trajectory": "stand-in: orbit"}
+    res = calc_metrics(
+        root, folder, lpips=False, nr_scores=nr, nr_settings=settings, report_path=folder / "r.json"
+    )
+    report = json.loads((folder / "r.json").read_text())
+    (obj_id,) = nr
+    for col in settings:
+        assert report["items"][0][col] == pytest.approx(nr[obj_id][col])
+        assert res.aggregate[col] == pytest.approx(nr[obj_id][col]) and col in report["aggregate"]
+    assert "stand-in: orbit" in report["settings"] and "psnr" in report["items"][0]
