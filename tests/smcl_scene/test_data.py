@@ -188,3 +188,16 @@ def test_nsvf_bad_input_named_at_load_time(nsvf_scene, tmp_path):
         corrupt(root)
         with pytest.raises(DataError, match=message):
             load_nsvf(root, "train", factor=1)
+
+
+def test_llff_non_finite_poses_named(shared_data, tmp_path):
+    import shutil
+
+    root = Path(shutil.copytree(shared_data / "llff/fern", tmp_path / "fern"))
+    pb = np.load(root / "poses_bounds.npy")
+    pb[3, 7] = np.nan
+    np.save(root / "poses_bounds.npy", pb)
+    with pytest.raises(
+        SceneFormatError, match=r"poses_bounds\.npy: NaN or infinite values in the rows of views \[3\]"
+    ):
+        load_llff(root)
