@@ -66,7 +66,7 @@ class MeanOfItems(Metric):
 
     def update(self, *args: Tensor) -> None:
         s = self.scores(*args).detach()
-        self.total += s.double().sum()
+        self.total += s.double().sum().to(self.total.device)
         self.count += s.numel()
         self._last_scores = s
 

@@ -152,8 +152,8 @@ class _Correlation(Metric):
             raise ValueError(f"preds and target differ in length: {p.numel()} vs {t.numel()}")
         if self.validate_args and not bool(torch.isfinite(p).all() & torch.isfinite(t).all()):
             raise ValueError("scores contain NaN or inf")
-        self.preds.append(p)
-        self.target.append(t)
+        self.preds.append(p.to(self.device))  # on the metric's device: NCCL gathers only CUDA tensors
+        self.target.append(t.to(self.device))
 
     def _fn(self, x: np.ndarray, y: np.ndarray) -> float:
         raise NotImplementedError
