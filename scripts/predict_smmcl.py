@@ -29,11 +29,12 @@ def main(argv: list[str] | None = None) -> None:
     devices = parse_devices(args.devices)
     if devices != "cpu" and len(devices) > 1:
         parser.error("prediction runs on one device: give -d cpu or a single GPU index")
+    device = init_distributed(devices).device  # -d honoured; "CUDA is not available" before any work
     cfg, model, _ = from_checkpoint(args.checkpoint, args.config, cli_overrides(args))
     out = Path(args.out_dir) if args.out_dir else Path(cfg.train.out_dir) / "predictions"
     check_outputs_outside_inputs([out], [*args.rgb, *args.aux, args.checkpoint])
     check_writable(out, is_dir=True)
-    model.to(init_distributed(devices).device)  # -d honoured (CUDA_VISIBLE_DEVICES mapped; clear error)
+    model.to(device)
     for path in predict_files(model, cfg, args.rgb, args.aux, out):
         print(path)
 

@@ -134,3 +134,13 @@ def test_predict_names_user_files_one_overlay_per_input_and_refuses_outputs_in_i
         predict.main([*base, "--rgb", str(bad), "--aux", str(aux), "-o", str(out)])
     with pytest.raises(OutputInsideInputError):
         predict.main([*base, "--rgb", str(rgb), "--aux", str(aux), "-o", str(rgb)])
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message of a machine without CUDA")
+def test_predict_on_a_gpu_without_cuda_is_one_clear_error(tmp_path):
+    from common.errors import TriVisionError
+
+    _, _, predict = _scripts()
+    args = ["--checkpoint", str(tmp_path / "m.pth"), "--rgb", "a.png", "--aux", "b.png", "-d", "0"]
+    with pytest.raises(TriVisionError, match="CUDA is not available"):
+        predict.main(args)
