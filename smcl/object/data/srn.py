@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from torch import Tensor
@@ -17,6 +16,7 @@ from torch.utils.data import Dataset
 
 from common.cameras import opencv_to_opengl
 from common.errors import DataError
+from common.image_io import resize_image
 from smcl.object.data.nmr import load_rgb, mask_bbox
 
 
@@ -79,7 +79,7 @@ class SRNDataset(Dataset):
                 raise DataError(ip, f"image size {raw.shape[1]} differs from the first view's {width}")
             width = raw.shape[1]
             mask = np.any(raw < 1.0, axis=-1)  # not pure white
-            img = cv2.resize(raw, (s, s), interpolation=cv2.INTER_AREA) if raw.shape[0] != s else raw
+            img = resize_image(raw, (s, s), interpolation="area")  # unchanged when already s x s
             try:
                 pose = np.loadtxt(pp, dtype=np.float64).reshape(4, 4)
             except ValueError as e:
