@@ -20,7 +20,9 @@ import numpy as np
 
 from common.io import atomic_write_json, atomic_write_text
 from common.metrics.correlation import krcc
+from common.viz import line_plot
 from nvs_sqa.frames import FrameError, check_size, list_frames, read_frame
+from nvs_sqa.ridge import LABEL_RANGE
 
 __all__ = [
     "ARTEFACTS",
@@ -277,29 +279,21 @@ def length_sweep(frames: Frames, score: Callable[[Frames], float], lengths: Sequ
     return rows
 
 
+def _in_range(jod: float) -> bool:
+    """Inside the label range of the read-out (+-1 JOD, the assessor's warning threshold)."""
+    return LABEL_RANGE[0] - 1.0 <= jod <= LABEL_RANGE[1] + 1.0
+
+
 def _plot(rows: Sequence[StressRow], path: Path, title: str) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """Score change from the clean sequence per artefact; points outside the read-out's label range (a
+    noise score of +20 would flatten every other line) are left out and marked in the table."""
     clean = next(r.jod for r in rows if r.artefact == "clean")
-    names = list(dict.fromkeys(r.artefact for r in rows if r.artefact != "clean"))
-    fig, ax = plt.subplots(figsize=(7.5, 4.5))
-    try:
-        for name in names:
-            rs = [r for r in rows if r.artefact == name]
-            ax.plot([0] + [r.level for r in rs], [clean] + [r.jod for r in rs], marker="o", label=name)
-        ax.axhline(clean, color="grey", lw=0.8, ls="--")
-        ax.set_xlabel("severity level (0 = clean; parameters in the table)")
-        ax.set_ylabel("NVS-SQA score (JOD, higher is better)")
-        ax.set_title(title)
-        ax.legend(fontsize=8, ncol=3)
-        fig.tight_layout()
-        fig.savefig(path, dpi=110)
-    finally:
-        plt.close(fig)
-    return path
+    series = {}
+    for name in dict.fromkeys(r.artefact for r in rows if r.artefact != "clean"):
+        rs = [r for r in rows if r.artefact == name and _in_range(r.jod)]
+        series[name] = ([0] + [r.level for r in rs], [0.0] + [r.jod - clean for r in rs])
+    return line_plot(series, path, "severity level (0 = clean; parameters in the table)",
+                     "score - clean score (JOD; < 0: quality falls)", title, hlines={"clean": 0.0})  # fmt: skip
 
 
 def markdown_table(rows: Sequence[StressRow], summary: dict[str, dict[str, float]]) -> str:
@@ -315,13 +309,17 @@ def markdown_table(rows: Sequence[StressRow], summary: dict[str, dict[str, float
     ]
     for name in names:
         rs = [r for r in rows if r.artefact == name]
-        cells = [f"{r.jod:.3f} ({r.param:g})" for r in rs] + [""] * (n_levels - len(rs))
+        cells = [f"{r.jod:.3f}{'' if _in_range(r.jod) else ' †'} ({r.param:g})" for r in rs] + [""] * (
+            n_levels - len(rs)
+        )
         s = summary[name]
         lines.append(
             f"| {name} | {rs[0].unit} | "
             + " | ".join(cells)
             + f" | {s['kendall_tau']:+.2f} | {s['drop_at_max']:+.3f} |"
         )
+    if any(not _in_range(r.jod) for r in rows):
+        lines += ["", f"† outside the read-out's label range {LABEL_RANGE} +- 1 JOD (not plotted)."]
     return "\n".join(lines) + "\n"
 
 
@@ -331,7 +329,7 @@ def write_report(
     *,
     settings: dict,
     lengths: Sequence[dict] = (),
-    title: str = "NVS-SQA score vs. artefact strength",
+    title: str = "NVS-SQA score change vs. artefact strength",
 ) -> dict[str, Path]:
     """stress.json (rows, summary, settings, length sweep), stress.md (table) and stress.png (plot)."""
     out_dir = Path(out_dir)
