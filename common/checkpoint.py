@@ -73,6 +73,20 @@ def load_checkpoint(
     return state
 
 
+def load_tensor(path: str | Path) -> torch.Tensor:
+    """A file holding one tensor (``torch.save(tensor)``), read with weights_only=True to the CPU."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"tensor file {path} does not exist")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types (pickle, zip, weights-only unpickler)
+        raise CheckpointError(f"{path} cannot be loaded with weights_only=True: {exc}") from exc
+    if not torch.is_tensor(obj):
+        raise CheckpointError(f"{path} holds a {type(obj).__name__}, expected a single tensor")
+    return obj
+
+
 def read_config_from_checkpoint(path: str | Path) -> dict[str, Any]:
     """The resolved config (plain dict) an engine checkpoint was written with; CheckpointError if absent."""
     state = load_checkpoint(path, mmap=True)

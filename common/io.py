@@ -178,6 +178,33 @@ def load_npz(path: str | Path) -> dict[str, Any]:
         raise DataError(path, f"cannot read the .npz archive ({err})") from err
 
 
+def atomic_save_npy(path: str | Path, array: Any) -> Path:
+    """``np.save`` of one array to ``path`` atomically (the name is kept as given); returns the path."""
+    import numpy as np
+
+    with atomic_write(path) as fh:
+        np.save(fh, np.asarray(array), allow_pickle=False)
+    return Path(path)
+
+
+def load_npy(path: str | Path) -> Any:
+    """One array from a ``.npy`` file with ``allow_pickle=False``; errors name the file (DataError)."""
+    import numpy as np
+
+    from common.errors import DataError
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "file not found")
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as err:
+        raise DataError(path, f"not a readable .npy array ({err})") from err
+    if not isinstance(arr, np.ndarray):
+        raise DataError(path, "is an .npz archive, expected a single .npy array")
+    return arr
+
+
 def read_json(path: str | Path) -> Any:
     """Parse a JSON file; a missing file or invalid JSON raises :class:`common.errors.DataError` naming it
     (with the line and column of a syntax error)."""

@@ -9,9 +9,10 @@ import struct
 from pathlib import Path
 
 import numpy as np
-import torch
 
+from common.checkpoint import load_tensor
 from common.errors import TriVisionError
+from common.io import atomic_save_npy, load_npy
 
 
 class PointCloudError(TriVisionError, ValueError):
@@ -55,9 +56,9 @@ def read_points(path: str | Path) -> np.ndarray:
     elif path.name.startswith("points3D") and suf in (".bin", ".txt"):
         xyz = read_colmap_points3d(path)
     elif suf == ".npy":
-        xyz = np.load(path).astype(np.float64)
+        xyz = load_npy(path).astype(np.float64)
     elif suf in (".pt", ".pth"):
-        xyz = torch.load(path, map_location="cpu", weights_only=True).double().numpy()
+        xyz = load_tensor(path).double().numpy()
     else:
         raise PointCloudError(
             f"{path}: unsupported point file type (use .ply .pcd .npy .pt points3D.bin/.txt)"
@@ -141,10 +142,7 @@ def write_points(path: str | Path, xyz: np.ndarray) -> None:
         if not o3d.io.write_point_cloud(str(path), pc):
             raise PointCloudError(f"{path}: open3d failed to write the point cloud")
     elif path.suffix.lower() == ".npy":
-        from common.io import atomic_write
-
-        with atomic_write(path) as fh:
-            np.save(fh, np.asarray(xyz, dtype=np.float32))
+        atomic_save_npy(path, np.asarray(xyz, dtype=np.float32))
     else:
         raise PointCloudError(f"{path}: output must end in .npy, .pcd or .ply")
 

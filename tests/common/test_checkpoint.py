@@ -136,3 +136,17 @@ def test_strict_load_lets_the_module_resize() -> None:
     assert torch.equal(m.points, torch.ones(2, 3))
     with pytest.raises(CheckpointMismatchError, match=r"weight: checkpoint \(2, 3\) vs model \(4, 3\)"):
         load_state_dict_strict(nn.Linear(3, 4, bias=False), {"weight": torch.ones(2, 3)}, source="x.pth")
+
+
+def test_load_tensor_reads_one_tensor_and_refuses_other_objects(tmp_path):
+    import pytest
+    import torch
+
+    from common.checkpoint import CheckpointError, load_tensor
+
+    t = torch.randn(5, 3)
+    torch.save(t, tmp_path / "pts.pt")
+    assert torch.equal(load_tensor(tmp_path / "pts.pt"), t)
+    torch.save({"a": t}, tmp_path / "dict.pt")
+    with pytest.raises(CheckpointError, match="dict.pt.*expected a single tensor"):
+        load_tensor(tmp_path / "dict.pt")

@@ -158,3 +158,23 @@ def test_npz_json_csv_helpers(tmp_path):
     assert read_json(atomic_write_json(tmp_path / "ok.json", [1])) == [1]
     atomic_write_csv(tmp_path / "r.csv", [{"id": "a", "x": 1}, {"id": "b", "y": 2}])
     assert (tmp_path / "r.csv").read_text() == "id,x,y\na,1,\nb,,2\n"
+
+
+def test_npy_round_trip_and_bad_files_name_the_file(tmp_path):
+    import numpy as np
+    import pytest
+
+    from common.errors import DataError
+    from common.io import atomic_save_npy, load_npy
+
+    a = np.arange(12, dtype=np.float32).reshape(4, 3)
+    path = atomic_save_npy(tmp_path / "points.npy", a)
+    assert np.array_equal(load_npy(path), a) and not list(tmp_path.glob(".*tmp*"))
+    (tmp_path / "bad.npy").write_bytes(b"not an array")
+    with pytest.raises(DataError, match="bad.npy"):
+        load_npy(tmp_path / "bad.npy")
+    np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(DataError, match="obj.npy"):  # object arrays would need pickle: refused
+        load_npy(tmp_path / "obj.npy")
+    with pytest.raises(DataError, match="missing.npy"):
+        load_npy(tmp_path / "missing.npy")

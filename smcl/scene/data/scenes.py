@@ -19,7 +19,7 @@ from torch import Tensor
 from common.cameras import intrinsics_matrix, opencv_to_opengl
 from common.errors import DataError
 from common.image_io import ImageReadError, image_size, read_image
-from common.io import read_json
+from common.io import load_npy, read_json
 from common.rays import get_rays
 
 
@@ -263,9 +263,9 @@ def load_llff(
     if not pb_path.is_file():
         raise SceneFormatError(pb_path, "not found (expected an LLFF scene folder)")
     try:
-        pb = np.load(pb_path, allow_pickle=False)
-    except (ValueError, OSError) as err:
-        raise SceneFormatError(pb_path, f"not a readable .npy array ({err})") from err
+        pb = load_npy(pb_path)
+    except DataError as err:
+        raise SceneFormatError(pb_path, err.why) from err
     if pb.ndim != 2 or pb.shape[1] != 17:
         raise SceneFormatError(pb_path, f"expected shape (N, 17), got {pb.shape}")
     if not np.isfinite(pb).all():
