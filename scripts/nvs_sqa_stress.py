@@ -11,6 +11,7 @@ import argparse
 import time
 from pathlib import Path
 
+from common.cli import run_script
 from common.io import check_outputs_outside_inputs
 from common.runtime import keep_freed_memory
 from nvs_sqa.assessor import QualityAssessor
@@ -62,4 +63,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)
