@@ -174,6 +174,13 @@ class NSSQuality(Metric):
         self.features.append(feats)
         self.keys.append(k)
 
+    def forward(self, frames: Tensor, keys: Sequence[int] | Tensor | None = None) -> dict[str, Tensor]:
+        """`update` and return the scores of these sequences only (the dict of `compute`, unsynced)."""
+        self.update(frames, keys)
+        feats, k = self.features[-1], self.keys[-1]
+        jod = feats @ self.ridge_coef + self.ridge_intercept
+        return {"jod": jod, "mean": jod.mean(), "keys": k, "features": feats}
+
     # ---- compute --------------------------------------------------------------------------------
     def compute(self) -> dict[str, Tensor]:
         if isinstance(self.features, list) and not self.features:

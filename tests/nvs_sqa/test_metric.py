@@ -69,6 +69,16 @@ def test_batch_composition(qa, seqs, ref, split: list[int]) -> None:
     assert out["keys"].tolist() == [0, 1, 2, 3]
 
 
+def test_forward_returns_the_batch_and_accumulates(qa, seqs, ref) -> None:
+    m = NSSQuality(weights=None, assessor=qa)
+    first = m(seqs[:3])
+    second = m(seqs[3])
+    assert close(first["features"], ref[0][:3]) and close(second["jod"], ref[1][3:], 1e-4)
+    assert second["keys"].tolist() == [3]
+    out = m.compute()
+    assert out["keys"].tolist() == [0, 1, 2, 3] and close(out["features"], ref[0])
+
+
 @pytest.mark.parametrize("chunk", [1, 3, 7, 100])
 def test_chunking(qa, seqs, ref, chunk: int) -> None:
     m = NSSQuality(weights=None, assessor=qa, chunk=chunk)
