@@ -64,7 +64,7 @@ CASES = {
     "extra image": (lambda o: write_image(o / "image" / "0004.png", np.zeros((8, 8, 3))), ["0004.png", "no camera"]),
     "missing mask": (lambda o: (o / "mask" / "0001.png").unlink(), ["mask/0001.png", "mask of view 1 is missing"]),
     "bad name": (lambda o: write_image(o / "image" / "extra.png", np.zeros((8, 8, 3))), ["extra.png", "view number"]),
-    "corrupt cameras": (lambda o: (o / "cameras.npz").write_bytes(b"PK\x03\x04 garbage"), ["cameras.npz", "not a readable"]),
+    "corrupt cameras": (lambda o: (o / "cameras.npz").write_bytes(b"PK\x03\x04 garbage"), ["cameras.npz", "cannot read the .npz archive"]),
     "missing cameras": (lambda o: (o / "cameras.npz").unlink(), ["cameras.npz", "missing"]),
     "nan pose": (lambda o: _edit_cameras(o, _nan), ["cameras.npz", "world_mat_inv_1", "non-finite"]),
     "3x4 pose": (lambda o: _edit_cameras(o, _three_by_four), ["cameras.npz", "world_mat_inv_2", "3x4", "expected 4x4"]),

@@ -15,6 +15,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from common.errors import DataError
+from common.io import atomic_write_text
 from smcl.object.data.nmr import load_rgb, read_object_list
 
 ANCHOR_VIEWS = (1, 2, 3, 4, 5, 7, 8, 9, 10, 11)
@@ -45,7 +46,7 @@ def build_triplet_index(root: Path, synset: str, objects: list[str]) -> list[Tri
 def write_triplet_index(path: Path, triplets: list[Triplet]) -> None:
     lines = ["synset obj anchor mirror opposite"]
     lines += [f"{t.synset} {t.obj} {t.anchor} {t.mirror} {t.opposite}" for t in triplets]
-    Path(path).write_text("\n".join(lines) + "\n")
+    atomic_write_text(path, "\n".join(lines) + "\n")
 
 
 def read_triplet_index(path: Path) -> list[Triplet]:
@@ -144,13 +145,13 @@ def build_mir180(
     counts = {}
     for split, ids in parts.items():
         names = sorted(objs[i] for i in ids)
-        (fs / synset / f"softras_{split}.lst").write_text("".join(f"{n}\n" for n in names))
+        atomic_write_text(fs / synset / f"softras_{split}.lst", "".join(f"{n}\n" for n in names))
         trip = build_triplet_index(fs, synset, names)
         write_triplet_index(Path(out) / f"triplets_{split}.txt", trip)
         if flat_export:
             export_flat_folders(fs, trip, Path(out) / split)
         counts[split] = len(names)
     test = sorted(objs[i] for i in parts["test"])
-    (Path(out) / f"viewlist_{synset}.txt").write_text("".join(f"{synset} {o} 0\n" for o in test))
+    atomic_write_text(Path(out) / f"viewlist_{synset}.txt", "".join(f"{synset} {o} 0\n" for o in test))
     write_metadata(fs, {synset: category_name or synset})
     return counts

@@ -19,7 +19,7 @@ from torch.utils.data import Dataset
 from common.cameras import change_world_axes, opencv_to_opengl, opengl_to_opencv
 from common.errors import DataError
 from common.image_io import list_images, read_image, write_image
-from common.io import atomic_write, atomic_write_text
+from common.io import atomic_savez, atomic_write_text, load_npz
 from common.rays import get_rays
 
 # DVR's y-up world -> our z-up world: (x, y, z) -> (x, -z, y). Camera axes: OpenCV -> OpenGL (common.cameras).
@@ -180,11 +180,7 @@ def read_cameras(path: Path) -> list[tuple[np.ndarray, np.ndarray]]:
     path = Path(path)
     if not path.is_file():
         raise DataError(path, "cameras file is missing")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            cams = {k: z[k] for k in z.files}
-    except Exception as e:  # zipfile.BadZipFile, ValueError (pickled object), OSError, EOFError, ...
-        raise DataError(path, f"not a readable .npz camera file ({type(e).__name__}: {e})") from e
+    cams = load_npz(path)  # no pickles; a corrupt archive is a DataError naming the file
     ids = sorted(int(k.removeprefix("world_mat_")) for k in cams if re.fullmatch(r"world_mat_\d+", k))
     if not ids:
         raise DataError(path, "no world_mat_<i> entries")
@@ -260,8 +256,7 @@ def write_nmr_object(
         cams[f"camera_mat_{i}"] = cm
         if masks is not None:
             write_image(obj_dir / "mask" / f"{i:04d}.png", (masks[i] > 0).astype(np.uint8) * 255)
-    with atomic_write(obj_dir / "cameras.npz") as fh:
-        np.savez(fh, **cams)
+    atomic_savez(obj_dir / "cameras.npz", **cams)
 
 
 def write_metadata(root: Path, names: dict[str, str]) -> Path:
