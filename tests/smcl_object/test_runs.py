@@ -102,8 +102,9 @@ def test_eval_script_from_checkpoint_alone_gives_the_same_metrics(run: dict) -> 
     assert report["model"]["checkpoint"] == str(run["ckpt"]) and report["model"]["checkpoint_sha256"]
     ref = run["ref"]
     assert set(report["aggregate"]) == {"psnr", "ssim", "ssim_gauss"}  # eval.lpips=false from the checkpoint
-    for k, v in ref.aggregate.items():
-        assert report["aggregate"][k] == pytest.approx(v, rel=1e-12), k
+    for k, v in ref.aggregate.items():  # same model and samples; the script may run on another thread count,
+        # whose GEMM sums can flip a few 8-bit pixels of the truncated PNGs (~1e-7 relative on PSNR)
+        assert report["aggregate"][k] == pytest.approx(v, rel=1e-5), k
     assert [r["id"] for r in report["items"]] == [r["id"] for r in ref.items]
     assert (out / "eval.csv").is_file()
 
