@@ -366,7 +366,7 @@ def run_bank(
         raise DataError(
             out.parts(),
             "journal of an interrupted run; pass --resume to keep its results "
-            "(or delete the file to start afresh)",
+            "(or delete that folder to start afresh)",
         )
     barrier()
     if rank == 0 and resume and out.anchor() is not None:  # fold earlier journals into the outputs
@@ -468,8 +468,13 @@ def run_bank(
         pre.close()
     if rank != 0:
         return 0
-    while world_size > 1 and out.anchor() is not None and len(merge_others()) < world_size - 1:
-        write_outputs(out, items, results, failed, model=model, settings=settings)
+    while world_size > 1 and out.anchor() is not None:
+        before = len(seen)
+        finished = merge_others()
+        if len(finished) == world_size - 1:
+            break
+        if len(seen) > before:  # the other ranks' new results reach the outputs while rank 0 waits
+            write_outputs(out, items, results, failed, model=model, settings=settings)
         time.sleep(poll_s)
     write_outputs(out, items, results, failed, model=model, settings=settings, plot=True)
     _remove_parts(out)
