@@ -248,14 +248,3 @@ class QualityAssessor:
         if not subs:
             raise FrameError(f"{path}: contains neither frames nor NSS sub-folders")
         return [self.score_nss_folder(s, progress) for s in subs]
-
-
-def count_frames(path: Path) -> int:
-    """Frames the assessor will read under `path` (for progress bars); videos count as 0 (unknown)."""
-    path = Path(path)
-    if path.is_file():
-        return 0
-    own = list_frames(path)
-    if own:
-        return len(own)
-    return sum(len(list_frames(p)) for p in path.iterdir() if p.is_dir())
