@@ -1,0 +1,126 @@
+"""Render a novel camera path with a trained SMCL model and score it without a reference (NVS-SQA).
+
+    python scripts/render_smcl.py --checkpoint RUN/checkpoints/step-X.pth --traj orbit --frames 60 --out orbit.mp4
+
+The level (object or scene) comes from the config stored in the checkpoint. Object level: object
+`--index` of the run's evaluation split, conditioned on its view `--source-view`; orbit = the full circle
+through the source view, spiral = a small circle around it (`--radius-deg`, pixelNeRF's video path),
+interpolate = through the object's dataset views. Scene level: orbit / LLFF spiral / interpolate around
+the training cameras (common.trajectories.camera_path). `--out` ending in .mp4/.avi/.gif writes a video,
+anything else a folder of frame0000000.png ... (the NVS-SQA layout). Frames smaller than NVS-SQA's
+69 px are rendered at an integer `--scale` up (the rays are resampled, not the pixels).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from common.cameras import intrinsics_matrix
+from common.checkpoint import load_checkpoint, load_state_dict_strict, read_config_from_checkpoint
+from common.cli import run_script
+from common.config import config_from_checkpoint
+from common.distributed import parse_devices
+from common.image_io import write_image
+from common.io import check_outputs_outside_inputs
+from common.runtime import keep_freed_memory
+from common.trajectories import camera_path, orbit_around_pose, orbit_through_pose
+from common.viz import save_gif, save_video
+
+MIN_SIDE = 69  # nvs_sqa.frames.MIN_SIDE
+
+
+def _scale(a: argparse.Namespace, h: int, w: int) -> int:
+    return a.scale or max(1, math.ceil(MIN_SIDE / min(h, w)))
+
+
+def render_object(a: argparse.Namespace, overrides: list[str], device: torch.device) -> np.ndarray:
+    from smcl.object.data.nmr import NMRDataset, NMRDatasetConfig
+    from smcl.object.experiment import SynthExperiment
+    from smcl.object.models.view_synthesizer import ViewSynthesizer
+    from smcl.object.render import render_trajectory
+
+    cfg, _ = config_from_checkpoint(a.checkpoint, SynthExperiment, a.config, overrides)
+    model = ViewSynthesizer(cfg.model)
+    load_state_dict_strict(model, load_checkpoint(a.checkpoint)["model"], source=str(a.checkpoint))
+    model.to(device).eval()
+    ds = NMRDataset(
+        NMRDatasetConfig(root=cfg.data.root, split=cfg.eval.split, pixel_centers=cfg.data.pixel_centers)
+    )
+    obj = ds[a.index]
+    v = a.source_view
+    src = obj["poses"][v]
+    if a.traj == "orbit":
+        path = orbit_through_pose(src, a.frames, center=(0.0, 0.0, 0.0), up=(0.0, 0.0, 1.0))
+    elif a.traj == "spiral":
+        path = orbit_around_pose(src, a.frames, radius_deg=a.radius_deg)
+    else:
+        path = camera_path(obj["poses"], "interpolate", a.frames, up=(0.0, 0.0, 1.0))
+    h, w = obj["images"].shape[-2:]
+    s = _scale(a, h, w)
+    return render_trajectory(model, obj["images"][v : v + 1], obj["poses"][v : v + 1], obj["focal"] * s, path,
+                             h * s, w * s, c=obj["c"] * s, near=float(obj["near"]), far=float(obj["far"]))  # fmt: skip
+
+
+def render_scene(a: argparse.Namespace, overrides: list[str], device: torch.device) -> np.ndarray:
+    from smcl.scene.experiment import from_checkpoint, load_scene
+    from smcl.scene.render import render_trajectory
+
+    model, cfg = from_checkpoint(a.checkpoint, a.config, overrides)
+    model.to(device)
+    scene = load_scene(cfg.data, cfg.data.train_split)
+    path = camera_path(scene.c2w, a.traj, a.frames)
+    h, w = scene.hw
+    s = _scale(a, h, w)
+    fx, fy = (float(x) * s for x in scene.focal[0])
+    K = intrinsics_matrix(fx, fy, w * s / 2.0, h * s / 2.0)
+    return render_trajectory(model, path, h * s, w * s, K, tile=cfg.test_tile)
+
+
+def main() -> None:
+    keep_freed_memory()  # reuse large freed CPU buffers instead of page-faulting them in again
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--checkpoint", type=Path, required=True, help="a checkpoint of train_smcl(_scene).py")
+    p.add_argument("--traj", choices=["orbit", "spiral", "interpolate"], default="orbit")
+    p.add_argument("--frames", type=int, default=60)
+    p.add_argument("--out", type=Path, required=True, help="video (.mp4/.avi/.gif) or frame folder")
+    p.add_argument("--fps", type=float, default=24.0)
+    p.add_argument("-c", "--config", type=Path, default=None, help="YAML overriding the stored config")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("-D", "--datadir", default=None, help="data root (default: the run's data.root)")
+    p.add_argument("-d", "--devices", default="cpu", help="cpu or one GPU index")
+    p.add_argument("--index", type=int, default=0, help="object level: object of the evaluation split")
+    p.add_argument("--source-view", type=int, default=0, help="object level: conditioning view")
+    p.add_argument("--radius-deg", type=float, default=15.0, help="object level: spiral radius")
+    p.add_argument("--scale", type=int, default=None, help="render at this multiple of the data size")
+    p.add_argument("--no-score", action="store_true", help="do not score with NVS-SQA")
+    a = p.parse_args()
+    is_scene = "points" in read_config_from_checkpoint(a.checkpoint)  # scene configs have a point cloud
+    check_outputs_outside_inputs([a.out], [a.checkpoint, a.datadir])
+    devs = parse_devices(a.devices)
+    device = torch.device("cpu" if devs == "cpu" else f"cuda:{devs[0]}")
+    overrides = a.overrides + ([f"data.root={a.datadir}"] if a.datadir else [])
+    frames = (render_scene if is_scene else render_object)(a, overrides, device)
+    if a.out.suffix.lower() == ".gif":
+        save_gif(list(frames), a.out, fps=a.fps)
+    elif a.out.suffix.lower() in (".mp4", ".avi", ".mov", ".mkv"):
+        save_video(list(frames), a.out, fps=a.fps)
+    else:
+        for i, f in enumerate(frames):
+            write_image(a.out / f"frame{i:07d}.png", f)
+    t, h, w = frames.shape[:3]
+    print(f"{'scene' if is_scene else 'object'} level, {a.traj}: {t} frames {w}x{h} -> {a.out}")
+    if not a.no_score:
+        from nvs_sqa import NSSQuality
+
+        metric = NSSQuality().to(device)
+        metric.update(torch.from_numpy(frames).permute(0, 3, 1, 2))
+        print(f"NVS-SQA: {metric.compute()['mean'].item():.4f} JOD (no reference; higher is better)")
+
+
+if __name__ == "__main__":
+    run_script(main)
