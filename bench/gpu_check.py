@@ -438,7 +438,7 @@ def nvs_sqa(ctx: Ctx) -> dict:
     try:
         from nvs_sqa.models import build_model
 
-        model, weights = build_model(weights="nvs_sqa.official"), "official"
+        model, weights = build_model("nvs_sqa", weights="official"), "official"
     except Exception:  # weights not fetched on this machine: random weights test the same code paths
         model, weights = SequenceModel(SequenceModelConfig()), "random"
     model.eval()

@@ -290,7 +290,7 @@ def state_dict_sha256(sd: Mapping[str, torch.Tensor]) -> str:
             raise WeightsError(f"state_dict entry {key!r} is a {type(t).__name__}, not a tensor")
         t = t.detach().cpu().contiguous()
         h.update(f"{key}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")  # 0-d too
     return h.hexdigest()
 
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from common.errors import DataError
 from common.metrics.correlation import bootstrap_ci, krcc, plcc, srcc
+from common.weights import state_dict_sha256
 from nvs_sqa.frames import list_frames
 from nvs_sqa.ridge import RidgeReadout, fit_ridge
 
@@ -131,13 +132,8 @@ def format_report(report: dict) -> str:
 
 # ---- features cache: keyed by the model's weights and the bank's contents --------------------------------
 def weights_sha256(model) -> str:
-    """sha256 over the model's state_dict: names, dtypes, shapes and bytes, in key order."""
-    h = hashlib.sha256()
-    for key, t in sorted(model.state_dict().items()):
-        a = t.detach().cpu().contiguous().numpy()
-        h.update(f"{key}:{a.dtype.str}:{a.shape}\n".encode())
-        h.update(a.tobytes())
-    return h.hexdigest()
+    """Content digest of the model's state_dict (common.weights.state_dict_sha256)."""
+    return state_dict_sha256(model.state_dict())
 
 
 def bank_sha256(bank: Path, keys: list[str]) -> str:

@@ -221,3 +221,15 @@ def test_lpips_trunk_refused_when_tampered(monkeypatch, tmp_path) -> None:
         W.WeightsError, match=r"lpips_alex_trunk.pth: tensor contents .*fetch_weights.py lpips --force"
     ):
         W.load_lpips_trunk("alex")
+
+
+def test_state_dict_sha256_handles_0d_and_bf16_tensors_and_sees_every_byte():
+    import torch
+
+    from common.weights import state_dict_sha256
+
+    bn = torch.nn.BatchNorm2d(3)  # num_batches_tracked is a 0-d int64 tensor
+    sd = {**bn.state_dict(), "w": torch.ones(2, dtype=torch.bfloat16)}
+    d = state_dict_sha256(sd)
+    sd2 = dict(sd, num_batches_tracked=torch.tensor(1))
+    assert state_dict_sha256(sd2) != d and state_dict_sha256(dict(sd)) == d
