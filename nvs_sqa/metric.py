@@ -84,10 +84,10 @@ class NSSQuality(Metric):
             raise ValueError(f"NSSQuality: chunk must be >= 1, got {chunk}")
         self.chunk = chunk
         self.channels_last = assessor.channels_last
-        self.view_encoder = assessor.view_encoder.eval()
-        self.sequence_model = assessor.model.eval()
-        self.view_encoder.requires_grad_(False)
-        self.sequence_model.requires_grad_(False)
+        # not registered as submodules: the frozen networks stay out of state_dict(), so a model that holds
+        # the metric keeps its own checkpoint keys; _apply below still moves them with .to() / .cuda()
+        object.__setattr__(self, "_view_encoder", assessor.view_encoder.eval().requires_grad_(False))
+        object.__setattr__(self, "_sequence_model", assessor.model.eval().requires_grad_(False))
         coef = torch.as_tensor(assessor.ridge.coef, dtype=torch.float32)
         self.register_buffer("ridge_coef", coef, persistent=False)
         self.register_buffer(
@@ -96,6 +96,22 @@ class NSSQuality(Metric):
         self.add_state("features", default=[], dist_reduce_fx="cat")
         self.add_state("keys", default=[], dist_reduce_fx="cat")
         self._count = 0
+
+    @property
+    def view_encoder(self) -> torch.nn.Module:
+        """The BatchNorm-folded per-frame CNN (frozen, eval mode)."""
+        return self._view_encoder
+
+    @property
+    def sequence_model(self) -> torch.nn.Module:
+        """The sequence model whose `forward_tokens` gives the 384-d feature (frozen, eval mode)."""
+        return self._sequence_model
+
+    def _apply(self, fn, *args, **kwargs):  # device / dtype moves reach the unregistered networks
+        out = super()._apply(fn, *args, **kwargs)
+        self._view_encoder._apply(fn)
+        self._sequence_model._apply(fn)
+        return out
 
     def train(self, mode: bool = True) -> NSSQuality:
         """The networks stay in eval mode (no dropout, running BatchNorm statistics) whatever `mode`."""

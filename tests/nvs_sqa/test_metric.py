@@ -114,6 +114,17 @@ def test_training_mode_does_not_change_scores(qa, seqs, ref) -> None:
     assert NSSQuality.higher_is_better is True
 
 
+def test_networks_stay_out_of_state_dict(qa, seqs, ref) -> None:
+    holder = torch.nn.Module()
+    holder.lin = torch.nn.Linear(2, 2)
+    holder.quality = NSSQuality(weights=None, assessor=qa)
+    assert set(holder.state_dict()) == {"lin.weight", "lin.bias"}  # no 4.7M frozen parameters
+    holder.quality.to("cpu", non_blocking=True)
+    assert next(holder.quality.view_encoder.parameters()).device.type == "cpu"
+    holder.quality.update(seqs)
+    assert close(holder.quality.compute()["features"], ref[0])
+
+
 @pytest.mark.parametrize(
     "bad",
     [
