@@ -141,6 +141,19 @@ def _run_demo(out_dir: Path, minutes: float) -> str:
         model, path, size, size, intrinsics_matrix(f, f, size / 2, size / 2), tile=4096
     )
     save_gif([fr.repeat(4, 0).repeat(4, 1) for fr in frames], out_dir / "turntable.gif", fps=8)  # nearest x4
+    # renders for the demo's no-reference section (scripts/demo.py scores them with NVS-SQA): the held-out
+    # views in camera order (native size, for PSNR/SSIM, and 3x: NVS-SQA needs >= 69 px, so the rays are
+    # resampled, not the pixels) and the orbit at 3x, for the trained model and for the same model before
+    # any renderer training
+    untrained = build(cfg)["model"].eval()
+    hr = 3 * size
+    K, K_hr = intrinsics_matrix(f, f, size / 2, size / 2), intrinsics_matrix(3 * f, 3 * f, hr / 2, hr / 2)
+    _save_frames(out_dir / "renders" / "gt" / "test", (test.images.numpy() * 255.0).round().astype(np.uint8))
+    for name, m in (("trained", model), ("untrained", untrained)):
+        views = out_dir / "renders" / name
+        _save_frames(views / "test", render_trajectory(m, test.c2w, size, size, K, tile=4096))
+        _save_frames(views / "test_hr", render_trajectory(m, test.c2w, hr, hr, K_hr, tile=4096))
+        _save_frames(views / "trajectory", render_trajectory(m, path, hr, hr, K_hr, tile=4096))
     return (
         f"Synthetic scene ({size}x{size}, 24 train / 6 held-out test views), 2000 prepared points, point GCL "
         f"{epochs} epoch(s) (InfoNCE {hist[0]:.3f} -> {hist[-1]:.3f}, {t_gcl:.0f} s), renderer {steps} steps "
@@ -151,3 +164,11 @@ def _run_demo(out_dir: Path, minutes: float) -> str:
         f"| baseline: mean training image | {mean:.2f} |\n\n"
         f"![turntable]({(out_dir / 'turntable.gif').name})\n"
     )
+
+
+def _save_frames(folder: Path, frames: np.ndarray) -> None:
+    """(T, H, W, 3) uint8 frames as folder/00000.png ... (the NVS-SQA frame-folder layout)."""
+    from common.image_io import write_image
+
+    for i, fr in enumerate(frames):
+        write_image(folder / f"{i:05d}.png", fr)
