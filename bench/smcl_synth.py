@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from smcl.object.models.view_synthesizer import ViewSynthesizer, ViewSynthesizerConfig
+from smcl.object.models.view_synthesizer import ViewSynthesizer, ViewSynthesizerConfig, mlp_tile_rows
 
 OFFICIAL_TRAIN_RPS = 512 / 16.7  # performance.md: 4 objects x 128 rays in 16.7 s (2 threads, idle machine)
 OFFICIAL_RENDER_RPS = 4096 / 36.7  # performance.md: 4096 rays in 36.7 s
@@ -138,7 +138,7 @@ def main() -> None:
             f"after; ResnetFC width {a.width}, 5 blocks, {model.cfg.n_coarse} coarse + "
             f"{model.cfg.n_coarse + model.cfg.n_fine + model.cfg.n_fine_depth} fine MLP samples per ray "
             f"(the official accounting), render chunk {model.cfg.chunk_points} points, MLP tile "
-            f"{model.mlp_fine.tile} rows; best of {a.steps} interleaved repetitions per measure. "
+            f"{model.mlp_fine.tile or mlp_tile_rows(dev, a.width)} rows; best of {a.steps} interleaved repetitions per measure. "
             "`official form` is the official computation re-created in this code base (latent expanded to "
             "every sample, plain autograd, `mlp_impl=reference`); `ours` is the default fp32 path "
             "(identical results within fp32 rounding, tested). performance.md figures: training 30.7 rays/s, "
