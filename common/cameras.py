@@ -78,29 +78,31 @@ def look_at(
     convention: str = "opengl",
     dtype: torch.dtype = torch.float32,
 ) -> Tensor:
-    """4x4 camera-to-world pose at ``eye`` looking at ``target`` with ``up`` roughly up in the image.
+    """Camera-to-world pose(s) at ``eye`` looking at ``target`` with ``up`` roughly up in the image.
 
+    ``eye`` (3,) or (..., 3); ``target`` and ``up`` broadcast against it -> (4, 4) or (..., 4, 4).
     OpenGL: columns x right, y up, z backwards (the camera looks along -z); OpenCV: x right, y down,
     z forwards. Computed in float64, returned in ``dtype``. ``up`` parallel to the viewing direction
-    raises ValueError.
+    raises ValueError. The one look-at of the code base (common.trajectories builds on it).
     """
     if convention not in ("opengl", "opencv"):
         raise ValueError(f"convention must be 'opengl' or 'opencv', got {convention!r}")
-    eye, target, up = (torch.as_tensor(v, dtype=torch.float64).reshape(3) for v in (eye, target, up))
+    eye = torch.as_tensor(eye, dtype=torch.float64)
+    target, up = (torch.as_tensor(v, dtype=torch.float64).expand_as(eye) for v in (target, up))
     forward = target - eye
-    n = torch.linalg.norm(forward)
-    if n < 1e-12:
+    n = torch.linalg.norm(forward, dim=-1, keepdim=True)
+    if bool((n < 1e-12).any()):
         raise ValueError("look_at: eye and target coincide")
     forward = forward / n
-    right = torch.linalg.cross(forward, up)
-    if torch.linalg.norm(right) < 1e-9 * torch.linalg.norm(up):
+    right = torch.linalg.cross(forward, up, dim=-1)
+    rn = torch.linalg.norm(right, dim=-1, keepdim=True)
+    if bool((rn < 1e-9 * torch.linalg.norm(up, dim=-1, keepdim=True)).any()):
         raise ValueError("look_at: viewing direction is parallel to `up`")
-    right = right / torch.linalg.norm(right)
-    true_up = torch.linalg.cross(right, forward)
-    c2w = torch.eye(4, dtype=torch.float64)
-    if convention == "opengl":
-        c2w[:3, :3] = torch.stack([right, true_up, -forward], dim=1)
-    else:
-        c2w[:3, :3] = torch.stack([right, -true_up, forward], dim=1)
-    c2w[:3, 3] = eye
+    right = right / rn
+    true_up = torch.linalg.cross(right, forward, dim=-1)
+    c2w = torch.zeros(eye.shape[:-1] + (4, 4), dtype=torch.float64)
+    cols = [right, true_up, -forward] if convention == "opengl" else [right, -true_up, forward]
+    c2w[..., :3, :3] = torch.stack(cols, dim=-1)
+    c2w[..., :3, 3] = eye
+    c2w[..., 3, 3] = 1.0
     return c2w.to(dtype)

@@ -22,11 +22,12 @@ import torch
 from scipy.spatial.transform import Rotation, Slerp
 from torch import Tensor
 
+from common.cameras import look_at
+
 __all__ = [
     "camera_path",
     "focus_point",
     "interpolate",
-    "look_at",
     "orbit",
     "orbit_around_pose",
     "orbit_through_pose",
@@ -61,20 +62,11 @@ def _poses(c2ws: ArrayLike, name: str) -> np.ndarray:
 
 
 def _look_at_np(eye: np.ndarray, target: np.ndarray, up: np.ndarray) -> np.ndarray:
-    """(..., 3) eyes, targets, ups -> (..., 4, 4) OpenGL c2w."""
-    back = _unit(eye - target)  # camera +z points away from what it looks at
-    right = _unit(np.cross(up, back))
-    true_up = np.cross(back, right)
-    c2w = np.zeros(eye.shape[:-1] + (4, 4))
-    c2w[..., :3, 0], c2w[..., :3, 1], c2w[..., :3, 2], c2w[..., :3, 3] = right, true_up, back, eye
-    c2w[..., 3, 3] = 1.0
-    return c2w
-
-
-def look_at(eye: ArrayLike, target: ArrayLike, up: ArrayLike = (0.0, 0.0, 1.0)) -> Tensor:
-    """(3,) or (N, 3) eye positions looking at `target`, `up` roughly up -> (4, 4) or (N, 4, 4)."""
-    eye, target, up = _np(eye), _np(target), _np(up)
-    return _out(_look_at_np(eye, np.broadcast_to(target, eye.shape), np.broadcast_to(up, eye.shape)))
+    """(..., 3) eyes, targets, ups -> (..., 4, 4) OpenGL c2w (common.cameras.look_at, float64)."""
+    try:
+        return look_at(eye, target, up, dtype=torch.float64).numpy()
+    except ValueError as err:
+        raise ValueError(f"trajectories: {err} (camera at its target, or up parallel to view)") from err
 
 
 def _plane_basis(u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
