@@ -35,5 +35,10 @@ def main() -> None:
     print(f"report: {res.path}")
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """Console-script entry point (`tv-calc-metrics-smcl`)."""
     run_script(main)
+
+
+if __name__ == "__main__":
+    cli()

@@ -48,5 +48,10 @@ def main(argv: list[str] | None = None) -> None:
     write_image(a.out, hha)  # (disparity, height, angle) as R, G, B: the file stores B,G,R = A, H, D
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """Console-script entry point (`tv-compute-hha`)."""
     run_script(main)
+
+
+if __name__ == "__main__":
+    cli()

@@ -8,6 +8,7 @@ import time
 import traceback
 from pathlib import Path
 
+from common.cli import run_script
 from common.io import atomic_write_text
 from common.runtime import keep_freed_memory
 
@@ -153,5 +154,10 @@ def main() -> None:
         raise SystemExit(1)
 
 
+def cli() -> None:
+    """Console-script entry point (`tv-demo`)."""
+    run_script(main)
+
+
 if __name__ == "__main__":
-    main()
+    cli()

@@ -85,5 +85,10 @@ def main() -> None:
     print(f"report: {report_path}")
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """Console-script entry point (`tv-eval-nvs-sqa`)."""
     run_script(main)
+
+
+if __name__ == "__main__":
+    cli()

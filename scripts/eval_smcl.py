@@ -104,5 +104,10 @@ def _fields(model_cfg) -> dict:
     return {**out, "encoder": enc}
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """Console-script entry point (`tv-eval-smcl`)."""
     run_script(main)
+
+
+if __name__ == "__main__":
+    cli()

@@ -66,5 +66,10 @@ def main(argv: list[str] | None = None) -> None:
         print(f"report: {result.path}")
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """Console-script entry point (`tv-eval-smmcl`)."""
     run_script(main)
+
+
+if __name__ == "__main__":
+    cli()

@@ -43,5 +43,10 @@ def main() -> None:
             print(f"nvs_sqa {name}: {path}")
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """Console-script entry point (`tv-fetch-weights`)."""
     run_script(main)
+
+
+if __name__ == "__main__":
+    cli()

@@ -78,5 +78,10 @@ def main() -> None:
     print(json.dumps(table, indent=1) if args.json else markdown(table))
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """Console-script entry point (`tv-list-models`)."""
     run_script(main)
+
+
+if __name__ == "__main__":
+    cli()

@@ -31,5 +31,10 @@ def main() -> None:
     print(f"Mir-180 {a.category} ({synset}) -> {a.out}: {counts} objects, 10 triplets each")
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """Console-script entry point (`tv-make-mir180`)."""
     run_script(main)
+
+
+if __name__ == "__main__":
+    cli()

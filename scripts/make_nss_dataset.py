@@ -35,5 +35,10 @@ def main() -> None:
             subprocess.run(cmd, check=True)
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """Console-script entry point (`tv-make-nss-dataset`)."""
     run_script(main)
+
+
+if __name__ == "__main__":
+    cli()

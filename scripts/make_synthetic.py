@@ -6,6 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
+from common.cli import run_script
 from common.synthetic import (
     write_nerf_synthetic,
     write_nmr_dataset,
@@ -81,5 +82,10 @@ def main() -> None:
         print(f"{kind}: wrote {out} in {time.perf_counter() - t0:.1f} s")
 
 
+def cli() -> None:
+    """Console-script entry point (`tv-make-synthetic`)."""
+    run_script(main)
+
+
 if __name__ == "__main__":
-    main()
+    cli()

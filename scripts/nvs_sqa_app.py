@@ -70,5 +70,10 @@ def main() -> int:
     return 1 if failed else 0
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """Console-script entry point (`tv-nvs-sqa-app`)."""
     run_script(main)
+
+
+if __name__ == "__main__":
+    cli()

@@ -39,5 +39,10 @@ def main(argv: list[str] | None = None) -> None:
         print(path)
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """Console-script entry point (`tv-predict-smmcl`)."""
     run_script(main)
+
+
+if __name__ == "__main__":
+    cli()

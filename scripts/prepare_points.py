@@ -25,5 +25,10 @@ def main() -> None:
     print(f"wrote {pts.shape[0]} points to {a.dst}; bbox {pts.min(0)} .. {pts.max(0)}")
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """Console-script entry point (`tv-prepare-points`)."""
     run_script(main)
+
+
+if __name__ == "__main__":
+    cli()

@@ -22,5 +22,10 @@ def main() -> None:
     Trainer(cfg.train, **build_pretrain(cfg), config=cfg, **opts).fit()  # build_pretrain seeds first
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """Console-script entry point (`tv-pretrain-smcl-encoder`)."""
     run_script(main)
+
+
+if __name__ == "__main__":
+    cli()

@@ -26,5 +26,10 @@ def main() -> None:
     print(f"wrote {Path(cfg.train.out_dir) / ENCODER_FILE}")
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """Console-script entry point (`tv-pretrain-smcl-points`)."""
     run_script(main)
+
+
+if __name__ == "__main__":
+    cli()

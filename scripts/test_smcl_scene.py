@@ -74,5 +74,10 @@ def main() -> None:
         print(f"report: {report} (+ .csv); renders: {out}")
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """Console-script entry point (`tv-test-smcl-scene`)."""
     run_script(main)
+
+
+if __name__ == "__main__":
+    cli()

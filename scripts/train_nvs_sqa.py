@@ -21,5 +21,10 @@ def main(argv: list[str] | None = None) -> None:
     Trainer(cfg.train, **build(cfg), config=cfg, **opts).fit()
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """Console-script entry point (`tv-train-nvs-sqa`)."""
     run_script(main)
+
+
+if __name__ == "__main__":
+    cli()

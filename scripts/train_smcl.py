@@ -46,5 +46,10 @@ def main() -> None:
     Trainer(cfg.train, **parts, config=cfg, callbacks=callbacks, **opts).fit()
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """Console-script entry point (`tv-train-smcl`)."""
     run_script(main)
+
+
+if __name__ == "__main__":
+    cli()

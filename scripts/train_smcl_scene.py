@@ -36,5 +36,10 @@ def main() -> None:
     train(cfg, **run_options(args), callbacks=extra)
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """Console-script entry point (`tv-train-smcl-scene`)."""
     run_script(main)
+
+
+if __name__ == "__main__":
+    cli()

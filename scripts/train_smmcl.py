@@ -23,5 +23,10 @@ def main(argv: list[str] | None = None) -> None:
     Trainer(cfg.train, **build(cfg, info.world_size), config=cfg, **opts).fit()
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """Console-script entry point (`tv-train-smmcl`)."""
     run_script(main)
+
+
+if __name__ == "__main__":
+    cli()
