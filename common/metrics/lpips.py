@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import warnings
 
-import torch
 from torch import Tensor, nn
 
 from common.metrics.base import MeanOfItems, check_range
-from common.weights import WeightsError, lpips_trunk_path
+from common.weights import WeightsError, load_lpips_trunk, lpips_trunk_path
 
 __all__ = ["LPIPSMetric", "LPIPS", "trunk_to_lpips_keys"]
 
@@ -31,6 +30,11 @@ def trunk_to_lpips_keys(trunk_sd: dict[str, Tensor], lpips_net: nn.Module) -> di
     if unknown:
         raise WeightsError(f"trunk keys with no place in the lpips network: {unknown}")
     return {where[k]: v for k, v in trunk_sd.items()}
+
+
+#: smallest image side whose deepest LPIPS layer is non-empty: alex's 11x11/4 conv and two 3x3/2 pools
+#: need 31 px; vgg's four 2x2 pools need 16 px
+MIN_SIDE = {"alex": 31, "vgg": 16}
 
 
 class LPIPSMetric(nn.Module):
@@ -59,7 +63,7 @@ class LPIPSMetric(nn.Module):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # torchvision's deprecated `pretrained` arg
             model = lpips.LPIPS(net=names[net], version="0.1", pretrained=True, pnet_rand=True, verbose=False)
-        trunk = torch.load(trunk_path, map_location="cpu", weights_only=True)
+        trunk = load_lpips_trunk(net)  # content digest verified at every load
         mapped = trunk_to_lpips_keys(trunk, model.net)
         expected = {k for k, _ in model.net.named_parameters()} | {k for k, _ in model.net.named_buffers()}
         if set(mapped) != expected:
@@ -83,6 +87,12 @@ class LPIPSMetric(nn.Module):
         if pred.shape != target.shape or pred.ndim != 4 or pred.shape[1] != 3:
             raise ValueError(
                 f"expected two (B, 3, H, W) tensors, got {tuple(pred.shape)} and {tuple(target.shape)}"
+            )
+        side = MIN_SIDE[self.net_name]
+        if min(pred.shape[-2:]) < side:
+            raise ValueError(
+                f"LPIPS-{self.net_name} needs images of at least {side}x{side} pixels (its deepest layer "
+                f"would be empty), got {tuple(pred.shape[-2:])}; evaluate without LPIPS at this size"
             )
         if self.scale_inputs:
             pred, target = pred * 2 - 1, target * 2 - 1

@@ -113,3 +113,18 @@ def test_lpips_class_states_its_input_range_and_equals_the_module() -> None:
     assert torch.allclose(raw.update_items(a, b).float(), module.model(a, b, normalize=False).flatten())
     with pytest.raises(ValueError, match="input_range"):
         LPIPS("alex", input_range=(0, 255))
+
+
+@pytest.mark.parametrize("net", ["alex", "vgg"])
+def test_too_small_images_are_a_clear_error_at_the_exact_minimum(net):
+    from common.metrics.lpips import MIN_SIDE, LPIPSMetric
+
+    _need(net)
+    m = LPIPSMetric(net)
+    s = MIN_SIDE[net]
+    x = torch.rand(1, 3, s, s)
+    assert m(x, x).shape == (1,)  # the minimum itself works
+    with pytest.raises(ValueError, match=f"at least {s}x{s}"):
+        m(x[..., :-1, :-1], x[..., :-1, :-1])
+    with pytest.raises(RuntimeError):  # and the network itself cannot run one pixel smaller
+        m.model(x[..., :-1, :-1] * 2 - 1, x[..., :-1, :-1] * 2 - 1, normalize=False)
