@@ -15,10 +15,9 @@ Two settings share the paper's idea and little code, so they live in two subpack
 
 from __future__ import annotations
 
-import copy
-
 from torch import nn
 
+from common.registry import ModelRegistry
 from smcl.object.models import BUILDERS as OBJECT_BUILDERS
 from smcl.object.models import MODEL_INFO as OBJECT_MODEL_INFO
 from smcl.object.models import WEIGHTS as OBJECT_WEIGHTS
@@ -33,27 +32,11 @@ MODEL_INFO = {**OBJECT_MODEL_INFO, **SCENE_MODEL_INFO}
 MAIN_MODEL = "smcl_view_synthesizer"
 
 
-def list_models() -> list[str]:
-    """Names accepted by :func:`build_model`, sorted."""
-    return sorted(BUILDERS)
-
-
-def list_weights(name: str) -> list[str]:
-    """Weights tags of model `name` (e.g. ['official'])."""
-    _check_name(name)
-    return sorted(WEIGHTS.get(name, {}))
-
-
-def _check_name(name: str) -> None:
-    if name not in BUILDERS:
-        raise ValueError(f"unknown SMCL model {name!r}; available: {', '.join(list_models())}")
-
-
-def _merge(base: dict, over: dict) -> dict:
-    out = copy.deepcopy(base)
-    for k, v in over.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
+REGISTRY = ModelRegistry(
+    "smcl", BUILDERS, WEIGHTS, MODEL_INFO, main=MAIN_MODEL, weights_config=WEIGHTS_CONFIG
+)
+list_models = REGISTRY.list_models
+list_weights = REGISTRY.list_weights
 
 
 def build_model(
@@ -66,20 +49,7 @@ def build_model(
     (`smcl.object.models.WEIGHTS_CONFIG`, e.g. the official encoder's per-call SE) is applied under
     `overrides`.
     """
-    from common.weights import load_weights
-
-    _check_name(name)
-    if weights is not None:
-        tags = WEIGHTS.get(name, {})
-        if weights not in tags:
-            raise ValueError(
-                f"model {name!r} has no weights {weights!r}; available: {sorted(tags) or 'none'}"
-            )
-        overrides = _merge(WEIGHTS_CONFIG.get((name, weights), {}), overrides)
-    model = BUILDERS[name](**overrides)
-    if weights is not None:
-        load_weights(model, WEIGHTS[name][weights], weights_path)
-    return model
+    return REGISTRY.build_model(name, weights, weights_path=weights_path, **overrides)
 
 
 __all__ = ["BUILDERS", "MAIN_MODEL", "MODEL_INFO", "WEIGHTS", "build_model", "list_models", "list_weights"]

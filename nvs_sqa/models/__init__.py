@@ -12,7 +12,8 @@ from pathlib import Path
 
 from torch import Tensor
 
-from common.weights import PackageMember, WeightsEntry, load_weights
+from common.registry import ModelRegistry
+from common.weights import PackageMember, WeightsEntry
 from nvs_sqa.models.sequence_model import SequenceModel, SequenceModelConfig, sinusoidal_encoding
 from nvs_sqa.models.view_encoder import ViewEncoder, ViewEncoderConfig
 from nvs_sqa.weights import (
@@ -62,14 +63,9 @@ MODEL_INFO = {
 }
 
 
-def list_models() -> list[str]:
-    return sorted(BUILDERS)
-
-
-def list_weights(name: str = "nvs_sqa") -> list[str]:
-    if name not in BUILDERS:
-        raise KeyError(f"unknown model {name!r}; known: {list_models()}")
-    return sorted(WEIGHTS.get(name, {}))
+REGISTRY = ModelRegistry("nvs_sqa", BUILDERS, WEIGHTS, MODEL_INFO, main="nvs_sqa")
+list_models = REGISTRY.list_models
+list_weights = REGISTRY.list_weights
 
 
 def build_model(
@@ -85,17 +81,7 @@ def build_model(
     `cfg` and keyword `overrides` (fields of SequenceModelConfig) shape the model; `weights_path` reads the
     tag's file from that path instead of the weights cache (its sha256 is still checked).
     """
-    if name not in BUILDERS:
-        raise KeyError(f"unknown model {name!r}; known: {list_models()}")
-    model = BUILDERS[name](cfg, **overrides)
-    if weights is not None:
-        tags = WEIGHTS.get(name, {})
-        if weights not in tags:
-            raise KeyError(f"unknown weights {weights!r} for {name}; known: {sorted(tags)}")
-        load_weights(model, tags[weights], weights_path)
-    elif weights_path is not None:
-        raise ValueError("weights_path needs a weights tag (e.g. weights='official')")
-    return model
+    return REGISTRY.build_model(name, weights, weights_path=weights_path, cfg=cfg, **overrides)
 
 
 __all__ = [

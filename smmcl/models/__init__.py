@@ -16,7 +16,8 @@ from pathlib import Path
 
 from torch import nn
 
-from common.weights import WeightsEntry, load_weights
+from common.registry import ModelRegistry
+from common.weights import WeightsEntry
 from smmcl.models.ham_head import NMF2D, LightHamHead
 from smmcl.models.mscan import MSCAN_VARIANTS, MSCANConfig
 from smmcl.models.rgbx_segmentor import (
@@ -76,21 +77,14 @@ MODEL_INFO = {
 }
 
 
-def list_models() -> list[str]:
-    """Model names of this package."""
-    return sorted(BUILDERS)
-
-
-def list_weights(name: str = MAIN_MODEL) -> list[str]:
-    """Weights tags of model `name`."""
-    if name not in BUILDERS:
-        raise KeyError(f"unknown model {name!r}; known: {list_models()}")
-    return sorted(WEIGHTS.get(name, {}))
-
-
 def weights_target(model: SegNeXtRGBX, tag: str) -> nn.Module:
     """The module a weights tag loads into: both backbone branches for the ImageNet files, else the model."""
     return model.backbone.branches() if tag.startswith("mscan_") else model
+
+
+REGISTRY = ModelRegistry("smmcl", BUILDERS, WEIGHTS, MODEL_INFO, main=MAIN_MODEL, target=weights_target)
+list_models = REGISTRY.list_models
+list_weights = REGISTRY.list_weights
 
 
 def build_model(
@@ -109,17 +103,7 @@ def build_model(
     """
     if isinstance(name, int):
         overrides["num_classes"], name = name, MAIN_MODEL
-    if name not in BUILDERS:
-        raise KeyError(f"unknown model {name!r}; known: {list_models()}")
-    model = BUILDERS[name](cfg, **overrides)
-    if weights is not None:
-        tags = WEIGHTS.get(name, {})
-        if weights not in tags:
-            raise KeyError(f"unknown weights {weights!r} for {name}; known: {sorted(tags)}")
-        load_weights(weights_target(model, weights), tags[weights], weights_path)
-    elif weights_path is not None:
-        raise ValueError(f"weights_path needs a weights tag (one of {list_weights(name)})")
-    return model
+    return REGISTRY.build_model(name, weights, weights_path=weights_path, cfg=cfg, **overrides)
 
 
 __all__ = [

@@ -21,7 +21,7 @@ def test_list_models_merges_object_and_scene() -> None:
     assert set(MODEL_INFO) == set(BUILDERS) == set(WEIGHTS)
     with pytest.raises(ValueError, match="available: .*smcl_ffc_encoder"):
         smcl.build_model("smcl_nope")
-    with pytest.raises(ValueError, match="no weights 'imagenet'"):
+    with pytest.raises(ValueError, match="unknown weights 'imagenet'.*official"):
         smcl.build_model("smcl_ffc_encoder", "imagenet")
 
 
