@@ -48,8 +48,8 @@ class NSSQuality(Metric):
     Sequence length: any T >= 1 is scored as given (no padding, repetition or resampling). The official
     model and its ridge read-out saw 120-frame camera paths; the frame index enters through the sinusoidal
     positional encoding and the score is read at the last frame, so the score shifts with T. Measured on
-    the Giraffe+NeRF example at 960x768 (docs/nvs_sqa_stress.md): 15, 30 and 120 frames of the same path
-    agree within 0.02 JOD, 8 frames score 0.13 JOD lower; at 480x384 scores are 0.15-0.27 JOD higher and
+    the Giraffe+NeRF example at 960x768 (docs/nvs_sqa_stress.md): 15 to 120 frames of the same path
+    agree within 0.08 JOD, 8 frames score 0.13 JOD lower; at 480x384 scores are 0.15-0.27 JOD higher and
     vary by up to 0.17 JOD with T. Compare sequences of one length and one resolution, and prefer
     120-frame paths at full resolution when reading scores against the official JOD scale.
 
