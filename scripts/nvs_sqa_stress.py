@@ -62,5 +62,10 @@ def main(argv: list[str] | None = None) -> None:
     print("wrote", ", ".join(str(p) for p in paths.values()))
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """Console-script entry point (`tv-nvs-sqa-stress`)."""
     run_script(main)
+
+
+if __name__ == "__main__":
+    cli()

@@ -122,5 +122,10 @@ def main() -> None:
         print(f"NVS-SQA: {metric.compute()['mean'].item():.4f} JOD (no reference; higher is better)")
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """Console-script entry point (`tv-render-smcl`)."""
     run_script(main)
+
+
+if __name__ == "__main__":
+    cli()
