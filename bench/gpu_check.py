@@ -602,29 +602,60 @@ def ddp_two_ranks(ctx: Ctx) -> dict:
     return {"ranks": 2}
 
 
-@check("scripts: CLI smoke of train_* with -d")
+@check("scripts: CLI smoke of train_*/eval_* with -d")
 def cli_smoke(ctx: Ctx) -> dict:
-    from common.synthetic import write_nss_renders, write_rgbx_scenes  # noqa: F401  (availability)
+    """Each paper's tiny config trained for 2 steps with -d, then evaluated from the checkpoint alone."""
+    from common.synthetic import write_nerf_synthetic, write_nmr_dataset, write_nss_renders, write_rgbx_scenes
 
     data = ctx.tmp / "data"
-    subprocess.run([sys.executable, "scripts/make_synthetic.py", "rgbx", "--out", str(data / "synthetic_rgbx")],
-                   cwd=ROOT, check=True, capture_output=True)  # fmt: skip
-    dev = "0" if ctx.cuda else "cpu"
+    write_rgbx_scenes(data / "synthetic_rgbx", seed=0)
+    nmr = write_nmr_dataset(data / "nmr", n_objects=5, image_size=64, seed=0)
+    scene = write_nerf_synthetic(data / "scene", n_train=4, n_val=1, n_test=2, size=16)
+    write_nss_renders(data / "nss", size=(96, 128), seed=0)  # NVS-SQA frames: >= 69 px
+    dev = str(ctx.dev.index or 0) if ctx.cuda else "cpu"
     env = {**os.environ, "DATA_ROOT": str(data), "OMP_NUM_THREADS": "2"}
+    runs = ctx.tmp / "runs"
+    scene_sets = [
+        "data.factor=1",
+        "data.patch=[16,16]",
+        "train.max_steps=2",
+        "lr.warmup=1",
+        "model.init_num=500",
+    ]
+    jobs = [
+        ("train_smmcl", ["scripts/train_smmcl.py", "-c", "conf/smmcl/tiny.yaml", "-o", str(runs / "smmcl")]),
+        ("eval_smmcl", ["scripts/eval_smmcl.py", "--checkpoint", "LAST:smmcl", "--report", str(runs / "smmcl.json")]),
+        ("train_smcl", ["scripts/train_smcl.py", "-c", "conf/smcl/object_tiny.yaml", "-D", str(nmr),
+                        "-o", str(runs / "object"), "--set", "data.pixel_centers=true"]),
+        ("eval_smcl", ["scripts/eval_smcl.py", "--checkpoint", "LAST:object", "-O", str(runs / "object_eval")]),
+        ("train_smcl_scene", ["scripts/train_smcl_scene.py", "-c", "conf/smcl/scene_tiny.yaml", "-o",
+                              str(runs / "scene"), "--set", f"data.root={scene}",
+                              *[x for s in scene_sets for x in ("--set", s)]]),
+        ("test_smcl_scene", ["scripts/test_smcl_scene.py", "--checkpoint", "LAST:scene", "--report",
+                             str(runs / "scene.json"), "--set", "eval_lpips=[]"]),  # 16 px: too small for LPIPS
+        ("train_nvs_sqa", ["scripts/train_nvs_sqa.py", "-c", "conf/nvs_sqa/tiny.yaml", "-o", str(runs / "nvs")]),
+    ]  # fmt: skip
     out: dict = {}
-    runs = {
-        "train_smmcl": [
-            "scripts/train_smmcl.py", "-c", "conf/smmcl/tiny.yaml", "-d", dev, "-o", str(ctx.tmp / "smmcl"),
-        ],
-    }  # fmt: skip
-    for name, argv in runs.items():
+    for name, argv in jobs:
+        argv = [a if not a.startswith("LAST:") else str(_last_checkpoint(runs / a[5:])) for a in argv]
         t = time.perf_counter()
         res = subprocess.run(
-            [sys.executable, *argv], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+            [sys.executable, *argv, "-d", dev], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900
         )
         out[f"{name}_s"] = time.perf_counter() - t
         expect(res.returncode == 0, f"{name} failed (rc {res.returncode}): {res.stderr[-600:]}")
+    for report in ("smmcl.json", "scene.json", "object_eval/eval.json"):
+        expect(
+            json.loads((runs / report).read_text())["schema"] == "tri-vision.eval/1",
+            f"{report}: not a report",
+        )
     return out
+
+
+def _last_checkpoint(run: Path) -> Path:
+    found = sorted((run / "checkpoints").glob("*.pth"), key=lambda p: p.stat().st_mtime)
+    expect(bool(found), f"no checkpoint in {run}")
+    return found[-1]
 
 
 # ------------------------------------------------------------------------------------------------ main
