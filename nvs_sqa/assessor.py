@@ -36,17 +36,17 @@ from nvs_sqa.ridge import LABEL_RANGE, RidgeReadout
 
 @torch.no_grad()
 def fold_batchnorm(module: torch.nn.Module) -> torch.nn.Module:
-    """Fold every eval-mode BatchNorm2d that directly follows a Conv2d in a Sequential into the conv."""
+    """Fold every eval-mode BatchNorm2d that directly follows a Conv2d in a Sequential into the conv
+    (torch.nn.utils.fusion.fuse_conv_bn_eval; eval-mode BatchNorm is affine)."""
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
     for seq in module.modules():
         if not isinstance(seq, torch.nn.Sequential):
             continue
         for i in range(len(seq) - 1):
             conv, bn = seq[i], seq[i + 1]
             if isinstance(conv, torch.nn.Conv2d) and isinstance(bn, torch.nn.BatchNorm2d):
-                scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-                conv.weight.mul_(scale.view(-1, 1, 1, 1))
-                bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
-                conv.bias = torch.nn.Parameter((bias - bn.running_mean) * scale + bn.bias)
+                seq[i] = fuse_conv_bn_eval(conv.eval(), bn.eval())
                 seq[i + 1] = torch.nn.Identity()
     return module
 
