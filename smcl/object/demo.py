@@ -274,12 +274,27 @@ def _run_stage(out_dir: Path, minutes: float, cfg: DemoConfig) -> dict:
         for o, g in zip(orbit, test_ds[0]["images"][::2])
     ]
     gif = save_gif(frames, out_dir / "smcl_orbit.gif", fps=6)
+    # renders for the demo's no-reference section (scripts/demo.py scores them with NVS-SQA): held-out
+    # object 0's evaluation views in camera order (trained, before training, ground truth) and the orbit
+    k = len(views)
+    floor8 = lambda x: to_uint8(x, rounding="floor", chw=True)  # noqa: E731
+    for name, seq in (("gt", gt[:k]), ("trained", pred[:k]), ("untrained", untrained[0])):
+        _save_frames(out_dir / "renders" / name / "test", [floor8(x) for x in seq])
+    _save_frames(out_dir / "renders" / "trained" / "trajectory", [floor8(o) for o in orbit])
     return {
         "rows": rows, "counts": counts, "n_pre": n_pre, "pre_hist": pre_hist, "n_syn": n_syn,
         "syn_hist": syn_hist, "gif": gif, "seconds": time.monotonic() - t_start, "data_seconds": t_data,
         "lpips": "lpips" in lp, "cfg": cfg, "threads": torch.get_num_threads(), "train_seconds": t_train,
         "pre_capped": pre_capped, "syn_capped": syn_capped, "mlp_dtype": mlp_dtype, "bf16_vs_fp32_psnr": bf16_gap,
     }  # fmt: skip
+
+
+def _save_frames(folder: Path, frames) -> None:
+    """uint8 H x W x 3 frames as folder/00000.png ... (the NVS-SQA frame-folder layout)."""
+    from common.image_io import write_image
+
+    for i, fr in enumerate(frames):
+        write_image(folder / f"{i:05d}.png", fr)
 
 
 def _steps(done: int, budget: int | None, capped: bool) -> str:
