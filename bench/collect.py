@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-ORDER = ["nvs_sqa", "smmcl", "smcl_synth", "smcl_scene"]
+ORDER = ["nvs_sqa", "nvs_sqa_bank", "smmcl", "smcl_synth", "smcl_scene", "gpu"]
 
 
 def main() -> None:
