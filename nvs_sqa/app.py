@@ -38,7 +38,7 @@ from nvs_sqa.frames import VIDEO_EXTS, iter_video, list_frames
 from nvs_sqa.npz import read_npz, write_npz
 from nvs_sqa.ridge import LABEL_RANGE
 
-TASK = "nvs_sqa_app"
+TASK = "nvs_sqa.app"
 #: per-NSS failures that are reported and skipped; anything else (a bug) stops the run with its traceback
 NSS_ERRORS = (TriVisionError, OSError, ValueError, RuntimeError)
 FIELDS = ("path", "frames", "width", "height", "jod", "out_of_range")

@@ -75,7 +75,7 @@ def main() -> None:
     )
     write_report(
         report_path,
-        task="nvs_sqa_eval",
+        task="nvs_sqa.evaluation",
         model=block,
         settings=settings,
         aggregate=aggregate,

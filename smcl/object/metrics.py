@@ -30,7 +30,7 @@ from smcl.object.models.view_synthesizer import ViewSynthesizer
 from smcl.object.render import render_views
 
 log = logging.getLogger(__name__)
-TASK = "smcl_object_nvs"
+TASK = "smcl.object"
 LPIPS_CHUNK = 32  # images per LPIPS call (as the official script batches them)
 
 

@@ -59,7 +59,7 @@ def test_app_scores_folder_of_nss_and_writes_outputs(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "80x72" in proc.stdout and "JOD" in proc.stdout
     report = json.loads((out / "s.json").read_text())
-    assert report["schema"] == "tri-vision.eval/1" and report["task"] == "nvs_sqa_app"
+    assert report["schema"] == "tri-vision.eval/1" and report["task"] == "nvs_sqa.app"
     rows = report["items"]
     assert [r["id"] for r in rows] == ["a", "b"] and all(isinstance(r["jod"], float) for r in rows)
     feats = np.load(out / "f.npz")
@@ -73,7 +73,9 @@ def test_app_scores_folder_of_nss_and_writes_outputs(tmp_path: Path) -> None:
     direct = qa.score_frames(frames)  # same frames as arrays, natural order frame0, frame1, frame2
     np.testing.assert_allclose(direct.feature, feats["a"], atol=1e-6)
     (r,) = qa.score_folder(data / "a")
-    assert r.jod == pytest.approx(rows[0]["jod"], abs=1e-6)
+    # the app ran with 1 thread, this process with up to 2: the ridge read-out sums 384 features, so the
+    # JOD may differ by a few 1e-6 (the features themselves agree to 1e-6 above)
+    assert r.jod == pytest.approx(rows[0]["jod"], abs=2e-5)
 
 
 def test_video_input_and_noise_warning(tmp_path: Path) -> None:

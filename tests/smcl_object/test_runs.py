@@ -98,7 +98,7 @@ def test_eval_script_from_checkpoint_alone_gives_the_same_metrics(run: dict) -> 
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((out / "eval.json").read_text())
-    assert report["schema"] == "tri-vision.eval/1" and report["task"] == "smcl_object_nvs"
+    assert report["schema"] == "tri-vision.eval/1" and report["task"] == "smcl.object"
     assert report["model"]["checkpoint"] == str(run["ckpt"]) and report["model"]["checkpoint_sha256"]
     ref = run["ref"]
     assert set(report["aggregate"]) == {"psnr", "ssim", "ssim_gauss"}  # eval.lpips=false from the checkpoint
