@@ -8,7 +8,12 @@
 * A process killed mid-write leaves its ``.tmp-<pid>`` file behind; :func:`clean_stale_temp_files`
   removes those whose writer process is gone (run folders call it at start-up).
 * :func:`check_outputs_outside_inputs` refuses an output path equal to, or inside, an input path and
-  :func:`check_writable` checks an output can be created, both before a script starts its work.
+  :func:`check_writable` checks an output can be created, both before a script starts its work;
+  :func:`check_outputs` is the one pre-flight check of all of a script's outputs (distinct, none over an
+  input, all writable), derived paths (the CSV beside a JSON report) included.
+* :func:`hold_lock` lets one process at a time write an output (``fcntl.flock`` on a sidecar file: the OS
+  releases it when the process dies, so a killed run never leaves it stuck).
+* :func:`path_inside` turns a name read from a data file into a path that stays inside its root.
 """
 
 from __future__ import annotations
@@ -40,6 +45,11 @@ __all__ = [
     "clean_stale_temp_files",
     "check_outputs_outside_inputs",
     "check_writable",
+    "check_outputs",
+    "OutputCollisionError",
+    "LockedError",
+    "hold_lock",
+    "path_inside",
 ]
 
 _TEMP_RE = re.compile(r"^\..+\.tmp-(\d+)$")
@@ -54,6 +64,22 @@ class OutputInsideInputError(TriVisionError, ValueError):
         super().__init__(f"output {output} {where} {input}; choose an output path outside the inputs")
         self.output = Path(output)
         self.input = Path(input)
+
+
+class OutputCollisionError(TriVisionError, ValueError):
+    """Two outputs of one run resolve to the same path (one would silently replace the other)."""
+
+    def __init__(self, output: str | Path, other: str | Path) -> None:
+        super().__init__(f"output {output} is the same file as output {other}; give distinct output paths")
+
+
+class LockedError(TriVisionError, OSError):
+    """Another live process holds the lock of an output."""
+
+    def __init__(self, path: str | Path, lock: str | Path) -> None:
+        super().__init__(
+            f"{path}: another process is writing it (lock {lock} held); wait for it or choose another path"
+        )
 
 
 class NotWritableError(TriVisionError, OSError):
@@ -334,3 +360,76 @@ def check_writable(path: str | Path, *, is_dir: bool = False) -> None:
     finally:
         with contextlib.suppress(OSError):
             probe.unlink()
+
+
+def check_outputs(
+    files: Iterable[str | Path | None] = (),
+    inputs: Iterable[str | Path | None] = (),
+    *,
+    dirs: Iterable[str | Path | None] = (),
+) -> None:
+    """Every check of a script's outputs, before its first expensive step (``None`` entries skipped).
+
+    ``files`` and ``dirs`` are every path the run will write, derived ones included (the CSV written beside
+    a JSON report): no two may resolve to the same path (:class:`OutputCollisionError`), none may equal or
+    lie inside an input (:class:`OutputInsideInputError`) and each must be creatable
+    (:class:`NotWritableError`).
+    """
+    fs = [Path(f) for f in files if f is not None]
+    ds = [Path(d) for d in dirs if d is not None]
+    seen: dict[Path, Path] = {}
+    for p in [*fs, *ds]:
+        r = p.expanduser().resolve()
+        if r in seen:
+            raise OutputCollisionError(p, seen[r])
+        seen[r] = p
+    check_outputs_outside_inputs([*fs, *ds], inputs)
+    for f in fs:
+        check_writable(f)
+    for d in ds:
+        check_writable(d, is_dir=True)
+
+
+def lock_path(path: str | Path) -> Path:
+    """The sidecar lock file of ``path``: ``<folder>/.<name>.lock``."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.lock")
+
+
+@contextlib.contextmanager
+def hold_lock(path: str | Path) -> Iterator[Path]:
+    """Hold an exclusive lock on ``path`` (a file or folder to be written) for the ``with`` block.
+
+    ``fcntl.flock`` on the sidecar :func:`lock_path` (created, left in place: removing it would race with a
+    second process opening it); the kernel drops the lock when the process exits or is killed, so no stale
+    lock survives a crash. A second process raises :class:`LockedError` at once instead of waiting.
+    """
+    import fcntl
+
+    lock = lock_path(path)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as err:
+            raise LockedError(path, lock) from err
+        yield lock
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
+
+
+def path_inside(root: str | Path, name: str, *, source: str | Path) -> Path:
+    """``root / name`` for a ``name`` read from the data file ``source``, refusing names that leave ``root``.
+
+    Checked on the name itself (absolute, ``..`` components, empty), so datasets whose folders are symlinks
+    still work; a bad name is a :class:`common.errors.DataError` naming ``source`` and the entry.
+    """
+    from pathlib import PurePosixPath
+
+    from common.errors import DataError
+
+    pure = PurePosixPath(name.replace("\\", "/"))
+    if not name.strip() or pure.is_absolute() or ".." in pure.parts or "\x00" in name:
+        raise DataError(source, f"entry {name!r} is not a name inside {root} (absolute, '..' or empty)")
+    return Path(root) / pure
