@@ -456,6 +456,19 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> Optimizer:
     return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
 
 
+def drop_nonfinite_groups(optimizer: Optimizer) -> list[int]:
+    """Clear the gradients of every param group holding an inf/NaN gradient, so that the optimizer step
+    skips that group only (as a per-optimizer GradScaler step would); returns the skipped group indices."""
+    skipped = []
+    for i, group in enumerate(optimizer.param_groups):
+        grads = [p.grad for p in group["params"] if p.grad is not None]
+        if grads and not all(bool(torch.isfinite(g).all()) for g in grads):
+            skipped.append(i)
+            for p in group["params"]:
+                p.grad = None
+    return skipped
+
+
 class Trainer:
     """Runs `cfg.max_steps` optimizer steps of `model.training_step` on `train_data`.
 
@@ -547,6 +560,8 @@ class Trainer:
             log.warning("precision fp16 needs CUDA; running fp32 on %s", self.info.device)
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16 if cuda else None}.get(cfg.precision)
         self.scaler = torch.amp.GradScaler("cuda", enabled=cuda and cfg.precision == "fp16")
+        if getattr(self.model, "amp_scope", "step") == "model":
+            self.model.amp_dtype = self.amp_dtype
         if state is not None:
             self._load_training_state(state, path, diffs)
         self.step_module: nn.Module = self._wrap_model()
@@ -747,13 +762,27 @@ class Trainer:
             self.scaler.unscale_(self.optimizer)
             params = [p for g in self.optimizer.param_groups for p in g["params"]]
             grad_norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip))
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
+        self._optimizer_step()
         self.scheduler.step()
         return terms, grad_norm
 
+    def _optimizer_step(self) -> None:
+        """One scaler step: an inf/NaN gradient skips the whole step, unless the model sets
+        `amp_skip = "group"` (trainers with one GradScaler step per optimizer, e.g. the official SMCL
+        scene trainer): then only the param groups holding it are skipped."""
+        if getattr(self.model, "amp_skip", "all") == "group" and self.scaler.is_enabled():
+            if self.cfg.grad_clip is None:  # (clipping unscaled already)
+                self.scaler.unscale_(self.optimizer)  # records found_inf for scaler.update
+            drop_nonfinite_groups(self.optimizer)
+            self.optimizer.step()
+        else:
+            self.scaler.step(self.optimizer)
+        self.scaler.update()
+
     def _autocast(self) -> Any:
-        if self.amp_dtype is None:
+        """Autocast around the whole training_step, unless the model sets `amp_scope = "model"`: it then
+        opens its own autocast regions with `model.amp_dtype` (set by the Trainer; None: fp32)."""
+        if self.amp_dtype is None or getattr(self.model, "amp_scope", "step") == "model":
             return nullcontext()
         return torch.autocast(device_type=self.info.device.type, dtype=self.amp_dtype)
 
