@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from common.engine import Trainer, TrainConfig, drop_nonfinite_groups
+from common.engine import TrainConfig, Trainer, drop_nonfinite_groups
 
 
 def test_drop_nonfinite_groups_skips_only_that_group() -> None:
