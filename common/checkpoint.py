@@ -207,21 +207,24 @@ def git_sha(repo: Path | None = None) -> str | None:
     return out.stdout.strip() or None
 
 
-def list_checkpoints(folder: Path) -> list[Path]:
-    """`*.pth` files in `folder`, oldest first by natural name order (step-9 < step-10, epoch-9 < epoch-10)."""
+def list_checkpoints(folder: Path, pattern: str = "*.pth") -> list[Path]:
+    """Files matching the glob `pattern` in `folder` (common.runs.checkpoint_pattern(train.ckpt_name)),
+    oldest first by natural name order (step-9 < step-10, epoch-9 < epoch-10)."""
     folder = Path(folder)
     if not folder.is_dir():
         return []
-    return sorted((p for p in folder.glob("*.pth") if p.is_file()), key=lambda p: natural_sort_key(p.name))
+    return sorted((p for p in folder.glob(pattern) if p.is_file()), key=lambda p: natural_sort_key(p.name))
 
 
-def latest_checkpoint(folder: Path) -> Path | None:
-    """Newest checkpoint in `folder`, or None."""
-    found = list_checkpoints(folder)
+def latest_checkpoint(folder: Path, pattern: str = "*.pth") -> Path | None:
+    """Newest checkpoint matching `pattern` in `folder`, or None."""
+    found = list_checkpoints(folder, pattern)
     return found[-1] if found else None
 
 
-def prune_checkpoints(folder: Path, keep_last: int, *, run_id: str | None = None) -> list[Path]:
+def prune_checkpoints(
+    folder: Path, keep_last: int, *, run_id: str | None = None, pattern: str = "*.pth"
+) -> list[Path]:
     """Delete all but the newest `keep_last` checkpoints (0 keeps everything); returns what was deleted.
 
     With `run_id` (what the engine passes) only checkpoints written by that run count and can be deleted;
@@ -229,7 +232,7 @@ def prune_checkpoints(folder: Path, keep_last: int, *, run_id: str | None = None
     """
     if keep_last <= 0:
         return []
-    found = list_checkpoints(folder)
+    found = list_checkpoints(folder, pattern)
     if run_id is not None:
         found = [p for p in found if checkpoint_run_id(p) == run_id]
     doomed = found[:-keep_last]

@@ -7,13 +7,14 @@ Anything that acts on the run from outside the model is a `Callback` (before/aft
 evaluation, with the trainer, hence the optimizer, at hand; its state goes into the checkpoints). The older
 model-level hooks `before_step(step) -> bool` and `on_step_end(step)` keep working.
 
-Run folders: a new run in an `out_dir` that holds checkpoints stops with a `RunFolderError` unless it
-resumes (`resume="auto"`) or `overwrite=True` moves the old files aside into `<out_dir>/old-<time>/`.
-On resume the stored config is compared with the new one: keys in `RESUMABLE_CHANGES` (length, cadence and
-output options) may differ and are logged; any other difference is a `ConfigChangeError` naming each key
-unless `allow_config_change=True`, which applies the new values. The model state is loaded (from a CPU
-copy) before the optimizer is built and before the DDP wrap, so models whose `load_state_dict` resizes
-Parameters resume at any step.
+Run folders and the resume policy (one run per folder, refusal or moving aside, config comparison) live in
+`common.runs`. The model state is loaded (from a CPU copy) before the optimizer is built and before the
+DDP wrap, so models whose `load_state_dict` resizes Parameters resume at any step.
+
+Stopping: `train.max_seconds`, or SIGTERM / SIGINT / SIGUSR1 (what schedulers send at the time limit and
+before pre-emption): the step in progress completes, a checkpoint is written and `fit` raises
+`StoppedBySignal` (a SystemExit with status 128 + signum) for a signal; every rank stops at the same step.
+Evaluation runs on a fork of the RNG states, so `eval_every` never changes the trained model.
 
 Scripts call `prepare_run(cfg.train, devices, ...)` first, before building data or models: it re-launches
 under torchrun for several GPUs, joins the process group, sets the TF32 policy, checks the run folder
@@ -26,50 +27,58 @@ from __future__ import annotations
 import json
 import logging
 import math
-import shutil
+import random
+import signal
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim import Optimizer
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, IterableDataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, IterableDataset, get_worker_info
 from tqdm import tqdm
 
 from common.checkpoint import (
     CheckpointError,
     get_rng_state,
     git_sha,
-    latest_checkpoint,
-    list_checkpoints,
     load_checkpoint,
     load_state_dict_strict,
     prune_checkpoints,
     save_checkpoint,
     set_rng_state,
 )
-from common.config import ABSENT, config_diff, config_to_dict, save_config
+from common.config import config_to_dict, save_config
 from common.distributed import (
     DistInfo,
     all_reduce_sum,
     barrier,
-    broadcast_from_rank0,
     init_distributed,
     loader_generator,
     maybe_relaunch,
     parse_devices,
     seed_everything,
 )
-from common.errors import TriVisionError
-from common.io import clean_stale_temp_files
+from common.runs import (
+    RESUMABLE_CHANGES,
+    ConfigChangeError,
+    RunFolderError,
+    check_ckpt_name,
+    check_resume_config,
+    checkpoint_pattern,
+    prepare_run_dir,
+    release_run_folder,
+    resume_path,
+)
 from common.schedules import ClosedFormLR, ScheduleConfig, build_scheduler
 
 __all__ = [
@@ -86,6 +95,7 @@ __all__ = [
     "convert_sync_bn",
     "set_tf32",
     "NonFiniteLossError",
+    "StoppedBySignal",
     "RunFolderError",
     "ConfigChangeError",
     "RESUMABLE_CHANGES",
@@ -143,6 +153,12 @@ class TrainConfig:
             raise ValueError(f"max_seconds must be > 0, got {self.max_seconds}")
         if self.nccl_timeout_s < 1:
             raise ValueError(f"nccl_timeout_s must be >= 1, got {self.nccl_timeout_s}")
+        if self.grad_clip is not None and not self.grad_clip > 0:  # 0 zeroes, < 0 reverses every gradient
+            raise ValueError(
+                f"grad_clip must be > 0 (the largest global gradient norm), got {self.grad_clip}; "
+                "null turns clipping off"
+            )
+        check_ckpt_name(self.ckpt_name)
 
     def per_process_batch(self, world_size: int) -> int:
         """Micro-batch of one process: batch_size, or global_batch_size / (world_size * grad_accum)."""
@@ -155,32 +171,6 @@ class TrainConfig:
                 f"process(es) x grad_accum {self.grad_accum}; choose a multiple of {parts}"
             )
         return self.global_batch_size // parts
-
-
-# Config keys (matched on the last dotted component) that may differ between a checkpoint and the run
-# that resumes it: they lengthen or re-time the run or change only where and how it reports.
-RESUMABLE_CHANGES = frozenset(
-    {
-        "max_steps",
-        "max_epochs",
-        "max_seconds",
-        "eval_every",
-        "log_every",
-        "ckpt_every",
-        "keep_last",
-        "progress",
-        "tensorboard",
-        "out_dir",
-    }
-)
-
-
-class RunFolderError(TriVisionError, RuntimeError):
-    """A new run would start in a folder that holds another run's checkpoints."""
-
-
-class ConfigChangeError(TriVisionError, ValueError):
-    """The config of a resumed run differs from its checkpoint's in keys that change the training."""
 
 
 class Callback:
@@ -255,101 +245,6 @@ def convert_sync_bn(model: nn.Module, info: DistInfo, enabled: bool) -> nn.Modul
     return nn.SyncBatchNorm.convert_sync_batchnorm(model)
 
 
-def _move_aside(out_dir: Path) -> Path:
-    """Move every entry of out_dir (except earlier old-* folders) into out_dir/old-<time>/."""
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    dest = out_dir / f"old-{stamp}"
-    n = 1
-    while dest.exists():
-        n += 1
-        dest = out_dir / f"old-{stamp}-{n}"
-    dest.mkdir()
-    for entry in sorted(out_dir.iterdir()):
-        if entry != dest and not entry.name.startswith("old-"):
-            shutil.move(str(entry), str(dest / entry.name))
-    return dest
-
-
-def prepare_run_dir(out_dir: str | Path, *, resume: str | None = None, overwrite: bool = False) -> None:
-    """Check (and on rank 0 tidy) a run folder before a run starts.
-
-    Removes temp files left by killed checkpoint writes. A folder holding checkpoints starts a new run
-    only with `overwrite` (the old files move into `<out_dir>/old-<time>/`, nothing is deleted);
-    `resume` (a path or "auto") continues. Files of an earlier run that wrote no checkpoint (config.yaml,
-    metrics.jsonl, tb/) are moved aside the same way so that logs never mix. Every rank calls it.
-    """
-    out_dir = Path(out_dir)
-    ckpt_dir = out_dir / "checkpoints"
-    if resume is not None and overwrite:
-        raise RunFolderError("--resume and --overwrite exclude each other: continue a run or start afresh")
-    main = _rank() == 0
-    if main:
-        for folder in (out_dir, ckpt_dir):
-            for p in clean_stale_temp_files(folder):
-                log.info("removed %s, left by an interrupted write", p)
-    found = list_checkpoints(ckpt_dir)
-    if resume is not None and (resume != "auto" or found):
-        return  # continuing a run
-    if found and not overwrite:
-        names = ", ".join(p.name for p in found[-3:])
-        raise RunFolderError(
-            f"{out_dir} already holds checkpoints of a run ({names}); continue it with --resume auto, "
-            f"start afresh with --overwrite (moves the old files into {out_dir}/old-<time>/), "
-            "or choose another -o/--out-dir"
-        )
-    if main and out_dir.is_dir():
-        entries = [p for p in out_dir.iterdir() if not p.name.startswith("old-")]
-        earlier = [p for p in entries if p.name in ("config.yaml", "metrics.jsonl", "tb", "checkpoints")]
-        if found or earlier:  # found implies overwrite here
-            dest = _move_aside(out_dir)
-            log.info("moved the files of the earlier run in %s to %s", out_dir, dest)
-    barrier()
-
-
-def check_resume_config(
-    stored: Any, config: Any, path: str | Path, *, allow: bool = False
-) -> list[tuple[str, Any, Any]]:
-    """Differences (key, checkpoint value, new value) between a checkpoint's config and this run's.
-
-    Keys in RESUMABLE_CHANGES may differ; any other difference raises ConfigChangeError naming each key
-    with both values, unless `allow` (the new values are then applied by the Trainer).
-    """
-    if not isinstance(stored, dict):
-        log.warning("checkpoint %s holds no config: cannot compare it with this run's", path)
-        return []
-    diffs = config_diff(stored, config_to_dict(config))
-    # keys on one side only come from a schema that gained or lost a field since the checkpoint: logged
-    blocking = [
-        (k, old, new)
-        for k, old, new in diffs
-        if k.rsplit(".", 1)[-1] not in RESUMABLE_CHANGES and ABSENT not in (old, new)
-    ]
-    if blocking and not allow:
-        shown = "\n".join(f"  {k}: checkpoint {old!r} -> now {new!r}" for k, old, new in blocking)
-        raise ConfigChangeError(
-            f"the config differs from the one {path} was trained with:\n{shown}\n"
-            "resume with the checkpoint's values, pass --allow-config-change to apply the new ones, "
-            "or start a new run (--overwrite or another -o/--out-dir)"
-        )
-    return diffs
-
-
-def resume_path(out_dir: str | Path, resume: str | Path | None) -> Path | None:
-    """The checkpoint a run continues from: an explicit path, the newest in <out_dir>/checkpoints for
-    "auto" (None when there is none), or None when not resuming."""
-    if resume is None:
-        return None
-    if str(resume) == "auto":
-        return latest_checkpoint(Path(out_dir) / "checkpoints")
-    return Path(resume)
-
-
-def _rank() -> int:
-    import torch.distributed as tdist
-
-    return tdist.get_rank() if tdist.is_available() and tdist.is_initialized() else 0
-
-
 def prepare_run(
     cfg: Any,
     devices: str | list[int] = "cpu",
@@ -377,8 +272,8 @@ def prepare_run(
     info = init_distributed(parsed, timeout_s=train.nccl_timeout_s)
     set_tf32(train.tf32)
     resume = str(resume) if resume is not None else None
-    prepare_run_dir(train.out_dir, resume=resume, overwrite=overwrite)
-    path = resume_path(train.out_dir, resume)
+    prepare_run_dir(train.out_dir, resume=resume, overwrite=overwrite, ckpt_name=train.ckpt_name)
+    path = resume_path(train.out_dir, resume, train.ckpt_name)
     if path is not None:
         from common.checkpoint import read_config_from_checkpoint
 
@@ -393,6 +288,41 @@ class TrainableModel(Protocol):
 
 class NonFiniteLossError(FloatingPointError):
     """A loss term became NaN or inf."""
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
+
+
+class StoppedBySignal(SystemExit):
+    """fit() stopped on SIGTERM / SIGINT / SIGUSR1 after writing a checkpoint at `step` to `path`; the exit
+    status is the shell's 128 + signum (143, 130, 138), so a requeued job continues with --resume auto."""
+
+    def __init__(self, signum: int, step: int, path: Path | None) -> None:
+        super().__init__(128 + signum)
+        self.signum, self.step, self.path = signum, step, path
+
+
+class _SignalCatcher:
+    """Records the first stop signal instead of dying mid-step (handlers only in the main thread, restored
+    afterwards); a second Ctrl-C interrupts at once."""
+
+    def __init__(self) -> None:
+        self.signum = 0
+        self._old: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signum and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signum = self.signum or signum
+
+    def install(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            self._old = {sig: signal.signal(sig, self._handle) for sig in STOP_SIGNALS}
+
+    def restore(self) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old if old is not None else signal.SIG_DFL)
+        self._old = {}
 
 
 class _StepModule(nn.Module):
@@ -421,11 +351,44 @@ class ResumableSampler(DistributedSampler):
         self.set_epoch(epoch)
         self.start = start
 
-    def __iter__(self) -> Iterator[int]:
-        return iter(list(super().__iter__())[self.start :])
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        """(epoch, dataset index) pairs: the epoch travels with the index into the workers (_SeededItems)."""
+        return iter([(self.epoch, i) for i in list(super().__iter__())[self.start :]])
 
     def __len__(self) -> int:
         return self.num_samples - self.start
+
+
+class _SeededItems(Dataset):
+    """The training dataset as the DataLoader sees it: `[(epoch, index)]` -> `dataset[index]`.
+
+    In a worker process the item's augmentation draws from torch, numpy and python RNGs seeded with
+    (seed, epoch, index), so batches do not depend on which worker loads an item or on what it loaded
+    before: a run resumed mid-epoch, or one with another num_workers, sees the same items. Without
+    workers (num_workers=0) items draw from the main process's streams, which checkpoints restore.
+    """
+
+    def __init__(self, dataset: Dataset, seed: int) -> None:
+        self.dataset, self.seed = dataset, int(seed)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]) -> Any:
+        epoch, index = key
+        if get_worker_info() is not None:
+            s = ((self.seed * 1_000_003 + epoch) * 1_000_003 + index) % 2**63
+            torch.manual_seed(s)
+            np.random.seed(s % 2**32)
+            random.seed(s)
+        return self.dataset[index]
+
+
+def _ignore_stop_signals(worker_id: int) -> None:
+    """DataLoader workers leave SIGTERM / SIGINT / SIGUSR1 (a scheduler signals every process of a job)
+    to the main process, which finishes the step and writes a checkpoint; it ends the workers itself."""
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
 
 
 def move_to(obj: Any, device: torch.device) -> Any:
@@ -534,11 +497,12 @@ class Trainer:
                 self.info.world_size,
                 cfg.grad_accum,
             )
-        prepare_run_dir(self.out_dir, resume=self.resume, overwrite=overwrite)
+        prepare_run_dir(self.out_dir, resume=self.resume, overwrite=overwrite, ckpt_name=cfg.ckpt_name)
         seed_everything(cfg.seed, self.info.rank)
         self.step = 0
         self.run_id = uuid.uuid4().hex
         self.stopped_early = False
+        self.stop_signal = 0  # the signal that stopped fit(), 0 when none did
         self.writer = None
         self._rng_to_restore: Any = None
 
@@ -607,10 +571,11 @@ class Trainer:
             drop_last=self.cfg.drop_last,
         )
         self.loader = DataLoader(
-            dataset,
+            _SeededItems(dataset, self.cfg.seed),
             batch_size=self.batch_size,
             sampler=self.sampler,
             num_workers=self.cfg.num_workers,
+            worker_init_fn=_ignore_stop_signals if self.cfg.num_workers else None,
             collate_fn=self.collate_fn,
             drop_last=True,
             pin_memory=self.info.device.type == "cuda",
@@ -630,9 +595,9 @@ class Trainer:
         epoch, offset = divmod(micro_step, self.batches_per_epoch)
         while True:
             self.sampler.set_position(epoch, offset * self.batch_size)
-            # A per-epoch, per-rank generator makes worker seeds reproducible and different on every rank;
-            # with num_workers=0 augmentation randomness comes from the global torch RNG (seed + rank),
-            # which the checkpoint restores.
+            # Worker items are seeded by (seed, epoch, index) (_SeededItems); with num_workers=0 augmentation
+            # draws from the global RNGs (seed + rank), which the checkpoint restores. The per-epoch,
+            # per-rank generator keeps the loader's own base seed off the training stream.
             self.loader.generator = loader_generator(self.cfg.seed, epoch, self.info.rank)
             yield from self.loader
             epoch, offset = epoch + 1, 0
@@ -667,7 +632,10 @@ class Trainer:
             desc="train",
         )
         start = t0 = time.perf_counter()
+        signals = _SignalCatcher()
+        path: Path | None = None
         try:
+            signals.install()
             for cb in self.callbacks:
                 cb.on_train_start(self)
             while self.step < cfg.max_steps:
@@ -694,7 +662,13 @@ class Trainer:
                     self._run_eval()
                 if cfg.ckpt_every and self.step % cfg.ckpt_every == 0 and self.step != cfg.max_steps:
                     self.save()
-                if self.step < cfg.max_steps and self._out_of_time(start):
+                if self.step == cfg.max_steps:
+                    break
+                late, self.stop_signal = self._should_stop(start, signals.signum)
+                if self.stop_signal:
+                    self.stopped_early = True
+                    break
+                if late:
                     self.stopped_early = True
                     log.info(
                         "time budget train.max_seconds=%g reached at step %d of %d; saving a checkpoint "
@@ -706,24 +680,33 @@ class Trainer:
                     break
             if not self.stopped_early and cfg.eval_every and self.step % cfg.eval_every != 0:
                 self._run_eval()
-            self.save()
+            path = self.save()
+            if self.stop_signal and self.main:
+                name = signal.Signals(self.stop_signal).name
+                log.info("stopped by %s at step %d, checkpoint written to %s", name, self.step, path)
             for cb in self.callbacks:
                 cb.on_train_end(self)
         finally:
+            signals.restore()
+            release_run_folder(self.out_dir)
             bar.close()
             if self.writer is not None:
                 self.writer.close()
                 self.writer = None
+        if self.stop_signal:
+            raise StoppedBySignal(self.stop_signal, self.step, path)
         return self.model
 
-    def _out_of_time(self, start: float) -> bool:
-        """True when this invocation used up cfg.max_seconds (rank 0 decides, so all ranks stop together)."""
-        if self.cfg.max_seconds is None:
-            return False
-        flag = torch.tensor([float(time.perf_counter() - start >= self.cfg.max_seconds)])
-        if self.info.distributed:
-            flag = broadcast_from_rank0(flag.to(self.info.device)).cpu()
-        return bool(flag.item())
+    def _should_stop(self, start: float, signum: int) -> tuple[bool, int]:
+        """(cfg.max_seconds used up, signal number or 0), the same on every rank: rank 0's clock decides
+        the time, a signal on any rank stops all (one small all-reduce per step under DDP)."""
+        late = self.cfg.max_seconds is not None and time.perf_counter() - start >= self.cfg.max_seconds
+        if not self.info.distributed:
+            return late, signum
+        flags = torch.tensor([float(late and self.main), float(signum)], device=self.info.device)
+        dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+        late_flag, sig = flags.cpu().tolist()
+        return bool(late_flag), int(sig)
 
     def _before_step(self) -> None:
         """Model-level and callback hooks before a step; re-wrap DDP when Parameters were replaced."""
@@ -801,8 +784,12 @@ class Trainer:
 
     # ---------------------------------------------------------------------------------- eval / logs
     def _run_eval(self) -> None:
+        """Periodic evaluation on a fork of every RNG (torch CPU + CUDA, numpy, python): evaluation never
+        shifts the training streams, so eval_every does not change the trained model."""
+        rng = get_rng_state()
         metrics: dict[str, float] = {}
-        if self.evaluate is not None or self.evaluator is not None:
+        images: dict[str, Tensor] = {}
+        try:
             self.model.eval()
             with torch.no_grad():
                 if self.evaluate is not None:
@@ -810,20 +797,20 @@ class Trainer:
                 if self.evaluator is not None:
                     result = self.evaluator.run(self.model, self.val_data, step=self.step)
                     metrics.update(_flat_floats(result.aggregate))
+                if self.image_logger is not None and self.main:
+                    images = self.image_logger(self.model, self.step)
+        finally:
             self.model.train()
+            set_rng_state(rng)
+        if self.evaluate is not None or self.evaluator is not None:
             self._log({f"eval/{k}": v for k, v in metrics.items()})
             for cb in self.callbacks:
                 cb.after_evaluation(self, self.step, metrics)
-        if self.image_logger is not None and self.main:
-            self.model.eval()
-            with torch.no_grad():
-                images = self.image_logger(self.model, self.step)
-            self.model.train()
-            if self.writer is not None:
-                for tag, img in images.items():
-                    img = img.detach().float().cpu().clamp(0, 1)
-                    fmt = "CHW" if img.ndim == 3 and img.shape[0] in (1, 3, 4) else "HWC"
-                    self.writer.add_image(tag, img, self.step, dataformats=fmt if img.ndim == 3 else "HW")
+        if images and self.writer is not None:
+            for tag, img in images.items():
+                img = img.detach().float().cpu().clamp(0, 1)
+                fmt = "CHW" if img.ndim == 3 and img.shape[0] in (1, 3, 4) else "HWC"
+                self.writer.add_image(tag, img, self.step, dataformats=fmt if img.ndim == 3 else "HW")
 
     def _log(self, scalars: dict[str, float]) -> None:
         if not self.main or not scalars:
@@ -868,7 +855,8 @@ class Trainer:
         path = self.ckpt_dir / self.cfg.ckpt_name.format(step=self.step, epoch=self.epoch)
         if self.main:
             save_checkpoint(state, path)
-            prune_checkpoints(self.ckpt_dir, self.cfg.keep_last, run_id=self.run_id)
+            pattern = checkpoint_pattern(self.cfg.ckpt_name)
+            prune_checkpoints(self.ckpt_dir, self.cfg.keep_last, run_id=self.run_id, pattern=pattern)
         barrier()
         return path
 
@@ -876,7 +864,7 @@ class Trainer:
         """Checkpoint to resume from (CPU tensors), its path, and the checked config differences."""
         if self.resume is None:
             return None, None, []
-        path = resume_path(self.out_dir, self.resume)
+        path = resume_path(self.out_dir, self.resume, self.cfg.ckpt_name)
         if path is None:
             log.info("resume=auto: no checkpoint in %s, starting from scratch", self.ckpt_dir)
             return None, None, []
