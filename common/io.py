@@ -281,12 +281,16 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def clean_stale_temp_files(folder: str | Path, *, recursive: bool = False) -> list[Path]:
+def clean_stale_temp_files(
+    folder: str | Path, *, recursive: bool = False, names: Iterable[str] | None = None
+) -> list[Path]:
     """Remove ``.<name>.tmp-<pid>`` files (and temp folders) in ``folder`` whose writer process is gone.
 
-    Temp files of live processes (another run still writing) are kept. Returns the removed paths,
+    Temp files of live processes (another run still writing) are kept; with ``names``, only the temp files
+    of those target names (a tool cleaning its own outputs in a shared folder). Returns the removed paths,
     naturally sorted; a missing folder returns [].
     """
+    own = None if names is None else set(names)
     folder = Path(folder)
     if not folder.is_dir():
         return []
@@ -295,6 +299,8 @@ def clean_stale_temp_files(folder: str | Path, *, recursive: bool = False) -> li
     for p in candidates:
         m = _TEMP_RE.match(p.name)
         if m is None or p.is_symlink() or not (p.is_file() or p.is_dir()):
+            continue
+        if own is not None and p.name[1 : p.name.rindex(".tmp-")] not in own:
             continue
         if _pid_alive(int(m.group(1))):
             continue

@@ -10,6 +10,14 @@
   (JSON report of schema tri-vision.eval/1 with per-NSS items and the CSV beside it, `--csv`, `--features`
   NPZ) atomically after each NSS it scores and while it waits for the others. A run killed after k NSS keeps
   them; `resume=True` folds earlier journals into the outputs and scores only the NSS that are missing.
+  Results are keyed by content, not by name: each row holds the sha256 of the NSS's frames (names and bytes;
+  a video's bytes) and the report the digest of the model (weights and read-out), so a resumed run rescores
+  an NSS whose frames changed and refuses a report written by another model.
+* One run at a time per output: rank 0 holds `common.io.hold_lock` on the first output (released by the OS
+  when the process dies); a second run refuses with one line instead of taking the live run's journal.
+  Outputs are checked before any work (`common.io.check_outputs`: distinct, the CSV derived from --json
+  included, none over an input, writable), and temp files of this tool's outputs left by killed processes
+  are removed at start-up.
 * Several processes (torchrun, `-d 0-3` or `-d cpu --procs N`): NSS i of the to-do list goes to rank
   i mod world_size; the merged outputs list the NSS in input order whatever the number of processes.
 * Decoding runs in a background thread (and a pool of `decode_threads` inside it) that stays at most
@@ -19,7 +27,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import hashlib
 import io
 import json
 import queue
@@ -41,7 +51,7 @@ from nvs_sqa.ridge import LABEL_RANGE
 TASK = "nvs_sqa.app"
 #: per-NSS failures that are reported and skipped; anything else (a bug) stops the run with its traceback
 NSS_ERRORS = (TriVisionError, OSError, ValueError, RuntimeError)
-FIELDS = ("path", "frames", "width", "height", "jod", "out_of_range")
+FIELDS = ("path", "frames", "width", "height", "jod", "out_of_range", "sha256")
 
 
 @dataclass(frozen=True)
@@ -104,6 +114,27 @@ def unique_keys(paths: Sequence[Path]) -> list[str]:
         for i, t in zip(idx, tails):
             keys[i] = t
     return keys
+
+
+def content_sha256(item: NSSItem) -> str:
+    """sha256 of what an NSS's score is computed from: each frame's name and bytes, or a video's bytes."""
+    h = hashlib.sha256()
+    for f in [item.path] if item.kind == "video" else list_frames(item.path):
+        h.update(f"{f.name}\n".encode())
+        with open(f, "rb") as fh:
+            for block in iter(lambda fh=fh: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+def assessor_sha256(assessor: QualityAssessor) -> str:
+    """sha256 of the scoring model: the network's state_dict (common.weights) and the ridge read-out."""
+    from common.weights import state_dict_sha256
+
+    h = hashlib.sha256(state_dict_sha256(assessor.model.state_dict()).encode())
+    h.update(np.asarray(assessor.ridge.coef, np.float32).tobytes())
+    h.update(np.float32(assessor.ridge.intercept).tobytes())
+    return h.hexdigest()
 
 
 # ---- decoding in the background -----------------------------------------------------------------------
@@ -181,7 +212,10 @@ class Outputs:
     plot: Path | None = None
 
     def files(self) -> list[Path]:
-        return [p for p in (self.json, self.csv, self.features, self.plot) if p is not None]
+        """Every file the run writes: the CSV derived from --json included (written once when --csv names it)."""
+        derived = self.json.with_suffix(".csv") if self.json is not None else None
+        csv_ = None if self.csv is not None and derived is not None and _same(self.csv, derived) else self.csv
+        return [p for p in (self.json, derived, csv_, self.features, self.plot) if p is not None]
 
     def anchor(self) -> Path | None:
         return next((p for p in (self.json, self.csv, self.features) if p is not None), None)
@@ -196,6 +230,10 @@ class Outputs:
         if self.anchor() is None or not self.parts().is_dir():
             return []
         return sorted(self.parts().glob("r*.json"))
+
+
+def _same(a: Path, b: Path) -> bool:
+    return a.expanduser().resolve() == b.expanduser().resolve()
 
 
 def read_records(files: Sequence[Path]) -> list[dict]:
@@ -231,6 +269,7 @@ def read_outputs(out: Outputs) -> dict[str, dict]:
                     "height": int(r["height"]),
                     "jod": float(r["jod"]),
                     "out_of_range": r["out_of_range"] == "True",
+                    "sha256": r["sha256"],
                 }
             except (KeyError, ValueError) as err:
                 raise DataError(out.csv, f"not a CSV written by nvs_sqa_app ({err})") from err
@@ -283,7 +322,7 @@ def write_outputs(
             items=rows,
             extra={"failed": fails} if fails else None,
         )
-    if out.csv is not None and (out.json is None or out.csv != out.json.with_suffix(".csv")):
+    if out.csv is not None and (out.json is None or not _same(out.csv, out.json.with_suffix(".csv"))):
         atomic_write_text(out.csv, items_csv(rows))
     if out.features is not None:
         write_npz(out.features, {it.key: np.asarray(results[it.key]["feature"], np.float32) for it in order})
@@ -343,24 +382,78 @@ def run_bank(
     """Score every NSS under `paths`, write `out` incrementally; returns the number of failed NSS.
 
     Under several processes every rank calls it with its `rank`; `barrier` synchronises the start-up
-    (common.distributed.barrier). Rank 0 prints the table and writes the final outputs.
+    (common.distributed.barrier). Rank 0 holds the outputs' lock, prints the table and writes the final
+    outputs.
     """
-    from common.evaluation import model_info
-    from common.io import check_outputs_outside_inputs, check_writable
+    from common.io import check_outputs, hold_lock
 
     items = discover(paths)
-    files = out.files()
-    check_outputs_outside_inputs(files, [Path(p) for p in paths])
-    for f in files:
-        check_writable(f)
-        f.parent.mkdir(parents=True, exist_ok=True)
-    model = model if model is not None else model_info("nvs_sqa", weights="official")
-    settings = settings_line(assessor)
-    keys = {it.key for it in items}
-    if resume and out.json is None and out.csv is None:
-        raise DataError("--resume", "needs the --json or --csv output of the run to resume")
+    check_outputs(out.files(), [Path(p) for p in paths])
+    if resume and out.json is None:
+        raise DataError(
+            "--resume", "needs the --json report of the run to resume (it holds the model digest)"
+        )
     if world_size > 1 and out.anchor() is None:
         raise DataError("--procs/-d", "several processes need --json, --csv or --features to merge into")
+    with contextlib.ExitStack() as lock:
+        if rank == 0 and out.anchor() is not None:  # before the journal is looked at: it may be a live run's
+            lock.enter_context(hold_lock(out.anchor()))
+            _clean_temp_files(out)
+        return _run_locked(
+            assessor,
+            items,
+            out,
+            resume,
+            rank,
+            world_size,
+            barrier,
+            model,
+            show_progress,
+            queue_frames,
+            poll_s,
+        )
+
+
+def _clean_temp_files(out: Outputs) -> None:
+    """Remove the temp files of this tool's outputs and journal left by killed processes (dead pids only)."""
+    from common.io import clean_stale_temp_files
+
+    for f in out.files():
+        clean_stale_temp_files(f.parent, names=[f.name])
+    clean_stale_temp_files(out.parts())
+
+
+def _reusable(results: dict[str, dict], items: Sequence[NSSItem], digests: dict[str, str]) -> dict[str, dict]:
+    """The results whose NSS still has the frames they were computed from (the row's content digest)."""
+    by_key = {it.key: it for it in items}
+    kept = {}
+    for k, v in results.items():
+        if k not in by_key:
+            continue
+        if k not in digests:
+            try:
+                digests[k] = content_sha256(by_key[k])
+            except OSError:
+                continue  # unreadable now: scored again (and reported) below
+        if v["row"].get("sha256") == digests[k]:
+            kept[k] = {**v, "row": {**v["row"], "path": str(by_key[k].path)}}
+    return kept
+
+
+def _run_locked(
+    assessor, items, out, resume, rank, world_size, barrier, model, show_progress, queue_frames, poll_s
+) -> int:
+    from common.evaluation import model_info, read_report
+
+    for f in out.files():
+        f.parent.mkdir(parents=True, exist_ok=True)
+    model_sha = assessor_sha256(assessor)
+    model = {
+        **(model if model is not None else model_info("nvs_sqa", weights="official")),
+        "weights_sha256": model_sha,
+    }
+    settings = settings_line(assessor)
+    digests: dict[str, str] = {}
     stale = out.journals()
     if stale and not resume:
         raise DataError(
@@ -368,29 +461,39 @@ def run_bank(
             "journal of an interrupted run; pass --resume to keep its results "
             "(or delete that folder to start afresh)",
         )
+    if resume and out.json.is_file():
+        old = read_report(out.json)["model"].get("weights_sha256")
+        if old != model_sha:
+            raise DataError(
+                out.json,
+                f"scored by another model (weights sha256 {str(old)[:12]}..., now {model_sha[:12]}...); "
+                "write to a new --json, or run without --resume to rescore everything",
+            )
     barrier()
     if rank == 0 and resume and out.anchor() is not None:  # fold earlier journals into the outputs
-        results = {k: v for k, v in read_outputs(out).items() if k in keys}
+        results = read_outputs(out)
         for j in stale:
             for rec in read_records([j]):
-                if rec.get("key") in keys and "jod" in rec:
+                if "jod" in rec and rec.get("model_sha256") == model_sha:
                     results[rec["key"]] = {
                         "row": _row(rec["key"], rec),
                         "feature": np.asarray(rec["feature"], np.float32),
                     }
-        write_outputs(out, items, results, {}, model=model, settings=settings)
+        write_outputs(out, items, _reusable(results, items, digests), {}, model=model, settings=settings)
         for j in stale:
             j.unlink()
         _remove_parts(out)
     barrier()
-    done = read_outputs(out) if resume else {}
+    done = _reusable(read_outputs(out), items, digests) if resume else {}
     todo = [it for it in items if it.key not in done]
     mine = todo[rank::world_size]
     if resume and rank == 0:
-        _log(f"resume: {len(done)} of {len(items)} NSS already scored, {len(todo)} to score")
+        _log(
+            f"resume: {len(done)} of {len(items)} NSS already scored (same frames, same model), {len(todo)} to score"
+        )
     barrier()  # every rank has read the outputs before rank 0 rewrites them
 
-    results: dict[str, dict] = {k: v for k, v in done.items() if k in keys}
+    results: dict[str, dict] = dict(done)
     failed: dict[str, str] = {}
     seq = [0]
 
@@ -440,6 +543,7 @@ def run_bank(
         with tqdm(total=total, unit="frame", disable=not show_progress, leave=False) as bar:
             for i, it in enumerate(mine):
                 try:
+                    digest = content_sha256(it)
                     s = assessor.score_stream(pre.frames(i), it.key, bar.update)
                 except NSS_ERRORS as err:
                     msg = str(err) or type(err).__name__
@@ -455,6 +559,8 @@ def run_bank(
                     "height": s.height,
                     "jod": s.jod,
                     "out_of_range": s.out_of_range,
+                    "sha256": digest,
+                    "model_sha256": model_sha,
                     "feature": [float(x) for x in s.feature],
                 }
                 results[it.key] = {"row": _row(it.key, rec), "feature": s.feature}

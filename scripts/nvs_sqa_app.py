@@ -1,7 +1,7 @@
 """Score neurally synthesized scenes with NVS-SQA (official weights): folders of NSS, one NSS, or a video.
 
 Results are written as they come (JSON report + CSV, NPZ of features); --resume scores only what a killed
-run left out. -d 0-3 (GPUs) or -d cpu --procs N shard the NSS over processes (torchrun re-launch).
+run left out (reusing only unchanged frames scored by the same model); one run per output at a time. -d 0-3 (GPUs) or -d cpu --procs N shard the NSS over processes (torchrun re-launch).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from common.distributed import (
     relaunch_command,
     under_torchrun,
 )
+from common.io import check_outputs
 from common.runtime import keep_freed_memory
 from nvs_sqa.app import Outputs, run_bank
 from nvs_sqa.assessor import QualityAssessor
@@ -44,6 +45,8 @@ def main() -> int:
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--debug", action="store_true", help="show tracebacks of the project's own errors")
     args = p.parse_args()
+    out = Outputs(json=args.json, csv=args.csv, features=args.features, plot=args.plot)
+    check_outputs(out.files(), args.paths)  # before any process or model is started
     devices = parse_devices(args.devices)
     if devices == "cpu" and args.procs > 1 and not under_torchrun():
         env = dict(os.environ, TRIVISION_RELAUNCHED="1")
@@ -54,7 +57,6 @@ def main() -> int:
     info = init_distributed(devices)
     try:
         qa = QualityAssessor(device=info.device, decode_threads=args.threads, chunk=args.chunk)
-        out = Outputs(json=args.json, csv=args.csv, features=args.features, plot=args.plot)
         failed = run_bank(
             qa,
             args.paths,

@@ -95,6 +95,7 @@ class _KilledAfter:
     def __init__(self, qa: QualityAssessor, n: int | None) -> None:
         self.qa, self.n, self.scored = qa, n, []
         self.chunk, self.device, self.iter_nss_folder = qa.chunk, qa.device, qa.iter_nss_folder
+        self.model, self.ridge = qa.model, qa.ridge
 
     def score_stream(self, frames, name, progress=None):
         if self.n is not None and len(self.scored) == self.n:
@@ -132,6 +133,97 @@ def test_outputs_inside_an_input_or_unwritable_are_refused_before_scoring(qa, tm
     with pytest.raises(TriVisionError, match="file"):
         run_bank(qa, [bank], Outputs(csv=tmp_path / "file" / "r.csv"), model=MODEL, show_progress=False)
     assert sorted(bank.rglob("*")) == before
+
+
+def test_resume_rescores_changed_frames_and_refuses_another_model(qa, tmp_path: Path) -> None:
+    """Issue 21 item 6: results are reused by frame content and model digest, never by folder name."""
+    bank = _bank(tmp_path / "bank", ("a", "b", "c"))
+    out = Outputs(json=tmp_path / "run" / "r.json", features=tmp_path / "run" / "f.npz")
+    with pytest.raises(KeyboardInterrupt):
+        run_bank(_KilledAfter(qa, 2), [bank], out, model=MODEL, show_progress=False)
+    import shutil
+
+    shutil.rmtree(bank / "a")  # "a" re-rendered under the same name
+    _nss(bank / "a", seed=7, n=3)
+    ref = Outputs(json=tmp_path / "ref" / "r.json", features=tmp_path / "ref" / "f.npz")
+    assert run_bank(qa, [bank], ref, model=MODEL, show_progress=False) == 0
+    again = _KilledAfter(qa, None)
+    assert run_bank(again, [bank], out, resume=True, model=MODEL, show_progress=False) == 0
+    assert again.scored == ["a", "c"]  # b kept, a rescored
+    assert _files(out) == _files(ref)
+    other = QualityAssessor(model=qa.model, ridge=RidgeReadout(qa.ridge.coef * 2, 0.0))
+    before = out.json.read_bytes()
+    with pytest.raises(TriVisionError, match="another model"):
+        run_bank(other, [bank], out, resume=True, model=MODEL, show_progress=False)
+    assert out.json.read_bytes() == before
+
+
+def test_output_collisions_are_refused_before_scoring(qa, tmp_path: Path) -> None:
+    """Issue 21 item 12: --json X --features X, --csv equal to --json, a derived CSV over an input."""
+    bank = _bank(tmp_path / "bank", ("a",))
+    x = tmp_path / "x.json"
+    cases = [
+        Outputs(json=x, features=x),
+        Outputs(json=x, csv=x),
+        Outputs(json=x, plot=tmp_path / "x.csv"),  # the plot would replace the CSV written beside x.json
+    ]
+    for out in cases:
+        with pytest.raises(TriVisionError, match="same file"):
+            run_bank(qa, [bank], out, model=MODEL, show_progress=False)
+    assert not x.exists()
+    out = Outputs(json=x, csv=tmp_path / "x.csv")  # --csv naming the CSV beside --json: written once
+    assert run_bank(qa, [bank], out, model=MODEL, show_progress=False) == 0
+
+
+HOLDER = """
+import sys, time
+from common.io import hold_lock
+with hold_lock(sys.argv[1]):
+    print("locked", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_a_second_run_on_one_json_refuses_and_leaves_the_live_journal(qa, tmp_path: Path) -> None:
+    """Issue 21 item 12: another live process holds the output (its journal is not "interrupted")."""
+    import subprocess
+    import sys
+
+    bank = _bank(tmp_path / "bank", ("a",))
+    out = Outputs(json=tmp_path / "r.json")
+    out.parts().mkdir()
+    (out.parts() / "r0-0000000.json").write_text("{}")  # the live run's journal
+    repo = Path(__file__).resolve().parents[2]
+    live = subprocess.Popen([sys.executable, "-c", HOLDER, str(out.json)], cwd=repo, stdout=subprocess.PIPE,
+                            text=True)  # fmt: skip
+    try:
+        assert live.stdout.readline().strip() == "locked"
+        for resume in (False, True):
+            with pytest.raises(TriVisionError, match="another process is writing it"):
+                run_bank(qa, [bank], out, resume=resume, model=MODEL, show_progress=False)
+        assert (out.parts() / "r0-0000000.json").is_file() and not out.json.exists()
+    finally:
+        live.kill()
+        live.wait()
+
+
+def test_stale_temp_files_of_its_own_outputs_are_cleaned(qa, tmp_path: Path) -> None:
+    """MINOR: a killed run's .tmp-<pid> files go (its own names, dead pids only); others' files stay."""
+    import os
+    import subprocess
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    bank = _bank(tmp_path / "bank", ("a",))
+    out = Outputs(json=tmp_path / "o" / "r.json", features=tmp_path / "o" / "f.npz")
+    own = [tmp_path / "o" / f".r.json.tmp-{dead.pid}", tmp_path / "o" / f".f.npz.tmp-{dead.pid}",
+           out.parts() / f".r0-0000001.json.tmp-{dead.pid}"]  # fmt: skip
+    kept = [tmp_path / "o" / f".other.json.tmp-{dead.pid}", tmp_path / "o" / f".r.json.tmp-{os.getppid()}"]
+    for f in own + kept:
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text("partial")
+    assert run_bank(qa, [bank], out, model=MODEL, show_progress=False) == 0
+    assert not any(f.exists() for f in own) and all(f.exists() for f in kept)
 
 
 def test_prefetcher_stays_a_bounded_number_of_frames_ahead() -> None:
