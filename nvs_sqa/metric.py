@@ -30,12 +30,15 @@ class NSSQuality(Metric):
     `update(frames, keys=None)`: one sequence `(T, 3, H, W)` or a batch `(B, T, 3, H, W)`, float in [0, 1]
     or uint8 in [0, 255] (divided by 255, exactly as the assessor reads 8-bit frames), on any device (moved
     to the metric's device chunk by chunk). Sequences of different sizes and lengths may go to different
-    `update` calls. `keys`: one int per sequence (e.g. the dataset index) used to order the results;
-    default: `i * world_size + rank` for the i-th sequence a rank sees, i.e. the dataset index under a
-    `DistributedSampler(shuffle=False)`, and the update order in one process.
+    `update` calls. `keys`: one int per sequence, its dataset index; a key given more than once (the
+    repeats a `DistributedSampler` pads the last batch with, or a re-scored sequence) is counted once, with
+    its first result. Default keys (update order) only in one process: under DDP `keys` are required, as
+    only dataset indices tell padding from data (3 sequences on 2 ranks would otherwise give 4 scores).
+    With a `DistributedSampler`, have the dataset return its index and pass it as `keys`.
 
     `compute()` -> dict: `"jod"` (N,) per-sequence scores sorted by key, `"mean"` their mean, `"keys"` (N,)
-    int64 and `"features"` (N, 384) float32. States are cat states, synced over DDP ranks by torchmetrics.
+    int64 (distinct) and `"features"` (N, 384) float32. States are cat states, synced over DDP ranks by
+    torchmetrics.
 
     Scores equal `QualityAssessor.score_frames` on the same frames (features within 1e-5) whatever the
     batch composition, the `chunk` (frames per CNN call, default the assessor's; memory only), the device
@@ -174,19 +177,17 @@ class NSSQuality(Metric):
         feats = self.sequence_features(frames)
         n = feats.shape[0]
         if keys is None:
-            world, rank = 1, 0
             if torch.distributed.is_available() and torch.distributed.is_initialized():
-                world = torch.distributed.get_world_size(self.process_group)
-                rank = torch.distributed.get_rank(self.process_group)
-            k = (
-                torch.arange(self._count, self._count + n, dtype=torch.int64, device=feats.device) * world
-                + rank
-            )
+                raise ValueError(
+                    "NSSQuality.update: under DDP pass keys= (the dataset indices), so that the repeats a "
+                    "DistributedSampler pads with are counted once"
+                )
+            k = torch.arange(self._count, self._count + n, dtype=torch.int64, device=feats.device)
         else:
             k = torch.as_tensor(keys, dtype=torch.int64).reshape(-1).to(feats.device)
             if k.numel() != n:
                 raise ValueError(f"NSSQuality.update: {k.numel()} keys for {n} sequences")
-        self._count += n  # sequences this rank has seen (default keys)
+        self._count += n  # sequences seen (default keys)
         self.features.append(feats)
         self.keys.append(k)
 
@@ -205,6 +206,9 @@ class NSSQuality(Metric):
         keys = dim_zero_cat(self.keys)
         order = torch.sort(keys, stable=True).indices
         feats, keys = feats[order], keys[order]
+        first = torch.ones_like(keys, dtype=torch.bool)
+        first[1:] = keys[1:] != keys[:-1]  # a repeated key (sampler padding) counts once: its first result
+        feats, keys = feats[first], keys[first]
         jod = feats @ self.ridge_coef + self.ridge_intercept
         lo, hi = LABEL_RANGE
         if bool(((jod < lo - 1.0) | (jod > hi + 1.0)).any()):

@@ -163,6 +163,7 @@ WORKER = textwrap.dedent(
     import sys
     import torch
     import torch.distributed as dist
+    from torch.utils.data import DistributedSampler
     from tests.nvs_sqa.test_metric import random_assessor, sequences
     from nvs_sqa.metric import NSSQuality
 
@@ -171,29 +172,45 @@ WORKER = textwrap.dedent(
     rank, world = dist.get_rank(), dist.get_world_size()
     seqs = sequences(5, 4)
     m = NSSQuality(weights=None, assessor=random_assessor())
-    mine = list(range(rank, 5, world))  # DistributedSampler(shuffle=False) order: 3 and 2 sequences
-    m.update(seqs[mine[0]])
-    m.update(seqs[mine[1:]])
-    default = m.compute()
+    mine = list(DistributedSampler(range(5), world, rank, shuffle=False))  # 3 and 2 sequences
+    m.update(seqs[mine[0]], keys=mine[:1])
+    m.update(seqs[mine[1:]], keys=mine[1:])
+    plain = m.compute()
     k = NSSQuality(weights=None, assessor=random_assessor())
-    k.update(seqs[mine], keys=[10 - i for i in mine])  # explicit keys: reversed order
+    k.update(seqs[mine], keys=[10 - i for i in mine])  # other keys: reversed order
     keyed = k.compute()
-    torch.save({"default": default, "keyed": keyed}, f"{sys.argv[1]}/rank{rank}.pt")
+    padded = NSSQuality(weights=None, assessor=random_assessor())
+    three = list(DistributedSampler(range(3), world, rank, shuffle=False))  # rank 1: [1, 0], 0 is padding
+    padded.update(seqs[three], keys=three)
+    padded = padded.compute()
+    try:
+        NSSQuality(weights=None, assessor=random_assessor()).update(seqs[mine[:1]])
+        default = "accepted"
+    except ValueError as err:
+        default = str(err)
+    torch.save({"plain": plain, "keyed": keyed, "padded": padded, "default": default}, f"{sys.argv[1]}/rank{rank}.pt")
     dist.destroy_process_group()
     """
 )
 
 
-def test_two_ranks_gloo_equal_one_process(tmp_path: Path) -> None:
+def test_two_ranks_gloo_equal_one_process_and_padding_counts_once(tmp_path: Path) -> None:
+    """Issue 21 item 7: DistributedSampler padding (3 sequences on 2 ranks) gives 3 scores, not 4."""
     run_two_ranks(WORKER, tmp_path)
     qa = random_assessor()
     feats, jod = reference(qa, sequences(5, 4))
     for r in (0, 1):  # every rank gets the synced result
         out = torch.load(tmp_path / f"rank{r}.pt", weights_only=True)
-        assert out["default"]["keys"].tolist() == [0, 1, 2, 3, 4]  # i * world + rank
-        assert close(out["default"]["features"], feats) and close(out["default"]["jod"], jod, 1e-4)
+        assert out["plain"]["keys"].tolist() == [0, 1, 2, 3, 4]
+        assert close(out["plain"]["features"], feats) and close(out["plain"]["jod"], jod, 1e-4)
         assert out["keyed"]["keys"].tolist() == [6, 7, 8, 9, 10]
         assert close(out["keyed"]["features"], feats[::-1])
+        assert out["padded"]["keys"].tolist() == [0, 1, 2]
+        assert close(out["padded"]["jod"], jod[:3], 1e-4)
+        assert abs(out["padded"]["mean"].item() - jod[:3].astype(np.float64).mean()) <= 1e-4 * max(
+            1.0, float(np.abs(jod[:3]).max())
+        )
+        assert "keys=" in out["default"]  # default keys cannot tell padding from data: refused under DDP
 
 
 @pytest.mark.skipif(not official_weights_available(), reason="official weights not fetched")
