@@ -9,7 +9,7 @@ from pathlib import Path
 from common.cli import run_script
 from common.image_io import write_image
 from common.io import check_outputs_outside_inputs, check_writable
-from smmcl.hha import NYU_INTRINSICS, hha_from_files
+from smmcl.hha import NYU_INTRINSICS, check_depth_scale, hha_from_files
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -34,6 +34,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", type=Path, required=True, help="output HHA PNG")
     p.add_argument("--debug", action="store_true", help="show tracebacks of input errors")
     a = p.parse_args(argv)
+    check_depth_scale(a.depth_scale)
     check_outputs_outside_inputs([a.out], [a.depth, a.raw_depth])
     check_writable(a.out)
     hha = hha_from_files(

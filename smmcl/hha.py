@@ -100,6 +100,8 @@ def depth_to_hha(
         raise ValueError(f"mask_mode must be one of {MASK_MODES}, got {mask_mode!r}")
     if missing is not None and missing.shape != depth_m.shape:
         raise ValueError(f"missing mask shape {missing.shape} differs from depth shape {depth_m.shape}")
+    if not np.isfinite(depth_m).all() or (depth_m < 0).any():  # the encoding assumes metres in front
+        raise ValueError("depth must be finite and >= 0 metres")
     if missing is None or mask_mode == "official":
         missing = np.zeros(depth_m.shape, bool)
     missing = missing.astype(bool)
@@ -117,6 +119,14 @@ def depth_to_hha(
     return np.clip(np.round(hha), 0, 255).astype(np.uint8)
 
 
+def check_depth_scale(depth_scale: float) -> None:
+    """Depth units per metre must be a positive finite number (0 divides by zero, < 0 flips the scene)."""
+    if not (np.isfinite(depth_scale) and depth_scale > 0):
+        raise DataError(
+            "--depth-scale", f"must be a positive number of depth units per metre, got {depth_scale}"
+        )
+
+
 def hha_from_files(
     depth: Path,
     raw_depth: Path | None,
@@ -131,9 +141,16 @@ def hha_from_files(
 
     raw_depth: its zeros form the missing-data mask, used as `mask_mode` says (see depth_to_hha); it may
     be all zero only with allow_zero. 8-bit depth (256 levels, not metric) or all-zero depth (no data: a mask
-    or a wrong file) is refused with DataError unless allowed (common.image_io.read_depth).
+    or a wrong file) is refused with DataError unless allowed (common.image_io.read_depth); so is negative
+    depth (float files), and a `depth_scale` that is not a positive finite number: either
+    would give an HHA image of clipped garbage.
     """
+    check_depth_scale(depth_scale)
     d = read_depth(depth, allow_8bit=allow_8bit, allow_zero=allow_zero).astype(np.float64)
+    if (d < 0).any():
+        raise DataError(
+            depth, f"depth has {int((d < 0).sum())} negative values (min {d.min():.4g}); expected >= 0"
+        )
     missing = None
     if raw_depth is not None:
         raw = read_depth(raw_depth, allow_8bit=allow_8bit, allow_zero=allow_zero)

@@ -113,3 +113,42 @@ def test_compute_hha_script_refuses_bad_depth_and_outputs_over_inputs(tmp_path, 
     assert exit_.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "d.png: depth is 8-bit" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("scale", ["0", "-10000", "nan"])
+def test_compute_hha_refuses_a_non_positive_depth_scale_before_reading(tmp_path, scale, monkeypatch, capsys):
+    """Issue 21 item 10: --depth-scale 0 or < 0 wrote clipped garbage with exit 0."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+    try:
+        import compute_hha
+    finally:
+        sys.path.pop(0)
+    depth = tmp_path / "d.png"
+    cv2.imwrite(str(depth), np.full((30, 40), 20000, np.uint16))
+    out = tmp_path / "hha.png"
+    argv = ["compute_hha.py", "--depth", str(depth), "--out", str(out), "--depth-scale", scale]
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit) as exit_:
+        compute_hha.run_script(compute_hha.main)
+    assert exit_.value.code == 2 and not out.exists()
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--depth-scale" in err and "positive" in err
+
+
+def test_negative_depth_is_refused(tmp_path):
+    """Issue 21 item 10: negative (float) depth is refused naming the file; depth_to_hha refuses it too."""
+    from common.errors import DataError
+    from smmcl.hha import depth_to_hha
+
+    yy, xx = np.mgrid[:30, :40]
+    d = (2.0 + 0.01 * xx + 0.02 * yy).astype(np.float32)
+    d[5, 7] = -1.0
+    path = tmp_path / "d.tiff"
+    assert cv2.imwrite(str(path), d)
+    with pytest.raises(DataError, match=r"d\.tiff: depth has 1 negative values"):
+        hha_from_files(path, None, 1.0)
+    with pytest.raises(ValueError, match=">= 0"):
+        depth_to_hha(d.astype(np.float64))
