@@ -208,7 +208,7 @@ def _run_stage(out_dir: Path, minutes: float, cfg: DemoConfig) -> dict:
     train_ds = NMRDataset(nmr_cfg)
     data_cfg = replace(
         SynthDataConfig(), objects_per_step=cfg.objects_per_step, rays_per_object=cfg.rays_per_object,
-        pixel_centers=True, no_bbox_step=1, bbox_ray_fraction=cfg.bbox_ray_fraction,
+        pixel_centers=True, bbox_ray_fraction=cfg.bbox_ray_fraction,
     )  # fmt: skip
     sampler = RaySampler(train_ds, data_cfg)
     test_ds = NMRDataset(replace(nmr_cfg, split="test"))
@@ -226,7 +226,7 @@ def _run_stage(out_dir: Path, minutes: float, cfg: DemoConfig) -> dict:
             )
 
     def syn_batch(step: int, prog: float) -> dict:
-        batch = sampler(0 if prog < cfg.bbox_fraction else 1)
+        batch = sampler(step, bbox=prog < cfg.bbox_fraction)
         if feats is not None:
             batch["src_features"] = feats[batch["obj_index"][:, None], batch["src_views"]]
         return batch

@@ -9,6 +9,7 @@ config its checkpoint stores.
 from __future__ import annotations
 
 import logging
+import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from torch import Tensor, nn
 
 from common.checkpoint import CheckpointError, load_checkpoint, load_state_dict_strict
 from common.config import config_from_checkpoint
-from common.distributed import seed_everything
+from common.distributed import get_rank, get_world_size, loader_generator, seed_everything
 from common.engine import TrainConfig
 from smcl.object.data.mir180 import Mir180Dataset
 from smcl.object.data.nmr import NMRDataset, NMRDatasetConfig, pixelnerf_rays_at
@@ -41,6 +42,9 @@ class PretrainLossConfig:
     w_ffl_neg: float = 1.0
     neg_margin: float | None = 1.0  # None: official unbounded -log10(FFL)
     aux_lr: float = 1e-4  # lr of the official separate FFC nets
+    # official: one encoder call per view (anchor, mirror, 180 degrees), each with its own BatchNorm batch
+    # statistics, running-stat update and (se_mode random_per_call) SE draw; False: one call on all three
+    per_view_forward: bool = False
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,41 @@ class PretrainExperiment:
     loss: PretrainLossConfig = field(default_factory=PretrainLossConfig)
     data: PretrainDataConfig = field(default_factory=PretrainDataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    # official quirk: its validation after epoch 0 leaves every network in eval mode for the rest of the
+    # run (BatchNorm on running statistics, never updated again); False trains in train mode throughout
+    eval_mode_after_first_epoch: bool = False
+
+
+def epoch_batch(n: int, batch: int, step: int, seed: int) -> Tensor:
+    """Dataset indices of `step`'s batch for this process: items drawn without replacement, a fresh
+    permutation per epoch (from `loader_generator(seed, epoch, 0)`, the same on every rank), the last batch
+    of an epoch smaller (a shuffling DataLoader without drop_last). A function of `step` alone, so a resumed
+    run draws what the uninterrupted one would have."""
+    world, rank = get_world_size(), get_rank()
+    per = batch * world
+    epoch, k = divmod(step, math.ceil(n / per))
+    chunk = torch.randperm(n, generator=loader_generator(seed, epoch, 0))[k * per : (k + 1) * per]
+    mine = chunk[rank * batch : (rank + 1) * batch]
+    return mine if len(mine) else chunk[:batch]  # a short last batch leaves no rank empty-handed
+
+
+def steps_per_epoch(n: int, batch: int) -> int:
+    """Optimizer steps of one epoch of `epoch_batch` (the last batch may be smaller)."""
+    return math.ceil(n / (batch * get_world_size()))
+
+
+class TripletSampler:
+    """Callable train_data(step) -> anchor/positive/negative batch (B,3,H,W) of `epoch_batch` triplets;
+    `bn_eval` marks the steps the official recipe runs in eval mode (every epoch after the first)."""
+
+    def __init__(self, dataset: Mir180Dataset, batch_size: int, seed: int, eval_after_first_epoch: bool):
+        self.ds, self.batch, self.seed, self.eval_later = dataset, batch_size, seed, eval_after_first_epoch
+
+    def __call__(self, step: int) -> dict[str, Tensor | bool]:
+        items = [self.ds[i] for i in epoch_batch(len(self.ds), self.batch, step, self.seed).tolist()]
+        out: dict[str, Tensor | bool] = {k: torch.stack([it[k] for it in items]) for k in items[0]}
+        out["bn_eval"] = self.eval_later and step >= steps_per_epoch(len(self.ds), self.batch)
+        return out
 
 
 class EncoderPretrainer(nn.Module):
@@ -79,12 +118,24 @@ class EncoderPretrainer(nn.Module):
             self.ffc_net2 = FFCOnlyNet(f, r, enc_cfg.se_mode)
 
     def training_step(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        imgs = torch.cat([batch["anchor"], batch["positive"], batch["negative"]], dim=0)
-        out, spec = self.encoder.forward_features(imgs)
-        a, p, q = out.chunk(3)
+        """batch["bn_eval"] True: this step runs every module in eval mode (the official quirk)."""
+        mode = self.training
+        if batch.get("bn_eval"):
+            self.eval()
+        try:
+            return self._losses(batch)
+        finally:
+            self.train(mode)
+
+    def _losses(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        views = (batch["anchor"], batch["positive"], batch["negative"])
+        if self.cfg.per_view_forward:
+            (a, sa), (p, sp), (q, sq) = (self.encoder.forward_features(v) for v in views)
+        else:
+            out, spec = self.encoder.forward_features(torch.cat(views, dim=0))
+            (a, p, q), (sa, sp, sq) = out.chunk(3), spec.chunk(3)
         losses = {"infonce": self.cfg.w_infonce * self.infonce(a, p, q)}
         if self.cfg.ffl == "shared":
-            sa, sp, sq = spec.chunk(3)
             fa, fp, fq = sa, sp, sq
         elif self.cfg.ffl == "separate_nets":
             fa, fp = self.ffc_net1(batch["anchor"]), self.ffc_net1(batch["positive"])
@@ -108,9 +159,11 @@ class EncoderPretrainer(nn.Module):
 
 def build_pretrain(cfg: PretrainExperiment) -> dict:
     seed_everything(cfg.train.seed)  # before anything random is built
+    ds = Mir180Dataset(cfg.data.root, cfg.data.split, cfg.data.synsets)
+    batch = cfg.train.per_process_batch(get_world_size())
     return {
         "model": EncoderPretrainer(cfg.encoder, cfg.loss),
-        "train_data": Mir180Dataset(cfg.data.root, cfg.data.split, cfg.data.synsets),
+        "train_data": TripletSampler(ds, batch, cfg.train.seed, cfg.eval_mode_after_first_epoch),
     }
 
 
@@ -161,16 +214,26 @@ class SynthExperiment:
     encoder_weights: str | None = None  # path of the encoder to start from (see encoder_weights_format)
     # pretrain: a checkpoint of scripts/pretrain_smcl_encoder.py; official: the authors' encoder_<cat>.pt
     encoder_weights_format: str = "pretrain"
-    freeze_encoder: bool = False
+    freeze_encoder: bool = False  # the encoder and its latent Linear get no gradient (official --freeze_enc)
+    # official: the trainer is in eval mode until its first evaluation, so step 0 normalises with the
+    # BatchNorm running statistics and does not update them
+    first_step_eval: bool = False
     eval: SynthEvalConfig = field(default_factory=SynthEvalConfig)
     no_reference: NoReferenceConfig = field(default_factory=NoReferenceConfig)
 
 
 class RaySampler:
-    """Callable train_data(step) -> batch for ViewSynthesizer.training_step (torch global RNG only)."""
+    """Callable train_data(step) -> batch for ViewSynthesizer.training_step.
 
-    def __init__(self, dataset: NMRDataset, cfg: SynthDataConfig) -> None:
-        self.ds, self.cfg = dataset, cfg
+    Objects come from `epoch_batch` (without replacement within an epoch, as the official shuffling loader);
+    source views and rays from the torch global RNG (which checkpoints restore). With `first_step_eval` the
+    batch of step 0 carries bn_eval=True: the official trainer runs its first step in eval mode.
+    """
+
+    def __init__(
+        self, dataset: NMRDataset, cfg: SynthDataConfig, seed: int = 0, first_step_eval: bool = False
+    ) -> None:
+        self.ds, self.cfg, self.seed, self.first_step_eval = dataset, cfg, seed, first_step_eval
         self._cache: dict[int, dict[str, Tensor]] = {}
 
     def _get(self, i: int) -> dict[str, Tensor]:
@@ -181,10 +244,12 @@ class RaySampler:
             self._cache[i] = obj
         return obj
 
-    def __call__(self, step: int) -> dict[str, Tensor]:
+    def __call__(self, step: int, bbox: bool | None = None) -> dict[str, Tensor | bool]:
+        """The batch of `step`; `bbox` overrides the step-based choice of mask-bbox ray sampling."""
         cfg = self.cfg
         ns = cfg.nviews[int(torch.randint(len(cfg.nviews), ()))]
-        idx = torch.randint(len(self.ds), (cfg.objects_per_step,))
+        idx = epoch_batch(len(self.ds), cfg.objects_per_step, step, self.seed)
+        use_bbox = step < cfg.no_bbox_step if bbox is None else bbox
         src_imgs, src_poses, src_views, rays, rgbs = [], [], [], [], []
         for i in idx.tolist():
             obj = self._get(i)
@@ -196,7 +261,7 @@ class RaySampler:
             src_views.append(src)
             views = torch.randint(nv, (cfg.rays_per_object,))
             # the first n_bb rays inside the view's mask bbox, the rest uniform over the image
-            use_bb = step < cfg.no_bbox_step and "bbox" in obj
+            use_bb = use_bbox and "bbox" in obj
             n_bb = round(cfg.bbox_ray_fraction * cfg.rays_per_object) if use_bb else 0
             cols, rows = torch.empty(0, dtype=torch.long), torch.empty(0, dtype=torch.long)
             if n_bb:
@@ -220,6 +285,7 @@ class RaySampler:
             "rgb": torch.stack(rgbs),
             "obj_index": idx,  # (SB,) dataset indices and (SB, NS) source view indices
             "src_views": torch.stack(src_views),
+            "bn_eval": self.first_step_eval and step == 0,
         }
 
 
@@ -263,12 +329,15 @@ def load_encoder_weights(encoder: DualDomainEncoder, path: str | Path, fmt: str 
 
 
 def build_synthesizer(cfg: SynthExperiment) -> ViewSynthesizer:
-    """The view synthesizer of `cfg` (encoder weights loaded, optionally frozen); seeds nothing."""
+    """The view synthesizer of `cfg` (encoder weights loaded, optionally frozen); seeds nothing.
+
+    freeze_encoder freezes cnn_ffc and the 2048 -> 128 latent Linear, as the official --freeze_enc (which
+    detaches the latent after that Linear); BatchNorm still updates its running statistics in train mode."""
     model = ViewSynthesizer(cfg.model)
     if cfg.encoder_weights:
         load_encoder_weights(model.encoder.model, cfg.encoder_weights, cfg.encoder_weights_format)
     if cfg.freeze_encoder:
-        model.encoder.model.requires_grad_(False)
+        model.encoder.requires_grad_(False)
     return model
 
 
@@ -282,7 +351,8 @@ def build_synth(cfg: SynthExperiment) -> dict:
             pixel_centers=cfg.data.pixel_centers,
         )
     )
-    return {"model": build_synthesizer(cfg), "train_data": RaySampler(ds, cfg.data)}
+    sampler = RaySampler(ds, cfg.data, cfg.train.seed, cfg.first_step_eval)
+    return {"model": build_synthesizer(cfg), "train_data": sampler}
 
 
 def synth_config_from_checkpoint(

@@ -40,7 +40,7 @@ def _quiet(out: Path, steps: int, lr: float, batch: int = 8) -> TrainConfig:
 def _fixed_triplets(root: Path, n: int) -> dict[str, torch.Tensor]:
     ds = build_pretrain(PretrainExperiment(data=replace(PretrainExperiment().data, root=str(root))))[
         "train_data"
-    ]
+    ].ds
     return {k: torch.stack([ds[i * 5][k] for i in range(n)]) for k in ("anchor", "positive", "negative")}
 
 
@@ -104,10 +104,11 @@ def test_synthesizer_learns_on_fixed_rays(root: Path) -> None:
 
 def test_ray_sampler_batch_layout_and_bbox(root: Path) -> None:
     ds = NMRDataset(NMRDatasetConfig(root=str(root)))
+    assert len(ds) == 2  # objects_per_step 3 > 2 objects: the official loader's batch is the whole split
     b = RaySampler(ds, SynthDataConfig(objects_per_step=3, rays_per_object=50))(0)
-    assert b["src_images"].shape == (3, 1, 3, 64, 64) and b["src_poses"].shape == (3, 1, 4, 4)
-    assert b["rays"].shape == (3, 50, 8) and b["rgb"].shape == (3, 50, 3)
-    torch.testing.assert_close(b["rays"][..., 3:6].norm(dim=-1), torch.ones(3, 50))
+    assert b["src_images"].shape == (2, 1, 3, 64, 64) and b["src_poses"].shape == (2, 1, 4, 4)
+    assert b["rays"].shape == (2, 50, 8) and b["rgb"].shape == (2, 50, 3)
+    torch.testing.assert_close(b["rays"][..., 3:6].norm(dim=-1), torch.ones(2, 50))
     # bbox sampling hits the object far more often than uniform sampling would (object ~1/3 of the image)
     assert (b["rgb"] < 0.99).any(-1).float().mean() > 0.6
 
@@ -142,6 +143,7 @@ def test_ray_sampler_bbox_ray_fraction(root: Path) -> None:
                 & (row > bb[:, 1] - eps)
                 & (row < bb[:, 3] + eps)
             )
-    mixed, uniform = torch.stack(inside[:4]), torch.stack(inside[4:])
+    n = len(ds)  # each batch holds the whole split (objects without replacement, fewer than 4)
+    mixed, uniform = torch.stack(inside[:n]), torch.stack(inside[n:])
     assert mixed[:, :20].all()  # the bbox half
     assert not mixed[:, 20:].all() and not uniform.all()  # uniform rays also leave the bbox

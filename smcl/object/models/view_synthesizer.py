@@ -399,8 +399,15 @@ class ViewSynthesizer(nn.Module):
 
     def training_step(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """batch: src_images (SB,NS,3,S,S), src_poses (SB,NS,4,4), rays (SB,N,8), rgb (SB,N,3) in [0,1];
-        optional src_features (SB,NS,F) (see `encode`)."""
-        cond = self.encode(batch["src_images"], batch["src_poses"], batch.get("src_features"))
+        optional src_features (SB,NS,F) (see `encode`); bn_eval True: the encoder runs in eval mode for
+        this step (the official first step). Coarse samples are perturbed in training either way."""
+        mode = self.encoder.training
+        if batch.get("bn_eval"):
+            self.encoder.eval()
+        try:
+            cond = self.encode(batch["src_images"], batch["src_poses"], batch.get("src_features"))
+        finally:
+            self.encoder.train(mode)
         out = self.render_rays(cond, batch["rays"])
         losses = {"rgb_coarse": F.mse_loss(out["rgb_coarse"], batch["rgb"])}
         if "rgb_fine" in out:
