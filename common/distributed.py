@@ -1,7 +1,8 @@
 """Device parsing, torchrun re-launch and process-group set-up (NCCL on GPU, gloo on CPU).
 
 `-d 0-3` in a plain `python script.py` run re-executes the script under `torch.distributed.run` with one
-process per GPU; under torchrun (RANK/WORLD_SIZE in the environment) nothing is re-launched. `-d` indices
+process per GPU; under torchrun (RANK/WORLD_SIZE in the environment) nothing is re-launched. Under `srun` with several tasks
+the tasks join one process group from SLURM's variables (`join_slurm_step`). `-d` indices
 count within the GPUs the process may see: with `CUDA_VISIBLE_DEVICES=4,5,6,7` (SLURM, Kubernetes), `-d 0,1`
 means physical GPUs 4 and 5 (UUID lists are mapped the same way). A CPU run under torchrun with
 WORLD_SIZE > 1 uses gloo, which is how the tests exercise DDP without a GPU.
@@ -12,6 +13,7 @@ from __future__ import annotations
 import atexit
 import os
 import random
+import re
 import sys
 from dataclasses import dataclass
 from datetime import timedelta
@@ -56,6 +58,39 @@ def parse_devices(spec: str | list[int]) -> Devices:
     if any(i < 0 for i in ids) or len(set(ids)) != len(ids):
         raise ValueError(f"device spec {spec!r} names negative or repeated GPU ids")
     return ids
+
+
+def first_slurm_host(nodelist: str) -> str:
+    """First host of a SLURM node list: 'gpu[07-09,12],cpu1' -> 'gpu07', 'node1,node2' -> 'node1'."""
+    m = re.match(r"\s*([^,\[\s]+)(?:\[([^\],\-]+))?", nodelist)
+    if m is None:
+        raise DeviceError(f"cannot read the SLURM node list {nodelist!r}: launch with torchrun instead")
+    return m.group(1) + (m.group(2) or "")
+
+
+def join_slurm_step(env: dict[str, str] | None = None) -> bool:
+    """Inside `srun` with several tasks (and not under torchrun): set torchrun's variables from SLURM's,
+    so that the tasks form one process group instead of N independent runs. RANK = SLURM_PROCID,
+    WORLD_SIZE = the step's task count, LOCAL_RANK = SLURM_LOCALID, MASTER_ADDR = the first host of
+    SLURM_JOB_NODELIST (or SLURM_NODELIST), MASTER_PORT = 15000 + job id mod 20000 unless already set.
+    A batch script's own process (no SLURM_STEP_ID) is one process. Returns True when it set them."""
+    env = os.environ if env is None else env
+    if "RANK" in env or "SLURM_PROCID" not in env or "SLURM_STEP_ID" not in env:
+        return False
+    tasks = env.get("SLURM_STEP_NUM_TASKS") or env.get("SLURM_NTASKS") or "1"
+    if int(tasks) < 2:
+        return False
+    nodes = env.get("SLURM_JOB_NODELIST") or env.get("SLURM_NODELIST") or env.get("SLURM_STEP_NODELIST")
+    if not nodes:
+        raise DeviceError(
+            "srun started several tasks but SLURM_JOB_NODELIST is not set: launch one task per node "
+            "with `srun --ntasks-per-node=1 torchrun --nproc_per_node=N ...`"
+        )
+    env["RANK"], env["WORLD_SIZE"] = env["SLURM_PROCID"], tasks
+    env["LOCAL_RANK"] = env.get("SLURM_LOCALID", "0")
+    env.setdefault("MASTER_ADDR", first_slurm_host(nodes))
+    env.setdefault("MASTER_PORT", str(15000 + int(env.get("SLURM_JOB_ID", "0")) % 20000))
+    return True
 
 
 def under_torchrun() -> bool:
@@ -107,6 +142,7 @@ def maybe_relaunch(devices: Devices | str) -> None:
     before data and models are built (`common.engine.prepare_run` does).
     """
     devices = parse_devices(devices) if isinstance(devices, str) else devices
+    join_slurm_step()
     cmd = relaunch_command(devices)
     if cmd is None:
         return
@@ -156,6 +192,7 @@ def init_distributed(devices: Devices | str, *, timeout_s: float = 1800) -> Dist
     destroyed at interpreter exit (`cleanup_distributed`, also callable earlier).
     """
     devices = parse_devices(devices) if isinstance(devices, str) else devices
+    join_slurm_step()
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", str(rank)))
