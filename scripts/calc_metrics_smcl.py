@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from common.cli import run_script
-from common.io import check_outputs_outside_inputs
+from common.io import check_outputs
 from common.runtime import keep_freed_memory
 from smcl.object.metrics import calc_metrics
 
@@ -26,7 +26,7 @@ def main() -> None:
     p.add_argument("--debug", action="store_true", help="show the traceback of errors")
     a = p.parse_args()
     report = a.report or a.output / "metrics.json"
-    check_outputs_outside_inputs([report], [a.datadir])  # the ground truth is never written to
+    check_outputs([report, report.with_suffix(".csv")], [a.datadir])  # the ground truth is never written to
     res = calc_metrics(a.datadir, a.output, a.list_name, lpips=not a.no_lpips, allow_missing=a.allow_missing,
                        report_path=report)  # fmt: skip
     skipped = len(res.extra["missing_objects"]) + len(res.extra["missing_views"])

@@ -14,7 +14,7 @@ import numpy as np
 from common.cli import run_script
 from common.config import build_parser, config_from_checkpoint
 from common.evaluation import model_info, write_report
-from common.io import check_outputs_outside_inputs, check_writable
+from common.io import check_outputs
 from common.runtime import keep_freed_memory
 from nvs_sqa.assessor import QualityAssessor
 from nvs_sqa.evaluation import (
@@ -47,10 +47,8 @@ def main() -> None:
     args = p.parse_args()
     report_path = args.report or Path(args.out_dir or "runs/eval_nvs_sqa") / "report.json"
     outputs = [report_path, report_path.with_suffix(".csv"), args.features_cache, args.save_regressor]
-    outputs = [o for o in outputs if o is not None]
-    check_outputs_outside_inputs(outputs, [q for q in (args.bank, args.labels, args.checkpoint) if q])
-    for o in outputs:
-        check_writable(o)
+    # distinct (--features-cache X --report X), none over an input (ck.csv and --report ck.json), writable
+    check_outputs(outputs, [args.bank, args.labels, args.checkpoint])
     split = load_labels(args.labels)
     if args.checkpoint:
         cfg, diffs = config_from_checkpoint(args.checkpoint, ExperimentConfig, args.config, args.overrides)

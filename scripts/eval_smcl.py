@@ -2,7 +2,10 @@
 
 The model and evaluation settings come from the config stored in the checkpoint (-c / --set override it,
 and the differences are printed); the authors' file: --weights official --weights-path SMCL_latest -c <yaml>.
-Writes the PNGs (8-bit, truncated, as the official eval.py) and the report (tri-vision.eval/1 JSON + CSV).
+Writes the PNGs (8-bit, truncated, as the official eval.py), renders.json (the list of what this run
+rendered: only these are scored, never stale renders of an earlier run) and the report (tri-vision.eval/1
+JSON + CSV). A non-empty -O that is not an earlier eval output is refused unless --overwrite (nothing in it is
+deleted).
 """
 
 from __future__ import annotations
@@ -13,13 +16,14 @@ from common.checkpoint import load_checkpoint, load_state_dict_strict
 from common.cli import run_script
 from common.config import ConfigError, build_parser, cli_overrides, load_config
 from common.distributed import init_distributed, parse_devices
+from common.errors import TriVisionError
 from common.evaluation import model_info
-from common.io import check_outputs_outside_inputs
+from common.io import check_outputs
 from common.runtime import keep_freed_memory
 from smcl import build_model
 from smcl.object.data.nmr import NMRDataset, NMRDatasetConfig
 from smcl.object.experiment import SynthExperiment, synth_config_from_checkpoint
-from smcl.object.metrics import calc_metrics, no_reference_scores, read_viewlist, render_dataset
+from smcl.object.metrics import MANIFEST, calc_metrics, no_reference_scores, read_viewlist, render_dataset
 from smcl.object.models.view_synthesizer import ViewSynthesizer
 
 
@@ -52,9 +56,14 @@ def main() -> None:
             "give --checkpoint PATH (one of our runs) or --weights official --weights-path PATH"
         )
     viewlist = a.viewlist or (Path(cfg.eval.viewlist) if cfg.eval.viewlist else None)
-    check_outputs_outside_inputs(
-        [a.output, a.report], [cfg.data.root, a.checkpoint, a.weights_path, viewlist]
-    )
+    report = a.report or a.output / "eval.json"
+    check_outputs([report, report.with_suffix(".csv")], [cfg.data.root, a.checkpoint, a.weights_path, viewlist],
+                  dirs=[a.output])  # fmt: skip
+    if _foreign_files(a.output) and not a.overwrite:
+        raise TriVisionError(
+            f"{a.output} holds files that are not an earlier eval_smcl.py output (no {MANIFEST}); "
+            "choose an empty -O, or --overwrite to render beside them (only this run's renders are scored)"
+        )
     device = init_distributed(parse_devices(a.devices)).device  # -d: the model and rays go there
     if a.checkpoint is not None:
         model = ViewSynthesizer(cfg.model)
@@ -84,12 +93,17 @@ def main() -> None:
         "smcl_view_synthesizer", weights=a.weights, checkpoint=a.checkpoint or a.weights_path, config=cfg
     )
     res = calc_metrics(ds.root, a.output, f"softras_{cfg.eval.split}", cfg.eval.lpips, allow_missing=a.allow_missing,
-                       report_path=a.report or a.output / "eval.json", model_info=info, device=device,
+                       report_path=report, model_info=info, device=device,
                        nr_scores=nr, nr_settings=nr_settings)  # fmt: skip
     print(
         f"rendered {n} objects into {a.output}: " + " ".join(f"{k} {v:.4f}" for k, v in res.aggregate.items())
     )
     print(f"report: {res.path}")
+
+
+def _foreign_files(folder: Path) -> bool:
+    """True when `folder` holds anything and is not a previous render_dataset output (its manifest)."""
+    return folder.is_dir() and any(folder.iterdir()) and not (folder / MANIFEST).is_file()
 
 
 def _fields(model_cfg) -> dict:

@@ -11,7 +11,7 @@ from common.cli import run_script
 from common.config import build_parser, cli_overrides, load_config
 from common.distributed import init_distributed, maybe_relaunch, parse_devices
 from common.evaluation import model_info
-from common.io import check_outputs_outside_inputs
+from common.io import check_outputs
 from common.runtime import keep_freed_memory
 from smmcl.experiment import from_checkpoint, iou_table, run_evaluation, test_dataset
 from smmcl.models import MAIN_MODEL
@@ -43,7 +43,8 @@ def main(argv: list[str] | None = None) -> None:
     out = Path(cfg.train.out_dir)
     report = args.report or out / "eval.json"
     data = test_dataset(cfg)
-    check_outputs_outside_inputs([report, out / "overlays"], [ckpt, data.root])
+    plot = report.with_name(report.stem + "_confusion.png")
+    check_outputs([report, report.with_suffix(".csv"), plot], [ckpt, data.root], dirs=[out / "overlays"])
     model.to(info.device)
     block = model_info(MAIN_MODEL, weights=None, checkpoint=ckpt, config=cfg)
     result = run_evaluation(

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from common.cli import run_script
-from common.io import check_outputs_outside_inputs
+from common.io import check_outputs
 from common.runtime import keep_freed_memory
 from nvs_sqa.assessor import QualityAssessor
 from nvs_sqa.stress import ARTEFACTS, length_sweep, load_sequence, run_stress, write_report
@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
-    check_outputs_outside_inputs([args.out], [args.nss_folder])
+    check_outputs(inputs=[args.nss_folder], dirs=[args.out])  # before loading and scoring
 
     frames = load_sequence(args.nss_folder, frames=args.frames, scale=args.scale)
     qa = QualityAssessor.from_official(device=args.device)

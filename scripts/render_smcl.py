@@ -26,12 +26,13 @@ from common.cli import run_script
 from common.config import config_from_checkpoint
 from common.distributed import parse_devices
 from common.image_io import write_image
-from common.io import check_outputs_outside_inputs
+from common.io import check_outputs
 from common.runtime import keep_freed_memory
 from common.trajectories import camera_path, orbit_around_pose, orbit_through_pose
 from common.viz import save_gif, save_video
 
 MIN_SIDE = 69  # nvs_sqa.frames.MIN_SIDE
+VIDEO_EXTS = (".gif", ".mp4", ".avi", ".mov", ".mkv")  # a file output; anything else is a frame folder
 
 
 def _scale(a: argparse.Namespace, h: int, w: int) -> int:
@@ -99,15 +100,19 @@ def main() -> None:
     p.add_argument("--scale", type=int, default=None, help="render at this multiple of the data size")
     p.add_argument("--no-score", action="store_true", help="do not score with NVS-SQA")
     a = p.parse_args()
-    is_scene = "points" in read_config_from_checkpoint(a.checkpoint)  # scene configs have a point cloud
-    check_outputs_outside_inputs([a.out], [a.checkpoint, a.datadir])
+    stored = read_config_from_checkpoint(a.checkpoint)
+    is_scene = "points" in stored  # scene configs have a point cloud
+    roots = [a.datadir, stored.get("data", {}).get("root")]  # the run's dataset is an input too
+    roots += [o.split("=", 1)[1] for o in a.overrides if o.startswith("data.root=")]
+    video = a.out.suffix.lower() in VIDEO_EXTS
+    check_outputs([a.out] if video else [], [a.checkpoint, *roots], dirs=[] if video else [a.out])
     devs = parse_devices(a.devices)
     device = torch.device("cpu" if devs == "cpu" else f"cuda:{devs[0]}")
     overrides = a.overrides + ([f"data.root={a.datadir}"] if a.datadir else [])
     frames = (render_scene if is_scene else render_object)(a, overrides, device)
-    if a.out.suffix.lower() == ".gif":
+    if a.out.suffix.lower() == ".gif":  # before `video`: a GIF is written by save_gif
         save_gif(list(frames), a.out, fps=a.fps)
-    elif a.out.suffix.lower() in (".mp4", ".avi", ".mov", ".mkv"):
+    elif video:
         save_video(list(frames), a.out, fps=a.fps)
     else:
         for i, f in enumerate(frames):

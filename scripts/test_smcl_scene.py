@@ -16,7 +16,7 @@ from common.config import build_parser, cli_overrides, load_config
 from common.distributed import init_distributed, maybe_relaunch, parse_devices
 from common.errors import TriVisionError
 from common.evaluation import model_info
-from common.io import check_outputs_outside_inputs
+from common.io import check_outputs
 from common.runtime import keep_freed_memory
 from smcl.scene.experiment import ExperimentConfig, evaluate_split, from_checkpoint
 
@@ -48,7 +48,8 @@ def main() -> None:
         meta = model_info("smcl_rmsa_renderer", checkpoint=args.checkpoint, config=cfg)
     out = Path(cfg.train.out_dir) / "test"
     report = args.report or out / "eval.json"
-    check_outputs_outside_inputs([out, report], [cfg.data.root, args.checkpoint or args.official])
+    inputs = [cfg.data.root, args.checkpoint or args.official]
+    check_outputs([report, report.with_suffix(".csv")], inputs, dirs=[out])  # before any rendering
     scorer = None
     if args.nvs_sqa:
         from nvs_sqa import QualityAssessor

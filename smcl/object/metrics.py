@@ -21,7 +21,7 @@ from torchmetrics import MeanMetric, Metric
 from common.errors import DataError
 from common.evaluation import EvalResult, Evaluator
 from common.image_io import list_images, write_image
-from common.io import atomic_write_text
+from common.io import atomic_write_json, atomic_write_text, read_json
 from common.metrics.base import MeanOfItems
 from common.metrics.image import PSNR, SSIM
 from common.viz import to_uint8
@@ -58,8 +58,14 @@ def render_dataset(
 ) -> int:
     """Write <out>/<synset>_<obj>/<view:06d>.png for every non-source view of every object (8-bit by
     truncation, as the official eval.py). `viewlist` None: source view 0 for every object. torch is seeded
-    with `seed` first: the fine pass's importance samples are random, so this makes an evaluation repeatable."""
+    with `seed` first: the fine pass's importance samples are random, so this makes an evaluation repeatable.
+
+    <out>/renders.json (MANIFEST) lists exactly what this call rendered ("complete": false while it runs),
+    so that calc_metrics scores these renders and never stale ones left in the folder by an earlier run."""
     torch.manual_seed(seed)
+    manifest = Path(out_dir) / MANIFEST
+    atomic_write_json(manifest, {"complete": False, "objects": {}})
+    objects: dict[str, dict] = {}
     n = 0
     for i, (s, o) in enumerate(ds.objects):
         key = f"{s}/{o}"
@@ -73,8 +79,22 @@ def render_dataset(
         for v, p in zip(views, preds):
             write_image(folder / f"{v:06d}.png", to_uint8(p, rounding="floor", chw=True))
         atomic_write_text(folder / SOURCES_FILE, " ".join(map(str, src)) + "\n")
+        objects[key] = {"folder": folder.name, "views": views, "sources": list(src)}
         n += 1
+    atomic_write_json(manifest, {"complete": True, "objects": objects})
     return n
+
+
+def read_manifest(out_dir: Path) -> dict[str, dict] | None:
+    """{"synset/obj": {"folder", "views", "sources"}} of render_dataset's MANIFEST; None without one (renders
+    of another tool); an interrupted render_dataset is a DataError."""
+    path = Path(out_dir) / MANIFEST
+    if not path.is_file():
+        return None
+    m = read_json(path)
+    if not isinstance(m, dict) or not m.get("complete"):
+        raise DataError(path, "renders of an interrupted eval_smcl.py run; run it again")
+    return m["objects"]
 
 
 class ObjectMean(Metric):
@@ -139,6 +159,7 @@ class RenderedObjects(torch.utils.data.Dataset):
 
     A listed object without a render folder, or a ground-truth view without its render, is a DataError
     naming it; with `allow_missing` it is skipped and listed in `missing` (objects) / `missing_views`.
+    With render_dataset's MANIFEST in `out_dir`, only the objects and views it lists count as rendered.
     """
 
     def __init__(
@@ -148,6 +169,7 @@ class RenderedObjects(torch.utils.data.Dataset):
         self.items: list[tuple[str, list[tuple[int, Path, Path]]]] = []
         self.missing: list[str] = []
         self.missing_views: list[str] = []
+        manifest = read_manifest(self.out_dir)
         lists = sorted(self.datadir.glob(f"*/{list_name}.lst"))
         if not lists:
             raise DataError(self.datadir, f"no <synset>/{list_name}.lst object lists")
@@ -155,12 +177,15 @@ class RenderedObjects(torch.utils.data.Dataset):
             s = lst.parent.name
             for o in read_object_list(lst):
                 folder = self.out_dir / f"{s}_{o}"
-                if not folder.is_dir():
+                listed = None if manifest is None else manifest.get(f"{s}/{o}")
+                if not folder.is_dir() or (manifest is not None and listed is None):
                     self._missing(
                         folder, f"no renders for object {s}/{o}", allow_missing, self.missing, f"{s}/{o}"
                     )
                     continue
                 rendered = {int(p.stem): p for p in list_images(folder) if p.stem.isdigit()}
+                if listed is not None:  # this run's renders only
+                    rendered = {v: p for v, p in rendered.items() if v in set(listed["views"])}
                 gts = {
                     int(g.stem): g for g in list_images(self.datadir / s / o / "image") if g.stem.isdigit()
                 }
@@ -199,6 +224,7 @@ class RenderedObjects(torch.utils.data.Dataset):
 
 
 SOURCES_FILE = "sources.txt"  # written by render_dataset: the source views of the object, not rendered
+MANIFEST = "renders.json"  # written by render_dataset: exactly what it rendered
 
 
 def _source_views(folder: Path, gt_views: list[int], rendered: dict[int, Path]) -> set[int]:

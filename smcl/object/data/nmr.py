@@ -19,7 +19,7 @@ from torch.utils.data import Dataset
 from common.cameras import change_world_axes, opencv_to_opengl, opengl_to_opencv
 from common.errors import DataError
 from common.image_io import list_images, read_image, write_image
-from common.io import atomic_savez, atomic_write_text, load_npz
+from common.io import atomic_savez, atomic_write_text, load_npz, path_inside
 from common.rays import get_rays
 
 # DVR's y-up world -> our z-up world: (x, y, z) -> (x, -z, y). Camera axes: OpenCV -> OpenGL (common.cameras).
@@ -48,9 +48,13 @@ def mask_bbox(mask: np.ndarray, path: Path | str = "<mask>") -> np.ndarray:
 
 
 def read_object_list(path: Path) -> list[str]:
+    """Object names of a softras_<split>.lst; a name that would lead out of the synset folder is refused."""
     if not path.is_file():
         raise DataError(path, "object list is missing")
-    return [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
+    names = [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
+    for n in names:  # they become <root>/<synset>/<name> and <renders>/<synset>_<name>
+        path_inside(path.parent, n, source=path)
+    return names
 
 
 @dataclass(frozen=True)
