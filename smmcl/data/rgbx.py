@@ -48,6 +48,10 @@ class RGBXDatasetConfig:
     ignore_index: int = 255
     legacy_bgr: bool = False  # True: feed BGR like the official cv2.imread(path, COLOR_BGR2RGB) misuse
     legacy_8bit: bool = False  # True: 16-bit aux reduced to its high byte like IMREAD_GRAYSCALE
+    # True: the official augmentation arithmetic: images resized as 8-bit (OpenCV's uint8 rounding; the
+    # official loader never sees more than 8 bits) and crop offsets drawn in [0, H - h + 1] (its inclusive
+    # `random.randint(0, H - h + 1)`: the last offset crops one row/column short, padded like a small image)
+    legacy_augment: bool = False
     crop: tuple[int, int] = (480, 640)
     scales: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
     flip: bool = True
@@ -214,23 +218,60 @@ def to_tensors(rgb: np.ndarray, aux: np.ndarray, label: np.ndarray) -> dict[str,
     }
 
 
+@dataclass(frozen=True)
+class AugmentDraws:
+    """The random draws of one training augmentation, in the official order (flip, scale, crop y, x)."""
+
+    flip: bool
+    scale: float
+    y0: int
+    x0: int
+
+
+def scaled_size(shape: tuple[int, int], scale: float) -> tuple[int, int]:
+    """(H, W) after the random scale: int(H * s), int(W * s), as the official loader."""
+    return int(shape[0] * scale), int(shape[1] * scale)
+
+
+def draw_augmentation(shape: tuple[int, int], cfg: RGBXDatasetConfig) -> AugmentDraws:
+    """Draw flip (p 0.5), scale (uniform over cfg.scales) and crop offsets from torch's RNG.
+
+    Offsets are drawn only along sides longer than the crop; their range is [0, H - h], or [0, H - h + 1]
+    with `legacy_augment` (the official inclusive randint)."""
+    flip = bool(cfg.flip and torch.rand(()) < 0.5)
+    scale = cfg.scales[int(torch.randint(len(cfg.scales), ()))]
+    (h, w), (ch, cw) = scaled_size(shape, scale), cfg.crop
+    extra = 2 if cfg.legacy_augment else 1
+    y0 = int(torch.randint(h - ch + extra, ())) if h > ch else 0
+    x0 = int(torch.randint(w - cw + extra, ())) if w > cw else 0
+    return AugmentDraws(flip, scale, y0, x0)
+
+
+def _resize_8bit(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """OpenCV's bilinear on the 8-bit values (the official arithmetic), back to float32 in [0, 1]."""
+    u8 = np.rint(np.clip(img, 0.0, 1.0) * 255.0).astype(np.uint8)
+    return resize_image(u8, size, "linear").astype(np.float32) / np.float32(255.0)
+
+
 def augment(
-    rgb: np.ndarray, aux: np.ndarray, label: np.ndarray, cfg: RGBXDatasetConfig
+    rgb: np.ndarray,
+    aux: np.ndarray,
+    label: np.ndarray,
+    cfg: RGBXDatasetConfig,
+    draws: AugmentDraws | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Official order: flip (p 0.5), random scale from cfg.scales, crop/pad to cfg.crop (pad value: the
-    ImageNet mean for images, i.e. 0 after normalisation; 255 for labels)."""
-    if cfg.flip and torch.rand(()) < 0.5:
+    """Official order: flip, scale (bilinear images, nearest labels), crop/pad to cfg.crop (pad value: the
+    ImageNet mean for images, i.e. 0 after normalisation; 255 for labels). `draws`: given instead of drawn
+    (tests pin them)."""
+    d = draws or draw_augmentation(label.shape, cfg)
+    if d.flip:
         rgb, aux, label = rgb[:, ::-1], aux[:, ::-1], label[:, ::-1]
-    s = cfg.scales[int(torch.randint(len(cfg.scales), ()))]
-    h, w = label.shape
-    size = (int(h * s), int(w * s))  # (H, W); OpenCV's bilinear / nearest, as the official loader
-    rgb = resize_image(rgb, size, "linear")
-    aux = resize_image(aux, size, "linear")
+    size = scaled_size(label.shape, d.scale)
+    resize = _resize_8bit if cfg.legacy_augment else lambda img, hw: resize_image(img, hw, "linear")
+    rgb, aux = resize(rgb, size), resize(aux, size)
     label = resize_image(label, size, "nearest")
     ch, cw = cfg.crop
-    h, w = label.shape
-    y0 = int(torch.randint(h - ch + 1, ())) if h > ch else 0
-    x0 = int(torch.randint(w - cw + 1, ())) if w > cw else 0
+    y0, x0 = d.y0, d.x0
     rgb, aux, label = (
         rgb[y0 : y0 + ch, x0 : x0 + cw],
         aux[y0 : y0 + ch, x0 : x0 + cw],
