@@ -16,9 +16,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.distributed as dist
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
+from common import cli
 from common.config import ConfigError, load_config
 from common.engine import (
     Callback,
@@ -28,6 +30,7 @@ from common.engine import (
     TrainConfig,
     Trainer,
 )
+from common.errors import TriVisionError
 from common.runs import checkpoint_pattern
 
 REPO = Path(__file__).resolve().parents[2]
@@ -314,3 +317,32 @@ def test_periodic_evaluation_does_not_change_training(tmp_path: Path) -> None:
     _same_weights(plain, evaluated)
     lines = [json.loads(s) for s in (tmp_path / "eval" / "metrics.jsonl").read_text().splitlines()]
     assert [d["step"] for d in lines if "eval/r" in d] == [2, 4, 6, 8, 10, 12]
+
+
+# ------------------------------------------------------------------------------- torchrun errors
+def test_an_error_every_rank_hits_is_printed_once(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Ranks share torchrun's store (a HashStore here): rank 0 prints, another rank only a different error."""
+    store = dist.HashStore()
+    monkeypatch.setattr(cli, "_error_store", lambda: store)
+    monkeypatch.setattr(cli, "_RANK0_WAIT_S", 0.2)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+
+    def fail(rank: int, message: str) -> str:
+        monkeypatch.setenv("RANK", str(rank))
+
+        def main() -> None:
+            raise TriVisionError(message)
+
+        with pytest.raises(SystemExit) as e:
+            cli.run_script(main, argv=[])
+        assert e.value.code == 2
+        return capsys.readouterr().err
+
+    assert (
+        fail(0, "conf/x.yaml: train.lr: expected a number")
+        == "error: conf/x.yaml: train.lr: expected a number\n"
+    )
+    assert fail(1, "conf/x.yaml: train.lr: expected a number") == ""
+    assert fail(1, "/data/n2 is not readable") == "[rank 1] error: /data/n2 is not readable\n"
