@@ -10,8 +10,11 @@ inputs must be in and refuses anything outside it.
 
 from __future__ import annotations
 
+import inspect
 import warnings
+from pathlib import Path
 
+import torch
 from torch import Tensor, nn
 
 from common.metrics.base import MeanOfItems, check_range
@@ -43,12 +46,13 @@ class LPIPSMetric(nn.Module):
     ``scale_inputs=True`` maps [0, 1] to the [-1, 1] range the network expects (correct usage).
     ``scale_inputs=False`` feeds the tensors unchanged, reproducing SMCL's real-world protocol that
     passes [0, 1] images straight in (smcl.md §5.2). Parameters are frozen; gradients still flow to
-    the inputs, so it can serve as a loss.
+    the inputs, so it can serve as a loss. ``heads="0.0"``: the package's v0.0 linear heads in the v0.1
+    network (ScalingLayer kept), the SMCL scene trainer's LPIPS loss (its vgg.pth is that file).
     """
 
     higher_is_better = False
 
-    def __init__(self, net: str = "alex", scale_inputs: bool = True) -> None:
+    def __init__(self, net: str = "alex", scale_inputs: bool = True, heads: str = "0.1") -> None:
         super().__init__()
         import lpips  # third-party, imported lazily: it is heavy
 
@@ -71,6 +75,11 @@ class LPIPSMetric(nn.Module):
                 f"{trunk_path} does not cover the {net} trunk: missing {sorted(expected - set(mapped))}"
             )
         model.net.load_state_dict(mapped, strict=True)
+        if heads == "0.0":  # the package's own file, next to the v0.1 heads it loaded
+            lins = Path(inspect.getfile(lpips.LPIPS)).parent / "weights" / "v0.0" / f"{net}.pth"
+            model.load_state_dict(torch.load(lins, map_location="cpu", weights_only=True), strict=False)
+        elif heads != "0.1":
+            raise ValueError(f"heads must be '0.1' or '0.0', got {heads!r}")
         model.eval()
         for p in model.parameters():
             p.requires_grad_(False)

@@ -97,17 +97,27 @@ def view_rays(scene: SceneData, i: int, cfg: SceneDataConfig, coord_scale: float
 
 
 class PatchSampler:
-    """train_data(step): one random view, one random patch; randomness from torch's global RNG."""
+    """train_data(step): one view, one random patch, as the official loader (shuffling, batch 1): each
+    view once per epoch, in a permutation that is a function of (seed, epoch) alone (resume is exact
+    without sampler state); patch offsets from torch's global RNG (checkpointed by the engine) in
+    [0, H - h), never reaching H - h (the official `randint(0, H - h)`)."""
 
-    def __init__(self, scene: SceneData, cfg: SceneDataConfig, coord_scale: float) -> None:
-        self.scene, self.cfg, self.scale = scene, cfg, coord_scale
+    def __init__(self, scene: SceneData, cfg: SceneDataConfig, coord_scale: float, seed: int = 0) -> None:
+        self.scene, self.cfg, self.scale, self.seed = scene, cfg, coord_scale, seed
+
+    def view(self, step: int) -> int:
+        """The view of `step`: position step % N of epoch step // N's permutation."""
+        n = len(self.scene.names)
+        epoch, k = divmod(step, n)
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        return int(torch.randperm(n, generator=g)[k])
 
     def __call__(self, step: int) -> dict[str, Tensor]:
         h, w = self.scene.hw
         ph, pw = min(self.cfg.patch[0], h), min(self.cfg.patch[1], w)
-        i = int(torch.randint(len(self.scene.names), (1,)))
-        y = int(torch.randint(h - ph + 1, (1,)))
-        x = int(torch.randint(w - pw + 1, (1,)))
+        i = self.view(step)
+        y = int(torch.randint(max(h - ph, 1), (1,)))  # the official crashes at h == H; 0 here
+        x = int(torch.randint(max(w - pw, 1), (1,)))
         o, d = view_rays(self.scene, i, self.cfg, self.scale)
         sl = (slice(y, y + ph), slice(x, x + pw))
         return {"rays_o": o[sl], "rays_d": d[sl], "rgb": self.scene.images[i][sl], "step": torch.tensor(step)}
@@ -231,7 +241,7 @@ def build(cfg: ExperimentConfig, resume: str | Path | None = None) -> dict:
     idx = min(cfg.data.eval_image, len(test_scene.names) - 1)
     return {
         "model": model,
-        "train_data": PatchSampler(train_scene, cfg.data, cfg.model.coord_scale),
+        "train_data": PatchSampler(train_scene, cfg.data, cfg.model.coord_scale, cfg.train.seed),
         "optimizer": opt,
         "scheduler": sched,
         "callbacks": [PointScheduleCallback()],

@@ -1,4 +1,6 @@
-"""Scene-level photometric loss (spec smcl.md 3.4): MSE + w * LPIPS-VGG (common.metrics.lpips)."""
+"""Scene-level photometric loss (spec smcl.md 3.4): MSE + w * LPIPS-VGG (common.metrics.lpips) with the
+v0.0 linear heads the authors shipped (their vgg.pth is the lpips package's weights/v0.0/vgg.pth), inputs
+mapped 2x-1 then through the ScalingLayer, as the official trainer."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ class PhotometricLoss(nn.Module):
         if lpips_weight > 0:
             from common.metrics.lpips import LPIPSMetric
 
-            self.lpips = LPIPSMetric(net="vgg").eval()
+            self.lpips = LPIPSMetric(net="vgg", heads="0.0").eval()
             for p in self.lpips.parameters():
                 p.requires_grad_(False)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import torch
@@ -40,6 +41,9 @@ class SceneModelConfig:
     add_knn: int = 10
     add_mix: int = 3
     compat_uncapped_add: bool = False  # official bug: ignore max_num_pts when adding
+    # official: every prune step and every growth step rebuilds all Adam optimizers (moments and step
+    # counts of every group restart); False keeps the moments of surviving points and the other groups
+    compat_reset_optimizer: bool = False
     ray_chunk: int | None = None  # top-k distance tile; None: per device (CPU 256 x 8192, CUDA 2048 x 16384)
     point_chunk: int | None = None
     topk_form: str = "expanded"  # "direct": the official distance on every pair (same selection, slower)
@@ -79,7 +83,15 @@ class SceneModel(nn.Module):
     any step loads into a model built with any point count. Pruning and growth replace the per-point
     Parameters; `update_points(step, optimizer)` moves the optimizer's references and Adam moments of
     the surviving points (run by `smcl.scene.experiment.PointScheduleCallback` in training).
+
+    AMP as the official trainer: common.engine leaves autocast to the model (`amp_scope`), which opens it
+    around the attention and the UNet only (compositing and the loss in fp32), and an inf gradient skips
+    only its own Adam group (`amp_skip`: the official runs one GradScaler step per optimizer).
     """
+
+    amp_scope = "model"
+    amp_skip = "group"
+    amp_dtype: torch.dtype | None = None  # set by common.engine.Trainer
 
     def __init__(self, cfg: SceneModelConfig, points: Tensor, feats: Tensor | None = None) -> None:
         super().__init__()
@@ -114,14 +126,22 @@ class SceneModel(nn.Module):
             point_chunk=c.point_chunk,
             form=c.topk_form,
         )
-        return self.proximity_attn(
-            self.points[idx],
-            self.pc_feats[idx],
-            self.points_influ_scores[idx, 0],
-            rays_o,
-            rays_d,
-            c.bkg_score,
-        )
+        with self._amp():
+            feat, a_bkg = self.proximity_attn(
+                self.points[idx],
+                self.pc_feats[idx],
+                self.points_influ_scores[idx, 0],
+                rays_o,
+                rays_d,
+                c.bkg_score,
+            )
+        return feat.float(), a_bkg.float()
+
+    def _amp(self):
+        """Autocast region of the official trainer (attention, UNet) when the Trainer runs fp16/bf16."""
+        if self.amp_dtype is None:
+            return nullcontext()
+        return torch.autocast(self.points.device.type, dtype=self.amp_dtype)
 
     def forward(self, rays_o: Tensor, rays_d: Tensor, tile: int | None = None) -> dict[str, Tensor]:
         """Rays (H, W, 3) -> rgb (H, W, 3) (unclamped), a_bkg (H, W, 1). Attention in ray tiles."""
@@ -131,7 +151,8 @@ class SceneModel(nn.Module):
         parts = [self.ray_features(o[i : i + tile], d[i : i + tile]) for i in range(0, o.shape[0], tile)]
         feat = torch.cat([p[0] for p in parts]).view(h, w, -1)
         a_bkg = torch.cat([p[1] for p in parts]).view(h, w, 1)
-        fg = self.renderer(feat.permute(2, 0, 1)[None])[0].permute(1, 2, 0)
+        with self._amp():
+            fg = self.renderer(feat.permute(2, 0, 1)[None])[0].permute(1, 2, 0).float()
         rgb = fg * (1 - a_bkg) + self.bkg_feats[0] * a_bkg
         return {"rgb": rgb, "a_bkg": a_bkg}
 
@@ -180,14 +201,21 @@ class SceneModel(nn.Module):
 
     def update_points(self, step: int, optimizer: torch.optim.Optimizer | None = None) -> bool:
         """Prune / add on the spec 2.8 schedule at the start of step `step` (0-based: steps done); True
-        when the per-point Parameters were replaced. `optimizer`: its references and moments follow."""
+        when the per-point Parameters were replaced. `optimizer`: its references and moments follow;
+        with `compat_reset_optimizer` its whole state is cleared at every prune step and every growth
+        that adds points (the official trainer rebuilds its optimizers then, even if nothing was pruned)."""
         c = self.cfg
-        changed = False
+        changed = event = False
         if self.is_prune_step(step):
             changed |= self.prune(self.prune_threshold(step), optimizer) > 0
+            event = True
         if self.pruned_before(step) and c.add_every > 0 and c.add_start <= step < c.add_stop:
             if step % c.add_every == 0:
-                changed |= self.add_points(c.add_num, optimizer=optimizer) > 0
+                added = self.add_points(c.add_num, optimizer=optimizer) > 0
+                changed |= added
+                event |= added
+        if event and c.compat_reset_optimizer and optimizer is not None:
+            optimizer.state.clear()  # fresh Adam: moments and step counts of every group restart
         return changed
 
     @torch.no_grad()
@@ -210,7 +238,9 @@ class SceneModel(nn.Module):
     def add_points(
         self, n: int, seed: int | None = None, optimizer: torch.optim.Optimizer | None = None
     ) -> int:
-        """'top-knn-std' + random convex combination of 3 neighbours; capped at max_num_pts.
+        """'top-knn-std' + random convex combination of 3 neighbours; capped at max_num_pts. Sparsity is
+        the std of the distances to the add_knn nearest points including the point itself (distance 0),
+        as the official KD-tree query; the mixed neighbours are the add_mix nearest other points.
 
         The weights' generator is seeded from torch's global RNG (checkpointed by the engine) unless
         `seed` is given. New points get zero Adam moments."""
@@ -224,16 +254,7 @@ class SceneModel(nn.Module):
         g = torch.Generator(device=self.points.device)
         g.manual_seed(int(torch.randint(2**31, (1,))) if seed is None else seed)
         p = self.points.detach()
-        kk = min(c.add_knn + 1, m)
-        nn_d, nn_i = [], []
-        for i in range(0, m, 4096):
-            d = torch.cdist(p[i : i + 4096], p)
-            v, j = d.topk(kk, dim=1, largest=False)
-            nn_d.append(v[:, 1:])
-            nn_i.append(j[:, 1:])
-        nn_d, nn_i = torch.cat(nn_d), torch.cat(nn_i)
-        chosen = nn_d.std(dim=1).topk(n).indices
-        nbrs = nn_i[chosen, : c.add_mix]  # the 3 nearest other points
+        nbrs = sparsest_points(p, n, c.add_knn, c.add_mix)[1]
         wts = torch.rand(n, nbrs.shape[1], generator=g, device=p.device)
         wts = wts / wts.sum(1, keepdim=True)
         new = {  # rank 0's new points on every rank (DDP-safe)
@@ -267,6 +288,22 @@ class SceneModel(nn.Module):
             if optimizer is not None:
                 zeros = torch.zeros_like(fill) if fill is not None else None
                 swap_parameter(optimizer, old, new, lambda t, z=zeros: edit(t, z if z is None else z.to(t)))
+
+
+def sparsest_points(p: Tensor, n: int, knn: int = 10, mix: int = 3) -> tuple[Tensor, Tensor]:
+    """The official 'top-knn-std' choice: the n points whose distances to their `knn` nearest points
+    (the point itself, at distance 0, included: the official KD-tree query) have the largest std, and
+    for each the `mix` nearest other points. Returns (chosen (n,), neighbours (n, mix)), chosen in the
+    official order (ascending std, as the tail of an argsort), which pairs them with the random weights."""
+    m = p.shape[0]
+    kk = min(max(knn, mix + 1), m)
+    nn_d, nn_i = [], []
+    for i in range(0, m, 4096):
+        v, j = torch.cdist(p[i : i + 4096], p).topk(kk, dim=1, largest=False)
+        nn_d.append(v[:, :knn])  # self (distance 0) first
+        nn_i.append(j[:, 1 : mix + 1])
+    chosen = torch.cat(nn_d).std(dim=1).topk(n).indices.flip(0)
+    return chosen, torch.cat(nn_i)[chosen]
 
 
 def _resize_points_to_state_dict(module: SceneModel, state_dict: dict, prefix: str, *args) -> None:
