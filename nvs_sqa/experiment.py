@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from common.checkpoint import CheckpointError, load_checkpoint, load_state_dict_strict
 from common.engine import TrainConfig
-from nvs_sqa.data.pairs import NSSPairSampler, PairConfig, SoftTargets
+from nvs_sqa.data.pairs import NSSPairSampler, OfficialPairSampler, PairConfig, SoftTargets
 from nvs_sqa.losses import CosineTargetLoss
 from nvs_sqa.models import SequenceModel, SequenceModelConfig, build_model
 
@@ -19,6 +19,7 @@ class LossConfig:
     # official train.py weights: ssim 1, psnr 0.5, rep 0.2, (st-rred 0), fvvdp 1; fvvdp needs pyfvvdp
     branches: tuple[str, ...] = ("ssim", "psnr", "rep")
     weights: tuple[float, ...] = (1.0, 0.5, 0.2)
+    official_ssim: bool = False  # True: the official zero-padded float32 SSIM target (borders averaged in)
 
 
 @dataclass(frozen=True)
@@ -75,8 +76,17 @@ def load_encoder_checkpoint(model: SequenceModel, path: str | Path) -> SequenceM
 
 
 def build(cfg: ExperimentConfig) -> dict:
-    """Model and data sampler for Trainer(cfg.train, **build(cfg))."""
+    """Model, data sampler and callbacks for Trainer(cfg.train, **build(cfg)).
+
+    `data.official`: the official sampler, a Callback too (its epoch state goes into checkpoints)."""
+    if cfg.data.official:
+        sampler = OfficialPairSampler(cfg.data, cfg.train.batch_size)
+        return {"model": build_trainer(cfg), "train_data": sampler, "callbacks": [sampler]}
+    return {"model": build_trainer(cfg), "train_data": NSSPairSampler(cfg.data, cfg.train.batch_size)}
+
+
+def build_trainer(cfg: ExperimentConfig) -> NVSSQATrainer:
+    """Encoder + projectors + soft targets of `cfg` (the module the optimizer is built from)."""
     encoder = build_model("nvs_sqa", cfg.weights, cfg=cfg.model)
     loss = CosineTargetLoss(cfg.loss.branches, cfg.loss.weights, cfg.model.angular_feat_size)
-    sampler = NSSPairSampler(cfg.data, cfg.train.batch_size)
-    return {"model": NVSSQATrainer(encoder, loss, SoftTargets(cfg.loss.branches)), "train_data": sampler}
+    return NVSSQATrainer(encoder, loss, SoftTargets(cfg.loss.branches, cfg.loss.official_ssim))

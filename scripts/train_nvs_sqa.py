@@ -1,6 +1,7 @@
 """Self-supervised NVS-SQA training on renders/<scene>__<method>/ frames (common.engine).
 
-`python scripts/train_nvs_sqa.py -c conf/nvs_sqa/train.yaml -d 0-3` (DDP over GPUs 0-3); the soft targets
+`python scripts/train_nvs_sqa.py -c conf/nvs_sqa/train.yaml -d 0`: the official recipe (one process, batch 16);
+`-c conf/nvs_sqa/train_improved.yaml -d 0-3` runs the improved variant with DDP over GPUs 0-3. The soft targets
 are computed in the training step on each process's device."""
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ import torch
 
 from common.synthetic import write_nss_renders
 from nvs_sqa.data.pairs import NSSPairSampler, PairConfig, SoftTargets, scale_psnr, scale_ssim
-from nvs_sqa.distortions import distort
+from nvs_sqa.distortions import distort, distort_official
 from nvs_sqa.losses import CosineTargetLoss
 
 REPO = Path(__file__).resolve().parents[2]
@@ -75,13 +75,37 @@ def test_soft_targets_are_computed_in_the_training_step_on_the_batch_device(rend
         assert on_gpu.device.type == "cuda" and (on_gpu.cpu() - whole).norm() <= 1e-5 * whole.norm()
 
 
-def test_distortion_fixes_versus_compat() -> None:
+def test_distortion_fixes_versus_official() -> None:
+    """Corrected distortions vs the official ones (issue 18 (17)): the official draws from the global numpy
+    RNG on the full uint8 frame and truncates back to uint8."""
     img = np.full((80, 80, 3), 128, np.uint8)
     rng = lambda: np.random.default_rng(0)  # noqa: E731
-    assert np.abs(distort(img, 0, rng(), compat=True).astype(int) - 128).max() <= 1  # official: a no-op
     assert distort(img, 0, rng()).astype(float).std() > 15  # fixed: sigma 25.5
-    assert distort(img, 1, rng()).max() == 255 and distort(img, 1, rng(), compat=True).max() == 128
-    assert np.array_equal(distort(img, 7, rng()), img)
+    assert distort(img, 1, rng()).max() == 255
+    assert np.array_equal(distort(img, 7, rng()), img) and np.array_equal(distort_official(img, 7), img)
+    np.random.seed(3)
+    noise = np.random.normal(0.0, np.sqrt(0.1), img.shape)
+    np.random.seed(3)
+    got = distort_official(img, 0)  # variance 0.1 in 0-255 units, then truncation (floor here), not rounding
+    np.testing.assert_array_equal(got, np.floor(128 + noise))
+    assert 0.45 < (got == 127).mean() < 0.55  # half the pixels drop by one: not a no-op
+    np.random.seed(4)
+    got = distort_official(img, 1)  # 2 % "salt" (= 1) and 2 % pepper per array element, 768 draws each
+    n = int(np.ceil(0.04 * img.size * 0.5))
+    np.random.seed(4)
+    salt = tuple(np.random.randint(0, d, n) for d in img.shape)
+    pepper = tuple(np.random.randint(0, d, n) for d in img.shape)
+    want = img.copy()
+    want[salt], want[pepper] = 1, 0
+    np.testing.assert_array_equal(got, want)
+    assert got.max() == 128  # no white pixel: the official "salt" is near-black
+    ramp = np.arange(80 * 80 * 3).reshape(80, 80, 3).astype(np.uint8)
+    np.random.seed(5)
+    got = distort_official(ramp, 3)  # Poisson at 256 levels (the ramp has 256 distinct values), truncated
+    np.random.seed(5)
+    np.testing.assert_array_equal(
+        got, np.clip(np.random.poisson(ramp * 256.0) / 256.0, 0, 255).astype(np.uint8)
+    )
 
 
 def test_loss_is_weighted_l1_on_cosine() -> None:
