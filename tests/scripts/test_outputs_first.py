@@ -67,6 +67,7 @@ def test_eval_smmcl(monkeypatch, tmp_path: Path, blocked: Path) -> None:
     monkeypatch.setattr(mod, "from_checkpoint", lambda *a: (cfg, torch.nn.Identity(), []))
     monkeypatch.setattr(mod, "test_dataset", lambda c: SimpleNamespace(root=tmp_path / "data"))
     monkeypatch.setattr(mod, "run_evaluation", no_work)
+    (tmp_path / "ck.pth").write_bytes(b"")
     with pytest.raises(NotWritableError):
         run_main(monkeypatch, mod, "--checkpoint", tmp_path / "ck.pth", "--report", blocked / "r.json")
     ck = tmp_path / "ck.csv"  # a derived output (the report's CSV) over an input
