@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from common.metrics.image import ssim
 from common.synthetic import write_nss_renders
 from nvs_sqa.data.pairs import NSSPairSampler, PairConfig, SoftTargets, scale_psnr, scale_ssim
 from nvs_sqa.distortions import distort, distort_official
@@ -202,3 +203,26 @@ def test_jpeg_distortion_decodes_like_pillow() -> None:
         buf = io.BytesIO()
         Image.fromarray(img).save(buf, format="JPEG", quality=q)
         np.testing.assert_array_equal(got, np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB")))
+
+
+def test_official_ssim_target_zero_pads_and_averages_the_borders() -> None:
+    """Issue 18 (14), hand-derived: constant images a, b. With zero padding a window whose Gaussian mass
+    inside the image is S sees mu = aS, var = a^2 (S - S^2), cov = ab (S - S^2); every pixel is averaged."""
+    from nvs_sqa.data.pairs import ssim_zero_pad
+
+    h, w, a, b = 20, 26, 0.7, 0.4
+    g = np.exp(-((np.arange(11) - 5.0) ** 2) / (2 * 1.5**2))
+    g /= g.sum()
+    inside = lambda n: np.array([sum(g[k] for k in range(11) if 0 <= i + k - 5 < n) for i in range(n)])  # noqa: E731
+    S = np.outer(inside(h), inside(w))
+    c1, c2, v = 0.01**2, 0.03**2, S - S**2
+    m = ((2 * a * b * S**2 + c1) * (2 * a * b * v + c2)) / (
+        ((a * a + b * b) * S**2 + c1) * ((a * a + b * b) * v + c2)
+    )
+    x, y = torch.full((1, 3, h, w), a), torch.full((1, 3, h, w), b)
+    # float32 as the official: E[x^2] - mu^2 cancels to ~1e-7 relative, against C2 = 9e-4 -> ~1e-4
+    assert ssim_zero_pad(x, y).item() == pytest.approx(m.mean(), rel=5e-4)
+    # the project's valid-window SSIM sees only interior windows (S = 1): a higher value, as issue 18 says
+    interior = (2 * a * b + c1) / (a * a + b * b + c1)
+    assert ssim(x, y).item() == pytest.approx(interior, rel=1e-9)
+    assert m.mean() < interior
