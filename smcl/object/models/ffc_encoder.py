@@ -170,15 +170,18 @@ class FFCOnlyNet(nn.Module):
                 FFCBNAct(4 * f, 16 * f, ratio, ratio),
             ]
         )
-        self.se_l = nn.ModuleList([_SE(s.ffc.out_cl, 4, se_mode, gen) for s in self.stages])
-        self.se_g = nn.ModuleList([_SE(s.ffc.out_cg, 4, se_mode, gen) for s in self.stages])
+        # SE after the first three stages only (the last stage's outputs are pooled directly, as official)
+        self.se_l = nn.ModuleList([_SE(s.ffc.out_cl, 4, se_mode, gen) for s in self.stages[:3]])
+        self.se_g = nn.ModuleList([_SE(s.ffc.out_cg, 4, se_mode, gen) for s in self.stages[:3]])
         self.se_out = _SE(16 * f, 4, se_mode, gen)
 
     def forward(self, x: Tensor) -> Tensor:
         xl, xg = x, 0
-        for stage, sl, sg in zip(self.stages, self.se_l, self.se_g):
+        for i, stage in enumerate(self.stages):
             xl, xg = stage((xl, xg))
-            xl, xg = F.max_pool2d(sl(xl), 2), F.max_pool2d(sg(xg), 2)
+            if i < len(self.se_l):
+                xl, xg = self.se_l[i](xl), self.se_g[i](xg)
+            xl, xg = F.max_pool2d(xl, 2), F.max_pool2d(xg, 2)
         out = torch.cat([xl, xg], dim=1)
         return out + self.se_out(out)
 
