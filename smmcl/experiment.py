@@ -92,6 +92,13 @@ def contrast_groups_per_process(groups: int, world_size: int) -> int:
     """`loss.contrast_groups` counts groups of the global batch (4: the official DataParallel over 4 GPUs,
     4 images each); each of `world_size` processes contrasts its share. 4 groups on 4 processes: 1 each."""
     if world_size <= 1:
+        if groups > 1:
+            log.warning(
+                "loss.contrast_groups=%d on one process: the official loss grouping, but BatchNorm normalises "
+                "the whole batch; the official recipe's BatchNorm batches (one per GPU) need -d with %d GPUs",
+                groups,
+                groups,
+            )
         return groups
     if groups < world_size:
         log.warning(

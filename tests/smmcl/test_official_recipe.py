@@ -120,3 +120,17 @@ def test_crop_offsets_reach_the_official_last_offset_only_in_legacy_mode(monkeyp
     assert {d.y0 for d in draws} == set(range(40 - 32 + 1 + legacy))  # official randint(0, H - h + 1)
     assert {d.x0 for d in draws} == set(range(52 - 48 + 1 + legacy))
     assert {d.flip for d in draws} == {True, False}
+
+
+def test_one_process_with_official_contrast_groups_warns_about_batchnorm(caplog):
+    """Official -d 0-3: DataParallel, 4 images per GPU for the loss AND for BatchNorm; one process with
+    contrast_groups 4 reproduces only the loss grouping, and says so."""
+    from smmcl.experiment import contrast_groups_per_process
+
+    with caplog.at_level("WARNING", logger="smmcl.experiment"):
+        assert contrast_groups_per_process(4, 1) == 4
+    assert "BatchNorm normalises the whole batch" in caplog.text and "-d with 4 GPUs" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="smmcl.experiment"):
+        assert contrast_groups_per_process(4, 4) == 1 and contrast_groups_per_process(1, 1) == 1
+    assert not caplog.text
