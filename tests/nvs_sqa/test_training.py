@@ -224,5 +224,5 @@ def test_official_ssim_target_zero_pads_and_averages_the_borders() -> None:
     assert ssim_zero_pad(x, y).item() == pytest.approx(m.mean(), rel=5e-4)
     # the project's valid-window SSIM sees only interior windows (S = 1): a higher value, as issue 18 says
     interior = (2 * a * b + c1) / (a * a + b * b + c1)
-    assert ssim(x, y).item() == pytest.approx(interior, rel=1e-9)
+    assert ssim(x, y).item() == pytest.approx(interior, rel=1e-6)  # float64 inside, float32 out
     assert m.mean() < interior
