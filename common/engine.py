@@ -576,6 +576,7 @@ class Trainer:
             sampler=self.sampler,
             num_workers=self.cfg.num_workers,
             worker_init_fn=_ignore_stop_signals if self.cfg.num_workers else None,
+            persistent_workers=self.cfg.num_workers > 0,  # items are seeded per index: no per-epoch re-fork
             collate_fn=self.collate_fn,
             drop_last=True,
             pin_memory=self.info.device.type == "cuda",

@@ -82,24 +82,29 @@ def child_main() -> None:
     """A training process for the tests: `python -c '...child_main()' OUT MAX_STEPS DELAY`."""
     from common.cli import run_script
 
-    out, max_steps, delay = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+    out, max_steps, delay, workers = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
 
     def main() -> None:
-        Trainer(_cfg(Path(out), max_steps=max_steps), Net(delay), noisy_batch).fit()
+        data = Augmented() if workers else noisy_batch
+        Trainer(_cfg(Path(out), max_steps=max_steps, num_workers=workers), Net(delay), data).fit()
 
     run_script(main)
 
 
-def _start(out: Path, max_steps: int, delay: float, env: dict[str, str] | None = None) -> subprocess.Popen:
+def _start(
+    out: Path, max_steps: int, delay: float, env: dict[str, str] | None = None, workers: int = 0
+) -> subprocess.Popen:
+    """The child in a session of its own, so that a signal can go to its whole process group."""
     code = "from tests.common.test_long_runs import child_main; child_main()"
     env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads()), **(env or {})}
     return subprocess.Popen(
-        [sys.executable, "-c", code, str(out), str(max_steps), str(delay)],
+        [sys.executable, "-c", code, str(out), str(max_steps), str(delay), str(workers)],
         cwd=REPO,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=True,
     )
 
 
@@ -122,11 +127,12 @@ def _wait_for_step(out: Path, step: int, procs: list[subprocess.Popen], timeout:
 
 # ------------------------------------------------------------------------------------------ signals
 def test_sigterm_writes_a_checkpoint_and_resume_is_exact(tmp_path: Path) -> None:
+    """SIGTERM to the whole process group, DataLoader workers included (as SLURM and a terminal send it)."""
     sig = signal.SIGTERM
     run = tmp_path / "run"
-    proc = _start(run, max_steps=60, delay=0.05)
+    proc = _start(run, max_steps=60, delay=0.05, workers=1)
     _wait_for_step(run, 3, [proc])
-    os.kill(proc.pid, sig)
+    os.killpg(proc.pid, sig)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 128 + sig, err[-2000:]
     (ckpt,) = (run / "checkpoints").iterdir()  # the step in progress completed, then one checkpoint
@@ -134,8 +140,9 @@ def test_sigterm_writes_a_checkpoint_and_resume_is_exact(tmp_path: Path) -> None
     assert 3 <= step < 60 and _logged_steps(run) == list(range(1, step + 1))
     assert f"stopped by {sig.name} at step {step}, checkpoint written to {ckpt}" in err
     # the requeued job (--resume auto) ends where an uninterrupted run ends
-    resumed = Trainer(_cfg(run, max_steps=step + 4), Net(), noisy_batch, resume="auto").fit()
-    full = Trainer(_cfg(tmp_path / "full", max_steps=step + 4), Net(), noisy_batch).fit()
+    cfg = dict(max_steps=step + 4, num_workers=1)
+    resumed = Trainer(_cfg(run, **cfg), Net(), Augmented(), resume="auto").fit()
+    full = Trainer(_cfg(tmp_path / "full", **cfg), Net(), Augmented()).fit()
     _same_weights(full, resumed)
 
 
