@@ -119,3 +119,21 @@ def test_lpips_term_uses_the_v00_heads():
     got = float(loss(pred, tgt)["lpips"])
     assert got == pytest.approx(data["lpnet_v00"], rel=1e-4)
     assert data["lpips_v01"] / data["lpnet_v00"] > 1.5  # the heads matter (issue: 2.5x on real images)
+
+
+def test_point_gcl_recipe_is_the_official(monkeypatch):
+    """point_gcl.yaml = Point_GCL/point2graph.py main: 500 file-order chunks of 20 points of a 10,000-point
+    cloud, one-direction edge lists, batch 2, Adam 1e-4, 100 epochs; the k-NN variant is the improved one."""
+    from smcl.scene.pretrain import PointPretrainConfig, steps_per_epoch
+
+    monkeypatch.setenv("DATA_ROOT", "/data")
+    cfg = load_config(CONF / "point_gcl.yaml", PointPretrainConfig)
+    assert (cfg.gcl.blocks, cfg.gcl.edge_mode, cfg.gcl.block_size) == (
+        "file_chunks",
+        "compat_lower_triangular",
+        20,
+    )
+    assert (cfg.train.batch_size, cfg.train.lr, cfg.train.optimizer) == (2, 1e-4, "adam")
+    assert cfg.train.max_steps == 100 * steps_per_epoch(10000 // 20, 2) and cfg.max_blocks is None
+    improved = load_config(CONF / "point_gcl_improved.yaml", PointPretrainConfig)
+    assert improved.gcl.blocks == "knn" and improved.train.out_dir != cfg.train.out_dir
