@@ -174,6 +174,8 @@ def _cuda_device(devices: list[int], local_rank: int) -> torch.device:
         index = local_rank
     elif under_torchrun():
         index = devices[local_rank] if local_rank < len(devices) else local_rank
+        if torch.cuda.device_count() == 1:  # one GPU per task (srun --gpus-per-task=1, Kubernetes)
+            index = 0
     else:
         index = devices[0]
     count = torch.cuda.device_count()

@@ -22,6 +22,7 @@ from torch.utils.data import Dataset
 
 from common import cli
 from common.config import ConfigError, load_config
+from common.distributed import first_slurm_host, join_slurm_step
 from common.engine import (
     Callback,
     RunFolderError,
@@ -353,3 +354,26 @@ def test_an_error_every_rank_hits_is_printed_once(
     )
     assert fail(1, "conf/x.yaml: train.lr: expected a number") == ""
     assert fail(1, "/data/n2 is not readable") == "[rank 1] error: /data/n2 is not readable\n"
+
+
+def test_slurm_variables_become_torchrun_variables() -> None:
+    env = {
+        "SLURM_PROCID": "5",
+        "SLURM_LOCALID": "1",
+        "SLURM_NTASKS": "8",
+        "SLURM_STEP_ID": "0",
+        "SLURM_JOB_ID": "123456",
+        "SLURM_JOB_NODELIST": "gpu[07-09,12],cpu1",
+    }
+    batch_script = {k: v for k, v in env.items() if k != "SLURM_STEP_ID"}  # sbatch's own shell: one process
+    assert not join_slurm_step(batch_script) and "RANK" not in batch_script
+    assert join_slurm_step(env)
+    assert {k: env[k] for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")} == {
+        "RANK": "5",
+        "WORLD_SIZE": "8",
+        "LOCAL_RANK": "1",
+        "MASTER_ADDR": "gpu07",
+        "MASTER_PORT": str(15000 + 123456 % 20000),
+    }
+    assert not join_slurm_step(env)  # idempotent: torchrun's variables win
+    assert first_slurm_host("node-a,node-b") == "node-a"
