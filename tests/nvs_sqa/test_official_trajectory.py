@@ -211,10 +211,13 @@ def test_optimizer_matches_the_official_one(tmp_path: Path) -> None:
 
 def test_official_recipe_config_holds_the_official_constants() -> None:
     """Issue 18 (15, 16, 18, 14): sampler sizes, scene/method order, BatchNorm batching and SSIM of train.yaml."""
+    from nvs_sqa.data.nerfstudio import METHODS, SCENES
+
     cfg = load_config(REPO / "conf" / "nvs_sqa" / "train.yaml", ExperimentConfig, ["data.root=unused"])
     c = REF["official_constants"]
     assert cfg.data.official and cfg.model.per_frame_bn and cfg.loss.official_ssim and cfg.data.distort
     assert list(cfg.data.scenes) == c["scenes"] and list(cfg.data.methods) == c["methods"]
+    assert list(cfg.data.scenes) == list(SCENES) and list(cfg.data.methods) == list(METHODS)  # the renderer's
     assert list(cfg.data.crop_range) == c["crop_range"] and cfg.data.scene_reps == c["n_scene_rep_per_epo"]
     assert cfg.data.frame_budget == c["max_cache"] // c["batch_size"]
     assert cfg.data.min_replace_ratio == c["min_replace_ratio"]
@@ -222,3 +225,16 @@ def test_official_recipe_config_holds_the_official_constants() -> None:
     assert dict(zip(cfg.loss.branches, cfg.loss.weights)) == {k: v for k, v in w.items() if v}
     # a 200 x 200 crop gives 60 frames, a 600 x 600 one 6 (spec §2.4)
     assert [cfg.data.frame_budget // (s * s) for s in (200, 600)] == [60, 6]
+
+
+def test_official_sampler_rejects_missing_scenes_and_methods(tmp_path: Path) -> None:
+    from common.errors import TriVisionError
+    from nvs_sqa.data.pairs import OfficialPairSampler, PairConfig
+
+    write_renders(tmp_path)
+    with pytest.raises(TriVisionError, match=r"scenes \['aspen'\]"):
+        OfficialPairSampler(PairConfig(root=str(tmp_path), official=True, scenes=("s0", "aspen")), 2)
+    with pytest.raises(TriVisionError, match=r"scene s0 lacks methods \['nerfacto'\]"):
+        OfficialPairSampler(PairConfig(root=str(tmp_path), official=True, methods=("mA", "nerfacto")), 2)
+    with pytest.raises(TriVisionError, match="give no batch of 5"):
+        OfficialPairSampler(PairConfig(root=str(tmp_path), official=True), 5)
