@@ -13,7 +13,7 @@
   Results are keyed by content, not by name: each row holds the sha256 of the NSS's frames (names and bytes;
   a video's bytes) and the report the digest of the model (weights and read-out), so a resumed run rescores
   an NSS whose frames changed and refuses a report written by another model.
-* One run at a time per output: rank 0 holds `common.io.hold_lock` on the first output (released by the OS
+* One run at a time per output: rank 0 holds `common.io.hold_lock` on every output (released by the OS
   when the process dies); a second run refuses with one line instead of taking the live run's journal.
   Outputs are checked before any work (`common.io.check_outputs`: distinct, the CSV derived from --json
   included, none over an input, writable), and temp files of this tool's outputs left by killed processes
@@ -396,8 +396,9 @@ def run_bank(
     if world_size > 1 and out.anchor() is None:
         raise DataError("--procs/-d", "several processes need --json, --csv or --features to merge into")
     with contextlib.ExitStack() as lock:
-        if rank == 0 and out.anchor() is not None:  # before the journal is looked at: it may be a live run's
-            lock.enter_context(hold_lock(out.anchor()))
+        if rank == 0:  # before the journal is looked at: it may be a live run's
+            for f in out.files():  # every output: two runs sharing only --features would clash as well
+                lock.enter_context(hold_lock(f))
             _clean_temp_files(out)
         return _run_locked(
             assessor,
@@ -420,7 +421,8 @@ def _clean_temp_files(out: Outputs) -> None:
 
     for f in out.files():
         clean_stale_temp_files(f.parent, names=[f.name])
-    clean_stale_temp_files(out.parts())
+    if out.anchor() is not None:
+        clean_stale_temp_files(out.parts())
 
 
 def _reusable(results: dict[str, dict], items: Sequence[NSSItem], digests: dict[str, str]) -> dict[str, dict]:
