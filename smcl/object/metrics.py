@@ -347,11 +347,14 @@ def no_reference_scores(
     from smcl.object.render import render_trajectory
 
     out: dict[str, dict[str, float]] = {}
+    manifest = read_manifest(out_dir)
     for i, (s, o) in enumerate(ds.objects):
         key = f"{s}/{o}"
         obj = ds[i]
         src = viewlist[key] if viewlist is not None else [0]
         pngs = [p for p in list_images(Path(out_dir) / f"{s}_{o}") if p.stem.isdigit()]
+        if manifest is not None:  # this evaluation's renders only
+            pngs = [p for p in pngs if int(p.stem) in set(manifest.get(key, {}).get("views", ()))]
         views = np.stack([read_image(p, mode="rgb", dtype="uint8") for p in pngs])
         path = orbit_around_pose(obj["poses"][src[0]].double(), trajectory_frames, radius_deg=radius_deg)
         _, _, h, w = obj["images"].shape

@@ -145,7 +145,10 @@ def fake_render_views(model, obj, src, views):
 
 def test_stale_renders_of_an_earlier_run_are_not_scored(monkeypatch, tmp_path: Path, nmr: Path) -> None:
     """Item 8: a second evaluation into the same folder with another source view scored 24 views, not 23."""
+    import numpy as np
+
     import smcl.object.metrics as metrics
+    import smcl.object.render as render
     from smcl.object.data.nmr import NMRDataset, NMRDatasetConfig
 
     monkeypatch.setattr(metrics, "render_views", fake_render_views)
@@ -159,6 +162,9 @@ def test_stale_renders_of_an_earlier_run_are_not_scored(monkeypatch, tmp_path: P
     want = metrics.calc_metrics(nmr, fresh, lpips=False)
     assert got.extra["views_evaluated"] == want.extra["views_evaluated"] == 23 * len(keys)
     assert got.aggregate == want.aggregate
+    monkeypatch.setattr(render, "render_trajectory", lambda *a, **k: np.zeros((2, 32, 32, 3), np.uint8))
+    nr = metrics.no_reference_scores(None, ds, dict.fromkeys(keys, [3]), out, len)  # score = frame count
+    assert {v["nvs_sqa_views"] for v in nr.values()} == {23.0}  # the no-reference column too
     (out / metrics.MANIFEST).write_text('{"complete": false, "objects": {}}')  # an interrupted render
     with pytest.raises(DataError, match="interrupted"):
         metrics.calc_metrics(nmr, out, lpips=False)
