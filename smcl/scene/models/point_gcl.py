@@ -24,6 +24,9 @@ class PointGCLConfig:
     edge_mode: str = "symmetric"  # symmetric | compat_lower_triangular
     aug_p: float = 0.1
     tau: float = 0.2
+    # official: the GraphCL Encoder also embeds the unaugmented graph (unused by the loss): BatchNorm's
+    # running statistics are updated three times per step (x, identity view, augmented view), not twice
+    compat_three_passes: bool = False
 
 
 def make_blocks(points: Tensor, cfg: PointGCLConfig, chunk: int = 2048) -> Tensor:
@@ -121,6 +124,9 @@ class PointGCL(nn.Module):
     def loss(self, xyz: Tensor) -> Tensor:
         """Graph-level InfoNCE between identity view and one augmented view, symmetrised. xyz (B, S, 3)."""
         adj = block_adjacency(xyz, self.cfg)
+        if self.cfg.compat_three_passes and self.training:
+            with torch.no_grad():
+                self.encoder(xyz, adj)
         _, g1 = self.encoder(xyz, adj)
         _, g2 = self.encoder(*self.augment(xyz, adj))
         return info_nce(self.encoder.project(g1), self.encoder.project(g2), self.cfg.tau)
