@@ -1,8 +1,10 @@
 """One RGB-X dataset for the CMX folder layouts (LLRGBD, MFNet, NYU Depth v2), spec section 4.
 
 Fixes over the official loader (spec 9.1): proper RGB order by default (`legacy_bgr` reproduces the official
-BGR feed), 16-bit depth/thermal at full precision (`legacy_8bit` reproduces the high-byte read), files
-validated at construction, float32 normalisation, augmentation randomness from torch's RNG.
+BGR feed), 16-bit depth/thermal at full precision (`legacy_8bit` reproduces the high-byte read), float
+resizing and in-range crop offsets (`legacy_augment` reproduces the official 8-bit resize and inclusive
+offset draw), files validated at construction, float32 normalisation, augmentation randomness from torch's
+RNG. conf/smmcl/llrgbd.yaml (the official recipe) sets all three legacy flags.
 """
 
 from __future__ import annotations
