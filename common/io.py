@@ -70,7 +70,8 @@ class OutputCollisionError(TriVisionError, ValueError):
     """Two outputs of one run resolve to the same path (one would silently replace the other)."""
 
     def __init__(self, output: str | Path, other: str | Path) -> None:
-        super().__init__(f"output {output} is the same file as output {other}; give distinct output paths")
+        what = "is given twice" if str(output) == str(other) else f"is the same file as output {other}"
+        super().__init__(f"output {output} {what} (one would replace the other); give distinct output paths")
 
 
 class LockedError(TriVisionError, OSError):

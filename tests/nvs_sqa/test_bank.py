@@ -168,7 +168,7 @@ def test_output_collisions_are_refused_before_scoring(qa, tmp_path: Path) -> Non
         Outputs(json=x, plot=tmp_path / "x.csv"),  # the plot would replace the CSV written beside x.json
     ]
     for out in cases:
-        with pytest.raises(TriVisionError, match="same file"):
+        with pytest.raises(TriVisionError, match="given twice|same file"):
             run_bank(qa, [bank], out, model=MODEL, show_progress=False)
     assert not x.exists()
     out = Outputs(json=x, csv=tmp_path / "x.csv")  # --csv naming the CSV beside --json: written once
