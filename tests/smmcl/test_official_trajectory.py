@@ -98,8 +98,8 @@ def test_llrgbd_three_steps_match_the_official_trainer(monkeypatch):
                 picked = [p for n, p in params.items() if key == "all_params" or "layer_scale" in n]
             else:
                 picked = [params[key]]
-            got_s = sum(p.double().sum().item() for p in picked)
-            got_a = sum(p.double().abs().sum().item() for p in picked)
+            got_s = sum(p.sum(dtype=torch.float64).item() for p in picked)
+            got_a = sum(p.abs().sum(dtype=torch.float64).item() for p in picked)
             assert close(got_s, s, a, 2e-5) and close(got_a, a, a, 2e-5), (step, key, got_s, s, got_a, a)
     for name, t in initial_ls.items():
         assert torch.equal(params[name], t), name  # never updated, as the official optimizer
