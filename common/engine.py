@@ -384,11 +384,18 @@ class _SeededItems(Dataset):
         return self.dataset[index]
 
 
-def _ignore_stop_signals(worker_id: int) -> None:
-    """DataLoader workers leave SIGTERM / SIGINT / SIGUSR1 (a scheduler signals every process of a job)
-    to the main process, which finishes the step and writes a checkpoint; it ends the workers itself."""
-    for sig in STOP_SIGNALS:
-        signal.signal(sig, signal.SIG_IGN)
+def _start_workers(loader: DataLoader) -> Iterator:
+    """iter(loader) with the stop signals blocked while its workers are forked: workers inherit the mask
+    and never act on SIGTERM / SIGINT / SIGUSR1 (a scheduler or a terminal signals every process of a job),
+    leaving them to the main process, which finishes the step and writes a checkpoint. A signal that
+    arrives meanwhile reaches the main process when the mask is lifted."""
+    if not loader.num_workers:
+        return iter(loader)
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        return iter(loader)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def move_to(obj: Any, device: torch.device) -> Any:
@@ -575,8 +582,6 @@ class Trainer:
             batch_size=self.batch_size,
             sampler=self.sampler,
             num_workers=self.cfg.num_workers,
-            worker_init_fn=_ignore_stop_signals if self.cfg.num_workers else None,
-            persistent_workers=self.cfg.num_workers > 0,  # items are seeded per index: no per-epoch re-fork
             collate_fn=self.collate_fn,
             drop_last=True,
             pin_memory=self.info.device.type == "cuda",
@@ -600,7 +605,7 @@ class Trainer:
             # draws from the global RNGs (seed + rank), which the checkpoint restores. The per-epoch,
             # per-rank generator keeps the loader's own base seed off the training stream.
             self.loader.generator = loader_generator(self.cfg.seed, epoch, self.info.rank)
-            yield from self.loader
+            yield from _start_workers(self.loader)
             epoch, offset = epoch + 1, 0
 
     @property

@@ -118,6 +118,17 @@ def _lock(out_dir: Path) -> int:
     return 0
 
 
+def _close_inherited_locks() -> None:
+    """In a forked child (DataLoader workers): close the copies of the lock files, so that only the run's
+    own process holds its folder (and a killed run's workers do not keep it held)."""
+    for fd in _HELD.values():
+        os.close(fd)
+    _HELD.clear()
+
+
+os.register_at_fork(after_in_child=_close_inherited_locks)
+
+
 def release_run_folder(out_dir: str | Path) -> None:
     """Release this process's lock on `out_dir` (no-op when not held)."""
     fd = _HELD.pop(Path(out_dir).resolve(), None)
