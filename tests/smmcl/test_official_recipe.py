@@ -134,3 +134,45 @@ def test_one_process_with_official_contrast_groups_warns_about_batchnorm(caplog)
     with caplog.at_level("WARNING", logger="smmcl.experiment"):
         assert contrast_groups_per_process(4, 4) == 1 and contrast_groups_per_process(1, 1) == 1
     assert not caplog.text
+
+
+def test_llrgbd_settings_equal_the_official_config(monkeypatch):
+    """Every training/evaluation constant of the official config.py that the recipe depends on."""
+    from smmcl.data.rgbx import IMAGENET_MEAN, IMAGENET_STD
+
+    ref, cfg = OFFICIAL["config"], paper_config(monkeypatch)
+    t, loss, d = cfg.train, cfg.loss, cfg.data
+    assert (t.seed, t.lr, t.weight_decay, t.optimizer) == (
+        ref["seed"],
+        ref["lr"],
+        ref["weight_decay"],
+        "adamw",
+    )
+    assert t.global_batch_size == ref["batch_size"] and t.steps_per_epoch == ref["niters_per_epoch"]
+    assert t.max_steps == ref["nepochs"] * ref["niters_per_epoch"]
+    assert d.epoch_padding_batch * t.steps_per_epoch == ref["batch_size"] * ref["niters_per_epoch"]
+    assert t.schedule.warmup_steps == ref["warm_up_epoch"] * ref["niters_per_epoch"]
+    assert (t.schedule.name, t.schedule.power, t.schedule.legacy_first_step) == (
+        "warmup_poly",
+        ref["lr_power"],
+        True,
+    )
+    assert t.precision == "fp32" and t.grad_accum == 1
+    assert d.scales == tuple(ref["train_scale_array"]) and d.flip
+    assert (
+        d.crop == (ref["image_height"], ref["image_width"]) == cfg.eval.crop == tuple(ref["eval_crop_size"])
+    )
+    assert (IMAGENET_MEAN, IMAGENET_STD) == (tuple(ref["norm_mean"]), tuple(ref["norm_std"]))
+    assert d.ignore_index == loss.ignore_index == ref["background"] and d.label_offset == 0
+    assert cfg.model.num_classes == d.num_classes == ref["num_classes"]
+    assert cfg.model.decoder_channels == ref["decoder_embed_dim"]
+    for key in ("min_views_per_class", "max_views_per_class", "max_features_total", "cm_temperature"):
+        assert getattr(loss, key) == ref[key], key
+    assert (loss.temperature, loss.weight_cm, loss.weight_vis, loss.weight_aux) == (
+        ref["temperature"],
+        ref["weight_cm"],
+        ref["weight_vis"],
+        ref["weight_aux"],
+    )
+    assert cfg.eval.scales == tuple(ref["eval_scale_array"]) and cfg.eval.flip == ref["eval_flip"]
+    assert cfg.eval.mode == "whole" and cfg.eval.exclude == (0,)
