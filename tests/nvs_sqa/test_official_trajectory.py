@@ -20,8 +20,7 @@ from common.config import load_config
 from common.engine import Callback, Trainer
 from nvs_sqa.experiment import ExperimentConfig, build
 
-pytest.importorskip("pyfvvdp", reason="the official recipe's fvvdp target needs the optional pyfvvdp package")
-
+FVVDP = "the official recipe's fvvdp target needs the optional pyfvvdp package"
 REPO = Path(__file__).resolve().parents[2]
 REF = json.loads((Path(__file__).parent / "data" / "nvs_sqa_official_trajectory.json").read_text())
 RECIPE = REF["recipe"]
@@ -100,6 +99,7 @@ class Recorder(Callback):
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> tuple[Recorder, list[dict], Path, dict, int, list[torch.Tensor]]:
+    pytest.importorskip("pyfvvdp", reason=FVVDP)
     root = tmp_path_factory.mktemp("nss_traj")
     write_renders(root)
     cfg = recipe_config(root, root / "run")
@@ -177,6 +177,7 @@ def test_optimizer_matches_the_official_one(tmp_path: Path) -> None:
     """The optimizer train.yaml builds (through common.engine) against the official Adam: one group, its
     hyper-parameters, every parameter, no schedule, no clipping; the official group also holds the unused
     ST-RRED projector and LPIPS parameters, which never get a gradient (so they change no number)."""
+    pytest.importorskip("pyfvvdp", reason=FVVDP)
     from common.engine import build_optimizer
     from common.schedules import build_scheduler
     from nvs_sqa.experiment import build_trainer
