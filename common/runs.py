@@ -13,6 +13,7 @@ from, and which config changes a resume accepts (split out of common.engine, iss
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import glob
 import logging
@@ -99,23 +100,34 @@ def checkpoint_pattern(ckpt_name: str) -> str:
 _HELD: dict[Path, int] = {}  # run folder -> fd of its locked .lock file (this process)
 
 
-def _lock(out_dir: Path) -> int:
-    """Lock `out_dir` for this process (re-entrant); 0 on success, else the holder's pid (-1: unknown)."""
+def _lock(out_dir: Path) -> str | None:
+    """Lock `out_dir` for this process (re-entrant): None on success, else why not (one line)."""
     key = out_dir.resolve()
     if key in _HELD:
-        return 0
-    out_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(out_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        return None
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(out_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        return f"{out_dir}: cannot create the run folder ({exc.strerror})"
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        text = os.read(fd, 64).decode(errors="replace").strip()
+    except OSError as exc:
+        busy = exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES)
+        text = os.read(fd, 64).decode(errors="replace").strip() if busy else ""
         os.close(fd)
-        return int(text) if text.isdigit() else -1
+        if not busy:  # e.g. ENOLCK on an NFS mount without locking
+            log.warning("%s: file locks are not supported here (%s); the folder is not held", out_dir, exc)
+            return None
+        holder = f"pid {text}" if text.isdigit() else "a process"
+        return (
+            f"{out_dir} is in use by another run ({holder} holds {out_dir / LOCK_NAME}); wait for it, "
+            "stop it, or choose another -o/--out-dir"
+        )
     os.ftruncate(fd, 0)
     os.write(fd, f"{os.getpid()}\n".encode())
     _HELD[key] = fd
-    return 0
+    return None
 
 
 def _close_inherited_locks() -> None:
@@ -138,17 +150,13 @@ def release_run_folder(out_dir: str | Path) -> None:
 
 def _hold(out_dir: Path) -> None:
     """Rank 0 takes the lock; every rank raises the same RunFolderError when another run holds it."""
-    holder = _lock(out_dir) if get_rank() == 0 else 0
+    problem = _lock(out_dir) if get_rank() == 0 else None
     if get_world_size() > 1:
-        box = [holder]
+        box = [problem]
         dist.broadcast_object_list(box, src=0)
-        holder = box[0]
-    if holder:
-        pid = f"pid {holder}" if holder > 0 else "a process"
-        raise RunFolderError(
-            f"{out_dir} is in use by another run ({pid} holds {out_dir / LOCK_NAME}); wait for it, stop it, "
-            "or choose another -o/--out-dir"
-        )
+        problem = box[0]
+    if problem:
+        raise RunFolderError(problem)
 
 
 # ------------------------------------------------------------------------------------ run folder

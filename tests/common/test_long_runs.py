@@ -377,3 +377,9 @@ def test_slurm_variables_become_torchrun_variables() -> None:
     }
     assert not join_slurm_step(env)  # idempotent: torchrun's variables win
     assert first_slurm_host("node-a,node-b") == "node-a"
+
+
+def test_a_run_folder_that_cannot_be_made_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(RunFolderError, match=r"^\S+/file/run: cannot create the run folder \(.+\)$"):
+        Trainer(_cfg(tmp_path / "file" / "run"), Net(), noisy_batch)
