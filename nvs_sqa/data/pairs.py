@@ -11,6 +11,7 @@ trainer draw for draw; `NSSPairSampler` is the improved one (conf/nvs_sqa/train_
 
 from __future__ import annotations
 
+import logging
 import random
 from collections import defaultdict
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from nvs_sqa.data.fvvdp_target import FovVideoVDPTarget
 from nvs_sqa.distortions import N_KEYS, distort, distort_official
 from nvs_sqa.frames import FrameError, list_frames, read_frame
 
+log = logging.getLogger(__name__)
 BRANCHES = ("ssim", "psnr", "rep", "lpips", "fvvdp")
 
 
@@ -234,6 +236,14 @@ class OfficialPairSampler(Callback):
             )
         self.remain: list[str] = []
         self.left = 0  # batches left in the epoch
+
+    def on_train_start(self, trainer: Any) -> None:
+        if trainer.info.world_size > 1:
+            log.warning(
+                "data.official: each of the %d processes draws its own batches and only rank 0's epoch state "
+                "is checkpointed; the official recipe is one process",
+                trainer.info.world_size,
+            )
 
     def state_dict(self) -> dict[str, Any]:
         return {"remain": list(self.remain), "left": self.left}
