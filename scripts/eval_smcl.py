@@ -77,13 +77,14 @@ def main() -> None:
         NMRDatasetConfig(root=cfg.data.root, split=cfg.eval.split, pixel_centers=cfg.data.pixel_centers)
     )
     views = read_viewlist(viewlist) if viewlist is not None else None
-    n = render_dataset(model, ds, views, a.output)
-    nr, nr_settings = None, None
-    if a.nvs_sqa:
+    if a.nvs_sqa:  # loaded before rendering: missing weights stop the run before the work
         from nvs_sqa import QualityAssessor
         from nvs_sqa.frames import MIN_SIDE
 
         qa = QualityAssessor.from_official(device=device)
+    n = render_dataset(model, ds, views, a.output)
+    nr, nr_settings = None, None
+    if a.nvs_sqa:
         nr = no_reference_scores(
             model, ds, views, a.output, lambda f: qa.score_frames(f).jod, min_side=MIN_SIDE
         )

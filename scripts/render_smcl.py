@@ -109,6 +109,10 @@ def main() -> None:
     devs = parse_devices(a.devices)
     device = torch.device("cpu" if devs == "cpu" else f"cuda:{devs[0]}")
     overrides = a.overrides + ([f"data.root={a.datadir}"] if a.datadir else [])
+    if not a.no_score:  # loaded before rendering: missing weights stop the run before the work
+        from nvs_sqa import NSSQuality
+
+        metric = NSSQuality().to(device)
     frames = (render_scene if is_scene else render_object)(a, overrides, device)
     if a.out.suffix.lower() == ".gif":  # before `video`: a GIF is written by save_gif
         save_gif(list(frames), a.out, fps=a.fps)
@@ -120,9 +124,6 @@ def main() -> None:
     t, h, w = frames.shape[:3]
     print(f"{'scene' if is_scene else 'object'} level, {a.traj}: {t} frames {w}x{h} -> {a.out}")
     if not a.no_score:
-        from nvs_sqa import NSSQuality
-
-        metric = NSSQuality().to(device)
         metric.update(torch.from_numpy(frames).permute(0, 3, 1, 2))
         print(f"NVS-SQA: {metric.compute()['mean'].item():.4f} JOD (no reference; higher is better)")
 

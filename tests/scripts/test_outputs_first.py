@@ -104,6 +104,22 @@ def test_render_smcl_out_inside_the_checkpoints_dataset_is_refused(monkeypatch, 
     assert list(data.iterdir()) == []
 
 
+def test_render_smcl_loads_the_scorer_before_rendering(monkeypatch, tmp_path: Path) -> None:
+    """Item 11: NVS-SQA weights that are not fetched stop the run before the frames are rendered."""
+    import nvs_sqa
+    from common.io import atomic_torch_save
+
+    def not_fetched(*_a, **_k):
+        raise TriVisionError("NVS-SQA weights not fetched")
+
+    mod = script("render_smcl")
+    ck = atomic_torch_save({"config": {"data": {"root": str(tmp_path / "data")}}}, tmp_path / "ck.pth")
+    monkeypatch.setattr(mod, "render_object", no_work)
+    monkeypatch.setattr(nvs_sqa, "NSSQuality", not_fetched)
+    with pytest.raises(TriVisionError, match="not fetched"):
+        run_main(monkeypatch, mod, "--checkpoint", ck, "--out", tmp_path / "frames")
+
+
 # ---- eval_smcl: outputs checked first, stale renders never scored, names from the list stay inside ------
 @pytest.fixture(scope="module")
 def nmr(tmp_path_factory: pytest.TempPathFactory) -> Path:
