@@ -159,8 +159,9 @@ def build_model(cfg: ExperimentConfig, state: dict[str, Tensor] | None = None) -
         load_weights(gcl, WEIGHTS["smcl_point_gcl"]["official"], cfg.points.gcl_weights)
         if cfg.points.feature_mode == "aligned":
             feats = gcl.point_features(pts / cfg.model.coord_scale)
-        elif cfg.points.feature_mode == "compat_last_chunk_tiled":
-            feats = compat_last_chunk_tiled_features(gcl, pts / cfg.model.coord_scale)
+        elif cfg.points.feature_mode == "compat_last_chunk_tiled":  # official: the cloud file, any init
+            src = cloud if cloud is not None else pts / cfg.model.coord_scale
+            feats = compat_last_chunk_tiled_features(gcl, src, n_out=pts.shape[0])
         else:
             raise ValueError(
                 f"points.feature_mode must be 'aligned' or 'compat_last_chunk_tiled', got {cfg.points.feature_mode!r}"

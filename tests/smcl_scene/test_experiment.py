@@ -92,13 +92,15 @@ def test_all_configs_load(monkeypatch):
     files = sorted(root.glob("nerf_synthetic/*.yaml")) + sorted(root.glob("tanks_temples/*.yaml"))
     assert len(files) == 26  # 13 official recipes and their _improved variants
     cfgs = {f.stem: load_config(f, ExperimentConfig) for f in files}
-    for name, cfg in cfgs.items():  # the variants differ in the optimizer reset only (issue 18)
+    for name, cfg in cfgs.items():  # the variants differ in optimizer reset and init (issue 18)
         official = not name.endswith("_improved")
         assert cfg.model.compat_reset_optimizer is official, name
         if not official:
             base = cfgs[name.removesuffix("_improved")]
             assert cfg.train.out_dir == base.train.out_dir + "_improved"
-            assert dataclasses.replace(cfg.model, compat_reset_optimizer=True) == base.model
+            official_model = dict(compat_reset_optimizer=True, compat_uncapped_add=True, init_type="cube")
+            assert dataclasses.replace(cfg.model, **official_model) == base.model
+            assert dataclasses.replace(cfg.points, feature_mode="compat_last_chunk_tiled") == base.points
     cfgs = {k: v for k, v in cfgs.items() if not k.endswith("_improved")}
     assert cfgs["lego"].model.bkg_score == 3.0 and cfgs["lego"].model.rmsa.v_skip_layer == 5
     assert cfgs["hotdog"].model.select_k == 30

@@ -137,3 +137,28 @@ def test_point_gcl_recipe_is_the_official(monkeypatch):
     assert cfg.train.max_steps == 100 * steps_per_epoch(10000 // 20, 2) and cfg.max_blocks is None
     improved = load_config(CONF / "point_gcl_improved.yaml", PointPretrainConfig)
     assert improved.gcl.blocks == "knn" and improved.train.out_dir != cfg.train.out_dir
+
+
+def test_official_init_is_the_cube_with_tiled_cloud_features(tmp_path, monkeypatch):
+    """Official: points from the cube (load_path empty in every config), features = the GCL embeddings of
+    the cloud file's last 20-point chunk, tiled over the points (row r = z_last[r mod 20])."""
+    from smcl.scene.experiment import build_model
+    from smcl.scene.models.point_gcl import PointGCL, compat_last_chunk_tiled_features
+    from smcl.scene.models.scene_model import init_points
+    from smcl.scene.points import write_points
+
+    g = torch.Generator().manual_seed(0)
+    cloud = torch.rand(110, 3, generator=g)
+    write_points(tmp_path / "cloud.npy", cloud.numpy())
+    gcl = PointGCL()
+    torch.save(gcl.state_dict(), tmp_path / "gcl.pth")
+    monkeypatch.setenv("DATA_ROOT", str(tmp_path))
+    over = [f"points.path={tmp_path / 'cloud.npy'}", f"points.gcl_weights={tmp_path / 'gcl.pth'}"]
+    cfg = load_config(CONF / "nerf_synthetic/lego.yaml", ExperimentConfig, [*over, "model.init_num=64"])
+    model = build_model(cfg)
+    assert torch.equal(model.points.detach(), init_points(cfg.model, seed=cfg.train.seed))  # 4^3 grid
+    want = compat_last_chunk_tiled_features(gcl, cloud, n_out=64)
+    assert torch.allclose(model.pc_feats.detach(), want, atol=1e-6)
+    assert torch.equal(model.pc_feats[20], model.pc_feats[0])  # tiled
+    improved = load_config(CONF / "nerf_synthetic/lego_improved.yaml", ExperimentConfig, over)
+    assert torch.allclose(build_model(improved).points.detach(), cloud * cfg.model.coord_scale)

@@ -91,9 +91,10 @@ def test_add_capped_unless_compat():
     object.__setattr__(m, "cfg", SceneModelConfig(**{**SMALL.__dict__, "max_num_pts": 210}))
     assert m.add_points(50, seed=0) == 10 and m.points.shape[0] == 210
     object.__setattr__(
-        m, "cfg", SceneModelConfig(**{**SMALL.__dict__, "max_num_pts": 210, "compat_uncapped_add": True})
+        m, "cfg", SceneModelConfig(**{**SMALL.__dict__, "max_num_pts": 215, "compat_uncapped_add": True})
     )
-    assert m.add_points(50, seed=0) == 50
+    assert m.add_points(50, seed=0) == 50 and m.points.shape[0] == 260  # below the cap: all added
+    assert m.add_points(50, seed=0) == 0  # at or above it: none (official gate)
 
 
 def test_schedule_prunes_then_adds():

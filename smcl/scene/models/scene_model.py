@@ -40,7 +40,7 @@ class SceneModelConfig:
     add_num: int = 1000
     add_knn: int = 10
     add_mix: int = 3
-    compat_uncapped_add: bool = False  # official bug: ignore max_num_pts when adding
+    compat_uncapped_add: bool = False  # official: add add_num whenever below max_num_pts (may overshoot)
     # official: every prune step and every growth step rebuilds all Adam optimizers (moments and step
     # counts of every group restart); False keeps the moments of surviving points and the other groups
     compat_reset_optimizer: bool = False
@@ -246,7 +246,9 @@ class SceneModel(nn.Module):
         `seed` is given. New points get zero Adam moments."""
         c = self.cfg
         m = self.points.shape[0]
-        if not c.compat_uncapped_add:
+        if c.compat_uncapped_add:  # official: the cap only gates the growth, the full count is added
+            n = n if c.max_num_pts > m else 0
+        else:
             n = min(n, c.max_num_pts - m)
         n = min(n, m)
         if n <= 0:
