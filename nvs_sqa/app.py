@@ -468,7 +468,8 @@ def _run_locked(
         if old != model_sha:
             raise DataError(
                 out.json,
-                f"scored by another model (weights sha256 {str(old)[:12]}..., now {model_sha[:12]}...); "
+                f"scored by another model (weights sha256 {old[:12] + '...' if old else 'not recorded'}, "
+                f"now {model_sha[:12]}...); "
                 "write to a new --json, or run without --resume to rescore everything",
             )
     barrier()
