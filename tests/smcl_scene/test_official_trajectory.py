@@ -91,12 +91,15 @@ class Record(Callback):
         )
 
 
-def run_project(config: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, extra=()) -> list[dict]:
+def run_project(
+    config: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, loss: PhotometricLoss
+) -> list[dict]:
     monkeypatch.setenv("DATA_ROOT", str(tmp_path))
-    cfg = load_config(ROOT / config, ExperimentConfig, [*TINY, f"train.out_dir={tmp_path}", *extra])
+    cfg = load_config(ROOT / config, ExperimentConfig, [*TINY, f"train.out_dir={tmp_path}"])
     model = SceneModel(cfg.model, torch.zeros(64, 3))
     assert seeded_fill(model) == DATA["keys_filled"]  # same tensors, same order as the official fill
-    model.set_loss(PhotometricLoss(cfg.lpips_weight))
+    assert loss.lpips_weight == cfg.lpips_weight
+    model.set_loss(loss)
     opt, sched = build_optim(model, cfg)
     real_rand = torch.rand
 
@@ -124,9 +127,9 @@ def _close(got: float, want: float, scale: float, rel: float) -> bool:
     return abs(got - want) <= rel * abs(scale)
 
 
-def test_lego_recipe_trains_like_the_official(tmp_path, monkeypatch):
+def test_lego_recipe_trains_like_the_official(tmp_path, monkeypatch, scene_loss):
     """Losses to 1e-4 relative; parameter sums to 1e-4 of their abs-sum (signed sums cancel)."""
-    rows = run_project("conf/smcl/nerf_synthetic/lego.yaml", tmp_path, monkeypatch)
+    rows = run_project("conf/smcl/nerf_synthetic/lego.yaml", tmp_path, monkeypatch, scene_loss)
     for got, want in zip(rows, DATA["steps"], strict=True):
         s = want["step"]
         assert got["num_points"] == want["num_points"], s  # step 1: 27 pruned, 8 grown
@@ -140,10 +143,10 @@ def test_lego_recipe_trains_like_the_official(tmp_path, monkeypatch):
             assert _close(got["params"][name][0], total, mag, 1e-4), (s, name)
 
 
-def test_improved_variant_keeps_the_moments(tmp_path, monkeypatch):
+def test_improved_variant_keeps_the_moments(tmp_path, monkeypatch, scene_loss):
     """lego_improved.yaml: same first step, then Adam continues (step counts 2 at the prune step) and
     the update differs from the official one."""
-    rows = run_project("conf/smcl/nerf_synthetic/lego_improved.yaml", tmp_path, monkeypatch)
+    rows = run_project("conf/smcl/nerf_synthetic/lego_improved.yaml", tmp_path, monkeypatch, scene_loss)
     for name, (total, mag) in DATA["steps"][0]["params"].items():
         assert _close(rows[0]["params"][name][0], total, mag, 1e-4), name
     assert rows[1]["adam_steps"] == dict.fromkeys(GROUPS.values(), 2)
