@@ -100,7 +100,11 @@ def test_all_configs_load(monkeypatch):
             assert cfg.train.out_dir == base.train.out_dir + "_improved"
             official_model = dict(compat_reset_optimizer=True, compat_uncapped_add=True, init_type="cube")
             assert dataclasses.replace(cfg.model, **official_model) == base.model
-            assert dataclasses.replace(cfg.points, feature_mode="compat_last_chunk_tiled") == base.points
+            gcl = dataclasses.replace(cfg.points.gcl, edge_mode="compat_lower_triangular")
+            assert (
+                dataclasses.replace(cfg.points, feature_mode="compat_last_chunk_tiled", gcl=gcl)
+                == base.points
+            )
     cfgs = {k: v for k, v in cfgs.items() if not k.endswith("_improved")}
     assert cfgs["lego"].model.bkg_score == 3.0 and cfgs["lego"].model.rmsa.v_skip_layer == 5
     assert cfgs["hotdog"].model.select_k == 30

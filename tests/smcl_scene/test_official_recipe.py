@@ -144,14 +144,17 @@ def test_official_init_is_the_cube_with_tiled_cloud_features(tmp_path, monkeypat
     g = torch.Generator().manual_seed(0)
     cloud = torch.rand(110, 3, generator=g)
     write_points(tmp_path / "cloud.npy", cloud.numpy())
-    gcl = PointGCL()
+    gcl = PointGCL()  # the weights; the official graphs (one-direction edges) come from the config
     torch.save(gcl.state_dict(), tmp_path / "gcl.pth")
     monkeypatch.setenv("DATA_ROOT", str(tmp_path))
     over = [f"points.path={tmp_path / 'cloud.npy'}", f"points.gcl_weights={tmp_path / 'gcl.pth'}"]
     cfg = load_config(CONF / "nerf_synthetic/lego.yaml", ExperimentConfig, [*over, "model.init_num=64"])
     model = build_model(cfg)
     assert torch.equal(model.points.detach(), init_points(cfg.model, seed=cfg.train.seed))  # 4^3 grid
-    want = compat_last_chunk_tiled_features(gcl, cloud, n_out=64)
+    assert cfg.points.gcl.edge_mode == "compat_lower_triangular"
+    official = PointGCL(cfg.points.gcl)
+    official.load_state_dict(gcl.state_dict())
+    want = compat_last_chunk_tiled_features(official, cloud, n_out=64)
     assert torch.allclose(model.pc_feats.detach(), want, atol=1e-6)
     assert torch.equal(model.pc_feats[20], model.pc_feats[0])  # tiled
     improved = load_config(CONF / "nerf_synthetic/lego_improved.yaml", ExperimentConfig, over)
