@@ -617,7 +617,8 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------- training
     def fit(self) -> nn.Module:
-        """Train to cfg.max_steps (or until cfg.max_seconds); returns the bare model."""
+        """Train to cfg.max_steps (or until cfg.max_seconds); returns the bare model. On SIGTERM / SIGINT /
+        SIGUSR1 the step finishes, a checkpoint is written and StoppedBySignal (exit 128 + signum) is raised."""
         cfg = self.cfg
         if self.main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
