@@ -68,32 +68,29 @@ class PretrainExperiment:
 def epoch_batch(n: int, batch: int, step: int, seed: int) -> Tensor:
     """Dataset indices of `step`'s batch for this process: items drawn without replacement, a fresh
     permutation per epoch (from `loader_generator(seed, epoch, 0)`, the same on every rank), the last batch
-    of an epoch smaller (a shuffling DataLoader without drop_last). A function of `step` alone, so a resumed
-    run draws what the uninterrupted one would have."""
-    world, rank = get_world_size(), get_rank()
-    per = batch * world
-    epoch, k = divmod(step, math.ceil(n / per))
-    chunk = torch.randperm(n, generator=loader_generator(seed, epoch, 0))[k * per : (k + 1) * per]
-    mine = chunk[rank * batch : (rank + 1) * batch]
-    return mine if len(mine) else chunk[:batch]  # a short last batch leaves no rank empty-handed
-
-
-def steps_per_epoch(n: int, batch: int) -> int:
-    """Optimizer steps of one epoch of `epoch_batch` (the last batch may be smaller)."""
-    return math.ceil(n / (batch * get_world_size()))
+    of an epoch smaller (a shuffling DataLoader without drop_last). `batch` is the global batch; each rank
+    takes its contiguous share, as DataParallel scatters the official batch (a rank left without items
+    repeats the first). A function of `step` alone, so a resumed run draws what the uninterrupted one would."""
+    epoch, k = divmod(step, math.ceil(n / batch))
+    chunk = torch.randperm(n, generator=loader_generator(seed, epoch, 0))[k * batch : (k + 1) * batch]
+    mine = torch.tensor_split(chunk, get_world_size())[get_rank()]
+    return mine if len(mine) else chunk[:1]
 
 
 class TripletSampler:
-    """Callable train_data(step) -> anchor/positive/negative batch (B,3,H,W) of `epoch_batch` triplets;
-    `bn_eval` marks the steps the official recipe runs in eval mode (every epoch after the first)."""
+    """Callable train_data(step) -> anchor/positive/negative batch (B,3,H,W) of `epoch_batch` triplets (the
+    global batch of `train`); `bn_eval` marks the steps the official recipe runs in eval mode (every epoch
+    after the first)."""
 
-    def __init__(self, dataset: Mir180Dataset, batch_size: int, seed: int, eval_after_first_epoch: bool):
-        self.ds, self.batch, self.seed, self.eval_later = dataset, batch_size, seed, eval_after_first_epoch
+    def __init__(self, dataset: Mir180Dataset, train: TrainConfig, eval_after_first_epoch: bool) -> None:
+        self.ds, self.train, self.eval_later = dataset, train, eval_after_first_epoch
 
     def __call__(self, step: int) -> dict[str, Tensor | bool]:
-        items = [self.ds[i] for i in epoch_batch(len(self.ds), self.batch, step, self.seed).tolist()]
+        world = get_world_size()
+        batch = self.train.per_process_batch(world) * world
+        items = [self.ds[i] for i in epoch_batch(len(self.ds), batch, step, self.train.seed).tolist()]
         out: dict[str, Tensor | bool] = {k: torch.stack([it[k] for it in items]) for k in items[0]}
-        out["bn_eval"] = self.eval_later and step >= steps_per_epoch(len(self.ds), self.batch)
+        out["bn_eval"] = self.eval_later and step >= math.ceil(len(self.ds) / batch)
         return out
 
 
@@ -160,10 +157,9 @@ class EncoderPretrainer(nn.Module):
 def build_pretrain(cfg: PretrainExperiment) -> dict:
     seed_everything(cfg.train.seed)  # before anything random is built
     ds = Mir180Dataset(cfg.data.root, cfg.data.split, cfg.data.synsets)
-    batch = cfg.train.per_process_batch(get_world_size())
     return {
         "model": EncoderPretrainer(cfg.encoder, cfg.loss),
-        "train_data": TripletSampler(ds, batch, cfg.train.seed, cfg.eval_mode_after_first_epoch),
+        "train_data": TripletSampler(ds, cfg.train, cfg.eval_mode_after_first_epoch),
     }
 
 
@@ -173,7 +169,7 @@ class SynthDataConfig:
     root: str = ""
     split: str = "train"
     synsets: tuple[str, ...] = ()
-    objects_per_step: int = 4  # SB
+    objects_per_step: int = 4  # SB, over all processes (each rank renders its share, as DataParallel)
     rays_per_object: int = 128
     nviews: tuple[int, ...] = (1,)  # number of source views, drawn from this set per step
     no_bbox_step: int = 100_000  # mask-bbox ray sampling before this step, uniform after

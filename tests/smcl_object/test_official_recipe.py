@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from common.config import load_config
-from common.engine import build_optimizer
+from common.engine import TrainConfig, build_optimizer
 from common.schedules import lr_at
 from smcl.object.experiment import (
     EncoderPretrainer,
@@ -155,7 +155,23 @@ def test_per_view_forward_runs_the_encoder_three_times() -> None:
 def test_eval_mode_after_the_first_epoch_of_pretraining() -> None:
     """Official pretraining: eval() after epoch 0 is never undone, so every later step runs in eval mode."""
     ds = [{k: torch.zeros(3, 8, 8) for k in ("anchor", "positive", "negative")} for _ in range(5)]
-    flags = [TripletSampler(ds, 2, 7, True)(s)["bn_eval"] for s in range(5)]
+    train = TrainConfig(batch_size=2, seed=7)
+    flags = [TripletSampler(ds, train, True)(s)["bn_eval"] for s in range(5)]
     assert flags == [False, False, False, True, True]  # 3 batches (2, 2, 1) per epoch
-    assert not any(TripletSampler(ds, 2, 7, False)(s)["bn_eval"] for s in range(5))
-    assert [len(TripletSampler(ds, 2, 7, True)(s)["anchor"]) for s in range(3)] == [2, 2, 1]
+    assert not any(TripletSampler(ds, train, False)(s)["bn_eval"] for s in range(5))
+    assert [len(TripletSampler(ds, train, True)(s)["anchor"]) for s in range(3)] == [2, 2, 1]
+
+
+def test_epoch_batch_splits_the_global_batch_across_ranks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With 2 processes each rank takes its contiguous share of the one global batch (as DataParallel
+    scatters the official batch of 4): together they see every object once per epoch."""
+    import smcl.object.experiment as exp
+
+    single = [epoch_batch(9, 4, s, seed=1).tolist() for s in range(3)]  # 4, 4, 1
+    parts = []
+    for rank in (0, 1):
+        monkeypatch.setattr(exp, "get_world_size", lambda: 2)
+        monkeypatch.setattr(exp, "get_rank", lambda r=rank: r)
+        parts.append([exp.epoch_batch(9, 4, s, seed=1).tolist() for s in range(3)])
+    assert [a + b for a, b in zip(parts[0][:2], parts[1][:2])] == single[:2]
+    assert parts[0][2] == single[2] == parts[1][2]  # one object left: the empty rank repeats it

@@ -95,7 +95,7 @@ def test_pretrain_official_trajectory(tmp_path: Path) -> None:
     seeded_fill(model)
     imgs = triplet_images(size["triplets"], size["image_size"])
     ds = [{"anchor": t[0], "positive": t[1], "negative": t[2]} for t in imgs]
-    sampler = TripletSampler(ds, cfg.train.batch_size, cfg.train.seed, cfg.eval_mode_after_first_epoch)
+    sampler = TripletSampler(ds, cfg.train, cfg.eval_mode_after_first_epoch)  # as build_pretrain
     names = [k for k in ref["stats"][0] if "." in k]
     rec = Recorder(names, {"grad_norm_encoder": "encoder.", "grad_norm_ffc_nets": "ffc_net"})
     order, train_mode = [], []
