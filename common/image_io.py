@@ -24,7 +24,7 @@ come back RGB-ordered, H x W x C):
 * other channel counts, floating-point or 32-bit files raise :class:`ImageReadError` naming the file.
 
 Labels (:func:`read_label`), depth (:func:`read_depth`) and masks (:func:`read_mask`) have their own
-readers with range checks; videos are decoded by :func:`iter_video_frames`. :func:`write_image` writes
+readers with range checks; videos are decoded by :func:`iter_video_frames` (PyAV). :func:`write_image` writes
 atomically (encode in memory, then :func:`common.io.atomic_write_bytes`).
 """
 
@@ -420,44 +420,38 @@ def read_mask(
     return arr > threshold * top
 
 
-def iter_video_frames(path: str | Path) -> Iterator[np.ndarray]:
-    """Decode a video with OpenCV, yielding H x W x 3 uint8 RGB frames; errors name the file."""
-    path = Path(path)
+def _open_video(path: Path):
+    """PyAV container of an existing video file (the library that writes them: common.viz.save_video)."""
+    import av  # lazy: only video readers pay for FFmpeg
+
     if not path.is_file():
         raise DataError(path, "video file not found")
-    cap = cv2.VideoCapture(str(path))
-    if not cap.isOpened():
-        cap.release()
-        raise DataError(path, "OpenCV cannot open the video")
-    n = 0
     try:
-        while True:
-            ok, bgr = cap.read()
-            if not ok:
-                break
-            n += 1
-            yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-    finally:
-        cap.release()
+        return av.open(str(path))
+    except av.FFmpegError as err:
+        raise DataError(path, f"cannot open the video ({err})") from err
+
+
+def iter_video_frames(path: str | Path) -> Iterator[np.ndarray]:
+    """Decode a video with PyAV (FFmpeg), yielding H x W x 3 uint8 RGB frames; errors name the file."""
+    import av
+
+    path = Path(path)
+    n = 0
+    with _open_video(path) as container:
+        try:
+            for frame in container.decode(video=0):
+                n += 1
+                yield frame.to_ndarray(format="rgb24")
+        except (av.FFmpegError, IndexError) as err:  # IndexError: no video stream
+            raise DataError(path, f"cannot decode frame {n} ({err})") from err
     if n == 0:
         raise DataError(path, "no frames could be decoded")
 
 
 def count_video_frames(path: str | Path) -> int:
-    """Number of decodable frames (counted by grabbing each; the container's frame count can be wrong)."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(path, "video file not found")
-    cap = cv2.VideoCapture(str(path))
-    try:
-        if not cap.isOpened():
-            raise DataError(path, "OpenCV cannot open the video")
-        n = 0
-        while cap.grab():
-            n += 1
-    finally:
-        cap.release()
-    return n
+    """Number of decodable frames (each decoded; the container's frame count can be wrong)."""
+    return sum(1 for _ in iter_video_frames(path))
 
 
 def write_image(path: str | Path, array: np.ndarray) -> Path:

@@ -1,4 +1,4 @@
-"""Figures for reports: GIFs, MP4 videos, contact sheets, label colouring and overlays, bar and line
+"""Figures for reports: GIFs, H.264 videos, contact sheets, label colouring and overlays, bar and line
 plots, confusion matrices (matplotlib Agg, no display needed).
 
 Images are H x W x 3 arrays (or torch tensors), uint8 or float in [0, 1]; outputs are uint8. Every file
@@ -11,6 +11,7 @@ import io
 import os
 import shutil
 from collections.abc import Mapping, Sequence
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -95,39 +96,39 @@ def save_gif(frames: Sequence[np.ndarray], path: str | Path, fps: float = 10.0) 
     return atomic_write_bytes(path, buf.getvalue())
 
 
-def save_video(
-    frames: Sequence[np.ndarray], path: str | Path, fps: float = 24.0, *, fourcc: str = "mp4v"
-) -> Path:
-    """Write frames (equal-sized H x W x 3 RGB, uint8 or float) as a video with OpenCV (MPEG-4 Part 2).
+def save_video(frames: Sequence[np.ndarray], path: str | Path, fps: float = 24.0, *, crf: int = 18) -> Path:
+    """Write frames (equal-sized H x W x 3 RGB, uint8 or float) as H.264 (libx264, yuv420p) with PyAV:
+    the video browsers play. ``crf`` 18 is x264's "visually lossless" level (scores of the decoded file
+    stay close to those of the frames). yuv420p needs even sides: an odd last row/column is repeated.
 
-    The file is written into a temp folder beside ``path`` and moved into place when complete.
-    Odd sizes are kept (mp4v accepts them); the container follows the suffix (.mp4, .avi, ...).
+    The container follows the suffix (.mp4, .mkv, .mov, .avi); the file is written into a temp folder
+    beside ``path`` and moved into place when complete.
     """
-    import cv2
+    import av  # lazy: only video writers pay for FFmpeg
 
     if len(frames) == 0:
         raise ValueError(f"{path}: no frames to write")
     if fps <= 0:
         raise ValueError(f"fps must be positive, got {fps}")
     path = Path(path)
-    first = to_uint8(frames[0])[:, :, :3]
-    h, w = first.shape[:2]
+    h, w = to_uint8(frames[0]).shape[:2]
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp_dir = temp_path(path)
     tmp_dir.mkdir()
     try:
         tmp = tmp_dir / f"video{path.suffix or '.mp4'}"
-        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*fourcc), float(fps), (w, h))
-        if not writer.isOpened():
-            raise ValueError(f"{path}: OpenCV cannot open a {fourcc!r} video writer for this suffix")
-        try:
+        with av.open(str(tmp), "w") as out:
+            stream = out.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+            stream.width, stream.height = w + w % 2, h + h % 2
+            stream.pix_fmt = "yuv420p"
+            stream.options = {"crf": str(int(crf))}
             for k, f in enumerate(frames):
                 u8 = to_uint8(f)[:, :, :3]
                 if u8.shape[:2] != (h, w):
                     raise ValueError(f"{path}: frame {k} is {u8.shape[:2]}, expected {(h, w)} like frame 0")
-                writer.write(np.ascontiguousarray(u8[:, :, ::-1]))
-        finally:
-            writer.release()
+                u8 = np.pad(u8, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+                out.mux(stream.encode(av.VideoFrame.from_ndarray(u8, format="rgb24")))
+            out.mux(stream.encode())  # flush the encoder
         os.replace(tmp, path)
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)

@@ -87,6 +87,27 @@ def test_save_video_round_trip(tmp_path) -> None:
     assert sorted(x.name for x in tmp_path.iterdir()) == ["v.mp4"]
 
 
+def test_save_video_is_h264_browsers_play_and_odd_sizes_are_padded(tmp_path) -> None:
+    """Issue 20 §2: H.264 in yuv420p (not OpenCV's mp4v); an odd side gets its last row/column repeated."""
+    import av
+
+    from common.image_io import iter_video_frames
+    from common.viz import save_video
+
+    g = np.random.default_rng(0)
+    smooth = np.kron(g.integers(0, 256, (6, 8, 3)), np.ones((12, 12, 1))).astype(np.uint8)[:71, :95]
+    p = save_video([smooth, smooth[::-1].copy()], tmp_path / "v.mp4", fps=24)
+    with av.open(str(p)) as c:
+        s = c.streams.video[0]
+        assert (s.codec_context.name, s.codec_context.pix_fmt) == ("h264", "yuv420p")
+        assert float(s.average_rate) == 24.0
+    got = list(iter_video_frames(p))
+    assert len(got) == 2 and got[0].shape == (72, 96, 3)
+    assert np.abs(got[0][71].astype(float) - got[0][70]).mean() < 4  # the repeated row
+    err = np.abs(got[0][:71, :95].astype(float) - smooth).mean()
+    assert err < 6.0  # random colour blocks (4:2:0 chroma at their edges); unrelated frames differ by ~85
+
+
 def test_line_plot_and_confusion_matrix(tmp_path) -> None:
     from common.viz import confusion_matrix_plot, line_plot
 
