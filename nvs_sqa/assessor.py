@@ -24,8 +24,8 @@ import torch
 from nvs_sqa.frames import (
     VIDEO_EXTS,
     FrameError,
+    as_sequences,
     check_same_size,
-    check_size,
     iter_video,
     list_frames,
     read_frame,
@@ -73,6 +73,32 @@ def resolve_device(device: str | int | torch.device) -> torch.device:
         f"device {device!r}: a QualityAssessor runs on one device ('cpu', 'cuda:N' or N); "
         "to shard a bank over several GPUs use `nvs_sqa_app.py -d 0-3`"
     )
+
+
+def model_input(x: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
+    """(N, 3, H, W) uint8 (read as v / 255, as 8-bit files are) or float in [0, 1] -> float32 on `device`."""
+    x = x.to(device)
+    x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
+    return x.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+
+
+@torch.inference_mode()
+def encode_sequences(
+    view_encoder: torch.nn.Module, model: SequenceModel, frames: torch.Tensor, chunk: int, channels_last: bool
+) -> torch.Tensor:
+    """(B, T, 3, H, W) checked frames (`as_sequences`) -> (B, 384) features: the CNN `chunk` frames at a
+    time, then the sequence model ("last" fusion). The one numerical path of score_frames and NSSQuality."""
+    device = next(view_encoder.parameters()).device
+    b, t = frames.shape[:2]
+    flat = frames.flatten(0, 1)
+    tokens = torch.cat(
+        [
+            view_encoder(model_input(flat[i : i + chunk], device, channels_last))
+            for i in range(0, b * t, chunk)
+        ]
+    )
+    tokens = tokens.float().view(b, t, -1).transpose(0, 1).contiguous()  # (T, B, D), sequence-first
+    return model.forward_tokens(tokens).float()
 
 
 @dataclass
@@ -124,12 +150,9 @@ class QualityAssessor:
 
     # ---- features -------------------------------------------------------------------------------
     def _batch(self, frames: Sequence[np.ndarray]) -> torch.Tensor:
-        x = torch.from_numpy(np.stack(frames)).to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        else:
-            x = x.contiguous()
-        return x
+        return model_input(
+            torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2), self.device, self.channels_last
+        )
 
     @torch.inference_mode()
     def features_from_stream(
@@ -188,18 +211,14 @@ class QualityAssessor:
             )
         return NSSScore(name, n, hw[1], hw[0], jod, feat, out)
 
-    def score_frames(self, frames: Sequence[np.ndarray] | np.ndarray, name: str = "frames") -> NSSScore:
-        """Frames as (N, H, W, 3) uint8 (array or list) -> score."""
-        frames = list(frames)
-        if not frames:
-            raise FrameError(f"{name}: no frames")
-        for i, f in enumerate(frames):
-            if f.ndim != 3 or f.shape[2] != 3 or f.dtype != np.uint8:
-                raise FrameError(f"{name}[{i}]: expected (H, W, 3) uint8, got {f.shape} {f.dtype}")
-        check_size(frames[0].shape[0], frames[0].shape[1], name)
-        check_same_size([f.shape for f in frames], [f"{name}[{i}]" for i in range(len(frames))])
-        feat = self.features_from_stream(frames)
-        return self._result(name, len(frames), frames[0].shape[:2], feat)
+    def score_frames(self, frames, name: str = "frames") -> NSSScore:
+        """One sequence -> score. Accepts what `NSSQuality.update` accepts (`nvs_sqa.frames.as_sequences`):
+        a (T, 3, H, W) tensor, or (T, H, W, 3) NumPy frames (array or list), uint8 or float in [0, 1]."""
+        x = as_sequences(frames, name)
+        if x.shape[0] != 1:
+            raise FrameError(f"{name}: score_frames scores one sequence, got {x.shape[0]} (use NSSQuality)")
+        feat = encode_sequences(self.view_encoder, self.model, x, self.chunk, self.channels_last)
+        return self._result(name, x.shape[1], tuple(x.shape[-2:]), feat[0].cpu().numpy())
 
     def score_stream(
         self, frames: Iterable[np.ndarray], name: str, progress: Callable[[int], None] | None = None

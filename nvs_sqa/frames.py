@@ -15,6 +15,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from common.errors import DataError, TriVisionError
 from common.image_io import ImageReadError, iter_video_frames, natural_sort_key, read_image
@@ -85,3 +86,45 @@ def iter_video(path: Path) -> Iterator[np.ndarray]:
             yield frame
     except DataError as err:
         raise FrameError(str(err)) from err
+
+
+def as_sequences(frames, where: str) -> torch.Tensor:
+    """What `NSSQuality.update` and `QualityAssessor.score_frames` accept -> (B, T, 3, H, W), uint8 or float
+    in [0, 1] (one check, one set of messages, prefixed by `where`).
+
+    Tensors are channels-first: one sequence (T, 3, H, W) or a batch (B, T, 3, H, W). NumPy arrays are
+    channels-last as decoded from files: (T, H, W, 3), or a list of (H, W, 3) frames. uint8 is read as
+    v / 255 (as 8-bit files are); float must lie in [0, 1] (never rescaled or clipped silently).
+    """
+    if isinstance(frames, np.ndarray) or (
+        isinstance(frames, (list, tuple)) and frames and isinstance(frames[0], np.ndarray)
+    ):
+        arrays = list(frames)
+        for i, f in enumerate(arrays):
+            if not isinstance(f, np.ndarray) or f.ndim != 3 or f.shape[2] != 3:
+                got = f"{f.shape} {f.dtype}" if isinstance(f, np.ndarray) else type(f).__name__
+                raise FrameError(f"{where}[{i}]: expected an (H, W, 3) frame, got {got}")
+        if arrays:
+            check_same_size([f.shape for f in arrays], [f"{where}[{i}]" for i in range(len(arrays))])
+        frames = torch.from_numpy(np.stack(arrays) if arrays else np.zeros((0, 0, 0, 3), np.uint8))
+        frames = frames.permute(0, 3, 1, 2)  # a channels-last view: no copy
+    elif isinstance(frames, (list, tuple)) and frames and isinstance(frames[0], torch.Tensor):
+        frames = torch.stack(list(frames))
+    if not isinstance(frames, torch.Tensor):
+        raise FrameError(f"{where}: frames must be a tensor or NumPy frames, got {type(frames).__name__}")
+    if frames.ndim == 4:
+        frames = frames.unsqueeze(0)
+    if frames.ndim != 5 or frames.shape[2] != 3:
+        raise FrameError(f"{where}: expected (T, 3, H, W) or (B, T, 3, H, W), got {tuple(frames.shape)}")
+    b, t, _, h, w = frames.shape
+    if b == 0 or t == 0:
+        raise FrameError(f"{where}: no frames ({tuple(frames.shape)})")
+    check_size(h, w, where)
+    if frames.dtype == torch.uint8:
+        return frames
+    if not frames.is_floating_point():
+        raise FrameError(f"{where}: frames must be float in [0, 1] or uint8, got {frames.dtype}")
+    lo, hi = float(frames.amin()), float(frames.amax())
+    if not (0.0 <= lo and hi <= 1.0):  # also catches NaN
+        raise FrameError(f"{where}: float frames must lie in [0, 1], got [{lo:.4g}, {hi:.4g}]")
+    return frames

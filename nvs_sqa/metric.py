@@ -16,8 +16,8 @@ from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
-from nvs_sqa.assessor import QualityAssessor
-from nvs_sqa.frames import MIN_SIDE, FrameError
+from nvs_sqa.assessor import QualityAssessor, encode_sequences
+from nvs_sqa.frames import as_sequences
 from nvs_sqa.ridge import LABEL_RANGE
 
 __all__ = ["NSSQuality"]
@@ -28,17 +28,19 @@ class NSSQuality(Metric):
     video, mostly negative, higher is better).
 
     `update(frames, keys=None)`: one sequence `(T, 3, H, W)` or a batch `(B, T, 3, H, W)`, float in [0, 1]
-    or uint8 in [0, 255] (divided by 255, exactly as the assessor reads 8-bit frames), on any device (moved
-    to the metric's device chunk by chunk). Sequences of different sizes and lengths may go to different
+    or uint8 in [0, 255] (divided by 255, exactly as the assessor reads 8-bit frames), or NumPy
+    `(T, H, W, 3)` frames: what `QualityAssessor.score_frames` takes (one check for both:
+    `nvs_sqa.frames.as_sequences`), on any device (moved to the metric's device chunk by chunk). Sequences of different sizes and lengths may go to different
     `update` calls. `keys`: one int per sequence, its dataset index; a key given more than once (the
     repeats a `DistributedSampler` pads the last batch with, or a re-scored sequence) is counted once, with
     its first result. Default keys (update order) only in one process: under DDP `keys` are required, as
     only dataset indices tell padding from data (3 sequences on 2 ranks would otherwise give 4 scores).
     With a `DistributedSampler`, have the dataset return its index and pass it as `keys`.
 
-    `compute()` -> dict: `"jod"` (N,) per-sequence scores sorted by key, `"mean"` their mean, `"keys"` (N,)
+    `compute()` -> the mean JOD, a scalar tensor (what `MetricCollection`, `self.log_dict` and `plot()`
+    take); `scores()` -> dict: `"jod"` (N,) per-sequence scores sorted by key, `"mean"`, `"keys"` (N,)
     int64 (distinct) and `"features"` (N, 384) float32. States are cat states, synced over DDP ranks by
-    torchmetrics.
+    torchmetrics (both methods).
 
     Scores equal `QualityAssessor.score_frames` on the same frames (features within 1e-5) whatever the
     batch composition, the `chunk` (frames per CNN call, default the assessor's; memory only), the device
@@ -128,52 +130,12 @@ class NSSQuality(Metric):
         self._count = 0
 
     # ---- update ---------------------------------------------------------------------------------
-    def _check(self, frames: Tensor) -> Tensor:
-        if not isinstance(frames, Tensor):
-            raise TypeError(f"NSSQuality.update: frames must be a Tensor, got {type(frames).__name__}")
-        if frames.ndim == 4:
-            frames = frames.unsqueeze(0)
-        if frames.ndim != 5 or frames.shape[2] != 3:
-            raise FrameError(
-                f"NSSQuality.update: expected (T, 3, H, W) or (B, T, 3, H, W), got {tuple(frames.shape)}"
-            )
-        b, t, _, h, w = frames.shape
-        if b == 0 or t == 0:
-            raise FrameError(f"NSSQuality.update: empty input {tuple(frames.shape)}")
-        if h < MIN_SIDE or w < MIN_SIDE:
-            raise FrameError(
-                f"NSSQuality.update: frames are {w}x{h}; NVS-SQA needs at least {MIN_SIDE}x{MIN_SIDE}"
-            )
-        if frames.dtype == torch.uint8:
-            return frames
-        if not frames.is_floating_point():
-            raise FrameError(
-                f"NSSQuality.update: frames must be float in [0, 1] or uint8, got {frames.dtype}"
-            )
-        lo, hi = float(frames.amin()), float(frames.amax())
-        if not (0.0 <= lo and hi <= 1.0):  # also catches NaN
-            raise FrameError(f"NSSQuality.update: float frames must lie in [0, 1], got [{lo:.4g}, {hi:.4g}]")
-        return frames
-
-    def _to_input(self, x: Tensor) -> Tensor:
-        x = x.to(self.ridge_coef.device)
-        x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
-        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
-        return x.contiguous(memory_format=fmt)
-
-    @torch.no_grad()
-    def sequence_features(self, frames: Tensor) -> Tensor:
+    def sequence_features(self, frames) -> Tensor:
         """(T, 3, H, W) or (B, T, 3, H, W) -> (B, 384) features (the same checks as `update`)."""
-        frames = self._check(frames)
-        b, t = frames.shape[:2]
-        flat = frames.flatten(0, 1)
-        tokens = torch.cat(
-            [self.view_encoder(self._to_input(flat[i : i + self.chunk])) for i in range(0, b * t, self.chunk)]
-        )
-        tokens = tokens.float().view(b, t, -1).transpose(0, 1).contiguous()  # (T, B, D), sequence-first
-        return self.sequence_model.forward_tokens(tokens).float()
+        x = as_sequences(frames, "NSSQuality.update")
+        return encode_sequences(self.view_encoder, self.sequence_model, x, self.chunk, self.channels_last)
 
-    def update(self, frames: Tensor, keys: Sequence[int] | Tensor | None = None) -> None:
+    def update(self, frames, keys: Sequence[int] | Tensor | None = None) -> None:
         feats = self.sequence_features(frames)
         n = feats.shape[0]
         if keys is None:
@@ -191,17 +153,30 @@ class NSSQuality(Metric):
         self.features.append(feats)
         self.keys.append(k)
 
-    def forward(self, frames: Tensor, keys: Sequence[int] | Tensor | None = None) -> dict[str, Tensor]:
-        """`update` and return the scores of these sequences only (the dict of `compute`, unsynced)."""
+    def forward(self, frames, keys: Sequence[int] | Tensor | None = None) -> Tensor:
+        """`update`, and return the mean score of these sequences only (unsynced), as torchmetrics does."""
         self.update(frames, keys)
-        feats, k = self.features[-1], self.keys[-1]
-        jod = feats @ self.ridge_coef + self.ridge_intercept
-        return {"jod": jod, "mean": jod.mean(), "keys": k, "features": feats}
+        return (self.features[-1] @ self.ridge_coef + self.ridge_intercept).mean()
 
     # ---- compute --------------------------------------------------------------------------------
-    def compute(self) -> dict[str, Tensor]:
+    def compute(self) -> Tensor:
+        """Mean JOD over the distinct sequences: a scalar that `MetricCollection`, `log_dict` and `plot`
+        take. Per-sequence scores: `scores()`."""
+        return self._scores()["mean"]
+
+    def scores(self) -> dict[str, Tensor]:
+        """Synced over DDP ranks: `"jod"` (N,) per-sequence scores sorted by key, `"mean"`, `"keys"` (N,)
+        int64 (distinct) and `"features"` (N, 384) float32."""
+        with self.sync_context(dist_sync_fn=self.dist_sync_fn, should_sync=self._to_sync):
+            return self._scores()
+
+    def plot(self, val: Tensor | Sequence[Tensor] | None = None, ax=None):
+        """Plot `compute()` (or given values, e.g. one per step) with torchmetrics' plotting (matplotlib)."""
+        return self._plot(val, ax)
+
+    def _scores(self) -> dict[str, Tensor]:
         if isinstance(self.features, list) and not self.features:
-            raise ValueError("NSSQuality.compute: no sequences were given to update()")
+            raise ValueError("NSSQuality: no sequences were given to update()")
         feats = dim_zero_cat(self.features)
         keys = dim_zero_cat(self.keys)
         order = torch.sort(keys, stable=True).indices
@@ -215,6 +190,6 @@ class NSSQuality(Metric):
             warnings.warn(
                 f"NSSQuality: scores {jod.min().item():.2f}..{jod.max().item():.2f} leave the label range "
                 f"{LABEL_RANGE} the read-out was fitted on; the input is probably not a rendered scene",
-                stacklevel=2,
+                stacklevel=3,
             )
         return {"jod": jod, "mean": jod.mean(), "keys": keys, "features": feats}

@@ -62,40 +62,77 @@ def test_batch_composition(qa, seqs, ref, split: list[int]) -> None:
     for n in split:
         m.update(seqs[i] if n == 1 else seqs[i : i + n])  # (T,3,H,W) for singles, (B,T,3,H,W) otherwise
         i += n
-    out = m.compute()
+    out = m.scores()
     assert close(out["features"], ref[0]) and out["features"].shape == (4, 384)
     assert close(out["jod"], ref[1], 1e-4)
     assert out["mean"].item() == pytest.approx(ref[1].mean(), abs=1e-4)
     assert out["keys"].tolist() == [0, 1, 2, 3]
 
 
-def test_forward_returns_the_batch_and_accumulates(qa, seqs, ref) -> None:
+def test_forward_returns_the_batch_mean_and_accumulates(qa, seqs, ref) -> None:
     m = NSSQuality(weights=None, assessor=qa)
     first = m(seqs[:3])
     second = m(seqs[3])
-    assert close(first["features"], ref[0][:3]) and close(second["jod"], ref[1][3:], 1e-4)
-    assert second["keys"].tolist() == [3]
-    out = m.compute()
+    assert first.ndim == 0 and first.item() == pytest.approx(ref[1][:3].mean(), abs=1e-4)
+    assert second.item() == pytest.approx(ref[1][3], abs=1e-4)
+    out = m.scores()
     assert out["keys"].tolist() == [0, 1, 2, 3] and close(out["features"], ref[0])
+
+
+def test_compute_is_a_scalar_that_collections_log_and_plot(qa, seqs, ref) -> None:
+    """Issue 20 §2: compute() was a dict of (N,) tensors, which log_dict refuses; plot() raised."""
+    from torchmetrics import MetricCollection
+
+    coll = MetricCollection({"nvs_sqa": NSSQuality(weights=None, assessor=qa)})
+    coll.update(seqs)
+    logged = coll.compute()
+    assert list(logged) == ["nvs_sqa"] and logged["nvs_sqa"].ndim == 0
+    assert logged["nvs_sqa"].item() == pytest.approx(ref[1].mean(), abs=1e-4)
+    fig, ax = coll["nvs_sqa"].plot()
+    assert [float(y) for line in ax.lines for y in line.get_ydata()] == [
+        pytest.approx(ref[1].mean(), abs=1e-4)
+    ]
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+
+
+def test_score_frames_accepts_what_update_accepts_with_the_same_messages(qa, seqs, ref) -> None:
+    """Issue 20 §2: score_frames took only NumPy uint8 (H, W, 3) frames; tensors and floats were refused."""
+    one = seqs[1]  # (T, 3, H, W) uint8
+    for frames in (one, one.float() / 255.0, one.permute(0, 2, 3, 1).numpy(), list(one)):
+        assert close(qa.score_frames(frames).feature, ref[0][1])
+    for bad in (
+        torch.full((2, 3, 72, 80), 1.5),
+        torch.zeros(2, 3, 68, 80),
+        torch.zeros(2, 3, 72, 80, dtype=torch.int32),
+    ):
+        with pytest.raises(FrameError) as a:
+            qa.score_frames(bad, name="NSSQuality.update")
+        with pytest.raises(FrameError) as b:
+            NSSQuality(weights=None, assessor=qa).update(bad)
+        assert str(a.value) == str(b.value)
+    with pytest.raises(FrameError, match="one sequence, got 2"):
+        qa.score_frames(seqs[:2])
 
 
 @pytest.mark.parametrize("chunk", [1, 3, 7, 100])
 def test_chunking(qa, seqs, ref, chunk: int) -> None:
     m = NSSQuality(weights=None, assessor=qa, chunk=chunk)
     m.update(seqs)
-    assert close(m.compute()["features"], ref[0])
+    assert close(m.scores()["features"], ref[0])
 
 
 def test_float_input_equals_uint8_and_keys_order(qa, seqs, ref) -> None:
     m = NSSQuality(weights=None, assessor=qa)
     m.update(seqs[2:].float() / 255.0, keys=[12, 13])
     m.update(seqs[:2], keys=[10, 11])
-    out = m.compute()
+    out = m.scores()
     assert out["keys"].tolist() == [10, 11, 12, 13]
     assert close(out["features"], ref[0])
     m.reset()
     m.update(seqs[1])
-    assert close(m.compute()["features"], ref[0][1:2])
+    assert close(m.scores()["features"], ref[0][1:2])
 
 
 def test_sizes_and_lengths_may_differ_between_updates(qa) -> None:
@@ -104,13 +141,13 @@ def test_sizes_and_lengths_may_differ_between_updates(qa) -> None:
     m.update(a)
     m.update(b)
     want = np.concatenate([reference(qa, a)[0], reference(qa, b)[0]])
-    assert close(m.compute()["features"], want)
+    assert close(m.scores()["features"], want)
 
 
 def test_training_mode_does_not_change_scores(qa, seqs, ref) -> None:
     m = NSSQuality(weights=None, assessor=qa).train()  # dropout would change the transformer output
     m.update(seqs)
-    assert not m.sequence_model.training and close(m.compute()["features"], ref[0])
+    assert not m.sequence_model.training and close(m.scores()["features"], ref[0])
     assert NSSQuality.higher_is_better is True
 
 
@@ -122,7 +159,7 @@ def test_networks_stay_out_of_state_dict(qa, seqs, ref) -> None:
     holder.quality.to("cpu", non_blocking=True)
     assert next(holder.quality.view_encoder.parameters()).device.type == "cpu"
     holder.quality.update(seqs)
-    assert close(holder.quality.compute()["features"], ref[0])
+    assert close(holder.quality.scores()["features"], ref[0])
 
 
 @pytest.mark.parametrize(
@@ -153,7 +190,7 @@ def test_compute_without_update_and_bad_keys(qa, seqs) -> None:
 def test_cuda_matches_cpu(qa, seqs, ref) -> None:
     m = NSSQuality(weights=None, assessor=random_assessor()).to("cuda")
     m.update(seqs)  # CPU input is moved chunk by chunk
-    out = m.compute()
+    out = m.scores()
     assert out["jod"].device.type == "cuda"
     assert close(out["features"].cpu(), ref[0], 1e-4)
 
@@ -175,14 +212,15 @@ WORKER = textwrap.dedent(
     mine = list(DistributedSampler(range(5), world, rank, shuffle=False))  # 3 and 2 sequences
     m.update(seqs[mine[0]], keys=mine[:1])
     m.update(seqs[mine[1:]], keys=mine[1:])
-    plain = m.compute()
+    plain = m.scores()
     k = NSSQuality(weights=None, assessor=random_assessor())
     k.update(seqs[mine], keys=[10 - i for i in mine])  # other keys: reversed order
-    keyed = k.compute()
-    padded = NSSQuality(weights=None, assessor=random_assessor())
+    keyed = k.scores()
+    pm = NSSQuality(weights=None, assessor=random_assessor())
     three = list(DistributedSampler(range(3), world, rank, shuffle=False))  # rank 1: [1, 0], 0 is padding
-    padded.update(seqs[three], keys=three)
-    padded = padded.compute()
+    pm.update(seqs[three], keys=three)
+    padded = pm.scores()
+    padded["compute"] = pm.compute()
     try:
         NSSQuality(weights=None, assessor=random_assessor()).update(seqs[mine[:1]])
         default = "accepted"
@@ -207,9 +245,10 @@ def test_two_ranks_gloo_equal_one_process_and_padding_counts_once(tmp_path: Path
         assert close(out["keyed"]["features"], feats[::-1])
         assert out["padded"]["keys"].tolist() == [0, 1, 2]
         assert close(out["padded"]["jod"], jod[:3], 1e-4)
-        assert abs(out["padded"]["mean"].item() - jod[:3].astype(np.float64).mean()) <= 1e-4 * max(
-            1.0, float(np.abs(jod[:3]).max())
-        )
+        for key in ("mean", "compute"):  # compute(): the synced scalar
+            assert abs(out["padded"][key].item() - jod[:3].astype(np.float64).mean()) <= 1e-4 * max(
+                1.0, float(np.abs(jod[:3]).max())
+            )
         assert "keys=" in out["default"]  # default keys cannot tell padding from data: refused under DDP
 
 
@@ -223,6 +262,6 @@ def test_official_weights_match_score_frames(shared_data: Path) -> None:
     want = qa.score_frames(frames)
     m = NSSQuality()  # weights="official"
     m.update(torch.from_numpy(frames).permute(0, 3, 1, 2))
-    out = m.compute()
+    out = m.scores()
     assert close(out["features"][0].numpy(), want.feature)
     assert out["jod"].item() == pytest.approx(want.jod, abs=1e-4)
