@@ -21,6 +21,7 @@ from common.io import atomic_write_bytes, temp_path
 __all__ = [
     "to_uint8",
     "default_palette",
+    "legend",
     "save_gif",
     "save_video",
     "contact_sheet",
@@ -68,11 +69,16 @@ def to_uint8(image, *, rounding: str = "nearest", chw: bool = False) -> np.ndarr
     return np.repeat(a, 3, axis=2) if a.shape[2] == 1 else a
 
 
-def default_palette(n: int) -> np.ndarray:
-    """n distinct colours (n x 3 uint8) from the PASCAL-VOC bit-interleaving scheme; class 0 black."""
+def default_palette(n: int, *, background: bool = True) -> np.ndarray:
+    """n distinct colours (n x 3 uint8) from the PASCAL-VOC bit-interleaving scheme.
+
+    ``background=True``: class 0 is black (VOC's background). ``False`` (class 0 is a real class, which
+    should not look like "nothing"): the colours of VOC ids 1..n, so no class is black.
+    """
+    first = 0 if background else 1
     pal = np.zeros((n, 3), dtype=np.uint8)
     for c in range(n):
-        v, r, g, b = c, 0, 0, 0
+        v, r, g, b = c + first, 0, 0, 0
         for k in range(8):
             r |= ((v >> 0) & 1) << (7 - k)
             g |= ((v >> 1) & 1) << (7 - k)
@@ -192,6 +198,34 @@ def overlay(
     mask = (np.asarray(labels) != ignore_index)[:, :, None]
     out = np.where(mask, (1 - alpha) * img + alpha * col, img)
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def legend(
+    names: Sequence[str],
+    palette: np.ndarray,
+    height: int,
+    *,
+    ids: Sequence[int] | None = None,
+    row: int = 14,
+) -> np.ndarray:
+    """A white ``height`` x W x 3 uint8 panel: one colour swatch and name per class id (all, or ``ids``),
+    in as many columns as the height needs, to sit beside an overlay of the same height."""
+    import cv2
+
+    ids = list(range(len(names))) if ids is None else [int(i) for i in ids]
+    if any(not 0 <= i < min(len(names), len(palette)) for i in ids):
+        raise ValueError(f"legend ids {ids} outside the {len(names)} names / {len(palette)} colours")
+    font, scale = cv2.FONT_HERSHEY_SIMPLEX, row / 35.0
+    per_col = max(1, (height - 4) // row)
+    text_w = max([cv2.getTextSize(str(names[i]), font, scale, 1)[0][0] for i in ids] or [0])
+    col_w = row + 6 + text_w + 8
+    panel = np.full((height, 4 + col_w * max(1, -(-len(ids) // per_col)), 3), 255, np.uint8)
+    for k, i in enumerate(ids):
+        c, r = divmod(k, per_col)
+        x, y = 4 + c * col_w, 4 + r * row
+        panel[y : y + row - 3, x : x + row - 3] = palette[i]
+        cv2.putText(panel, str(names[i]), (x + row + 2, y + row - 5), font, scale, (0, 0, 0), 1, cv2.LINE_AA)
+    return panel
 
 
 def _pyplot():

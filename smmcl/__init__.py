@@ -1,6 +1,7 @@
 """SMMCL (Dong & Yokoya, WACV 2024): dual-branch MSCAN RGB-X segmentation with multi-modal contrast."""
 
 from smmcl.data import RGBXDataset, RGBXDatasetConfig
+from smmcl.inference import predict
 from smmcl.losses import SMMCLLoss, SMMCLLossConfig
 from smmcl.models import (
     BUILDERS,
@@ -34,4 +35,5 @@ __all__ = [
     "SegNeXtRGBXConfig",
     "build_model",
     "build_segnext_rgbx",
+    "predict",
 ]

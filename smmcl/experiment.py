@@ -297,7 +297,8 @@ class SegmentationEval(nn.Module):
             rows.append(row)
             if self.overlay_dir is not None and name in self.overlay_ids:
                 item = {"rgb": batch["rgb"][i].cpu(), "label": label[i].cpu()}
-                save_overlay(item, pred[i].cpu(), self.overlay_dir / f"{name}.png", self.num_classes)
+                path = self.overlay_dir / f"{name}.png"
+                save_overlay(item, pred[i].cpu(), path, self.num_classes, 0 in self.ecfg.exclude)
         return rows
 
 
@@ -393,14 +394,14 @@ def evaluate(
     return scores
 
 
-def save_overlay(item: dict[str, Tensor], pred: Tensor, path: Path, num_classes: int) -> Path:
-    """RGB | prediction overlay | ground truth, side by side."""
+def save_overlay(item: dict[str, Tensor], pred: Tensor, path: Path, num_classes: int, void0: bool) -> Path:
+    """RGB | prediction overlay | ground truth, side by side (class 0 black only when it is void)."""
     from common.image_io import write_image
     from common.viz import colorize_labels, default_palette, overlay
 
     mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
     rgb = np.clip(item["rgb"].numpy().transpose(1, 2, 0) * std + mean, 0, 1)
-    palette = default_palette(max(num_classes, 2))
+    palette = default_palette(max(num_classes, 2), background=void0)
     over = overlay(rgb, pred.numpy(), palette, 0.5)
     gt = colorize_labels(item["label"].numpy(), palette)
     sheet = np.concatenate([_u8(rgb), _u8(over), _u8(gt)], axis=1)
@@ -433,38 +434,3 @@ def load_trained(model: nn.Module, path: str | Path) -> None:
     if "model" not in state:
         raise CheckpointError(f"checkpoint {path} has no 'model' entry (keys: {sorted(state)[:10]})")
     load_state_dict_strict(model, state["model"], source=str(path))
-
-
-def overlay_names(rgbs: list[Path]) -> list[str]:
-    """One distinct overlay file name per input: `<stem>_overlay.png`, or `<stem>_<i>_overlay.png` (i the
-    input's position) for inputs whose file stems collide (e.g. `day/0001.png` and `night/0001.png`)."""
-    from collections import Counter
-
-    counts = Counter(Path(p).stem for p in rgbs)
-    names: list[str] = []
-    for i, path in enumerate(rgbs):
-        stem = Path(path).stem
-        name = f"{stem}_overlay.png" if counts[stem] == 1 else f"{stem}_{i}_overlay.png"
-        while name in names:
-            name = name.replace("_overlay.png", "_x_overlay.png")
-        names.append(name)
-    return names
-
-
-def predict_files(
-    model: SegNeXtRGBX, cfg: ExperimentConfig, rgbs: list[Path], auxs: list[Path | None], out: Path
-) -> list[Path]:
-    """Overlays for user image pairs read with the dataset's reading rules (no label: shown as ignore).
-
-    The files are read where they are (errors name them); inputs go to the model's device; every input
-    gets its own overlay (see overlay_names). aux None: the aux is channel 4 of the RGB file.
-    """
-    from smmcl.data.rgbx import read_sample, to_tensors
-
-    device, out = next(model.parameters()).device, Path(out)
-    written = []
-    for (rgb_path, aux_path), name in zip(zip(rgbs, auxs), overlay_names(rgbs)):
-        item = to_tensors(*read_sample(Path(rgb_path), aux_path and Path(aux_path), None, cfg.data))
-        probs = predict(model, item["rgb"][None].to(device), item["aux"][None].to(device), cfg.eval)
-        written.append(save_overlay(item, probs.argmax(1)[0].cpu(), out / name, cfg.model.num_classes))
-    return written

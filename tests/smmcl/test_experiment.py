@@ -151,30 +151,3 @@ def test_day_night_splits_reported_beside_the_overall(tmp_path):
     assert (
         report.is_file() and (tmp_path / "eval.csv").is_file() and (tmp_path / "eval_confusion.png").is_file()
     )
-
-
-def test_predict_files_moves_inputs_to_the_model_device(tmp_path):
-    """-d is honoured: the inputs follow the model's parameters (a meta parameter stands in for a GPU)."""
-    from common.synthetic import write_rgbx_scenes
-    from smmcl.data import RGBXDatasetConfig
-    from smmcl.experiment import ExperimentConfig, predict_files
-
-    root = write_rgbx_scenes(tmp_path / "s", n_train=1, n_test=1, size=(32, 48), seed=0)
-
-    class Stub(PixelwiseStub):
-        def __init__(self):
-            super().__init__()
-            self.anchor = nn.Parameter(torch.empty(1, device="meta"))
-            self.devices = []
-
-        def forward(self, rgb, aux):
-            self.devices.append((rgb.device.type, aux.device.type))
-            return torch.zeros(1, 4, *rgb.shape[2:])
-
-    cfg = ExperimentConfig(
-        data=RGBXDatasetConfig(num_classes=4), eval=EvalConfig(seed=None, crop=(32, 48), exclude=())
-    )
-    stub = Stub()
-    rgb, aux = root / "RGB" / "00001.png", root / "Depth" / "00001.png"
-    written = predict_files(stub, cfg, [rgb], [aux], tmp_path / "out")
-    assert stub.devices == [("meta", "meta")] and written[0].is_file()

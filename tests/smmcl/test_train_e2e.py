@@ -127,7 +127,9 @@ def test_predict_names_user_files_one_overlay_per_input_and_refuses_outputs_in_i
     predict.main(
         [*base, "--rgb", str(rgb), str(night / "00002.png"), "--aux", str(aux), str(aux), "-o", str(out)]
     )
-    assert sorted(p.name for p in out.iterdir()) == ["00002_0_overlay.png", "00002_1_overlay.png"]
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png")) == [
+        f"{kind}/00002_{i}.png" for kind in ("pred", "vis") for i in (0, 1)
+    ]
     bad = tmp_path / "broken.png"
     bad.write_bytes(b"not a png")
     with pytest.raises(TriVisionError, match=str(bad)):  # the user's file, not a temporary copy
