@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from common.viz import bar_chart, colorize_labels, contact_sheet, default_palette, overlay, save_gif
+from common.viz import bar_chart, colorize_labels, contact_sheet, default_palette, legend, overlay, save_gif
 
 
 def test_contact_sheet_layout() -> None:
@@ -31,6 +31,29 @@ def test_colorize_and_overlay() -> None:
     assert len({tuple(c) for c in default_palette(20)}) == 20
     with pytest.raises(ValueError, match="palette has 3"):
         colorize_labels(np.array([[5]]), pal)
+
+
+def test_palette_without_background_has_no_black_class() -> None:
+    """background=False (class 0 a real class): the VOC colours of ids 1..n, none black, all distinct."""
+    voc = default_palette(10)
+    assert voc[0].tolist() == [0, 0, 0] and voc[1].tolist() == [128, 0, 0]  # VOC: background, aeroplane
+    real = default_palette(9, background=False)
+    assert real.tolist() == voc[1:].tolist() and (real.sum(1) > 0).all()
+
+
+def test_legend_swatches_in_columns() -> None:
+    """One swatch per listed id, in the id's colour, top to bottom, a new column when the height is full."""
+    pal = default_palette(5, background=False)
+    panel = legend(["a", "b", "c", "d", "e"], pal, 40, ids=[1, 3, 4], row=14)
+    assert panel.dtype == np.uint8 and panel.shape[0] == 40 and panel.shape[2] == 3
+    per_col = (40 - 4) // 14  # 2 rows, so id 4 starts a second column
+    col_w = (panel.shape[1] - 4) // 2
+    assert panel[5, 5].tolist() == pal[1].tolist() and panel[5 + 14, 5].tolist() == pal[3].tolist()
+    assert per_col == 2 and panel[5, 5 + col_w].tolist() == pal[4].tolist()
+    assert panel[5 + 14, 5 + col_w].tolist() == [255, 255, 255]  # no fourth entry
+    assert legend(["a"], pal, 40).shape[1] < legend(["a long class name"], pal, 40).shape[1]
+    with pytest.raises(ValueError, match="legend ids"):
+        legend(["a", "b"], pal, 40, ids=[2])
 
 
 def test_gif_and_bar_chart_files(tmp_path) -> None:
