@@ -17,10 +17,20 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--depth", type=Path, required=True, help="16-bit depth PNG (filled)")
     p.add_argument("--raw-depth", type=Path, default=None, help="raw depth PNG: zeros mark missing data")
     p.add_argument(
-        "--depth-scale", type=float, default=10000.0, help="PNG value per metre (NYU toolbox: 10000)"
+        "--depth-scale",
+        type=float,
+        default=10000.0,
+        help="PNG value per metre (NYU toolbox: 10000, millimetres: 1000; a mostly saturated or farther "
+        "than indoor result is warned about)",
     )
     p.add_argument(
-        "--intrinsics", type=float, nargs=4, default=NYU_INTRINSICS, metavar=("FX", "FY", "CX", "CY")
+        "--intrinsics",
+        type=float,
+        nargs=4,
+        default=NYU_INTRINSICS,
+        metavar=("FX", "FY", "CX", "CY"),
+        help="pixel intrinsics of this image (default: NYU's 640x480 colour camera; another size, or a "
+        "principal point far from the centre, is warned about)",
     )
     p.add_argument(
         "--mask-mode",

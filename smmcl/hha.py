@@ -9,6 +9,7 @@ angle = acos(N . g) in degrees + 38. All loops over pixels are numpy array opera
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,11 @@ import numpy as np
 from common.errors import DataError
 from common.image_io import read_depth
 
+log = logging.getLogger(__name__)
+
 NYU_INTRINSICS = (518.8579, 519.4696, 325.5824, 253.7362)  # fx, fy, cx, cy of the NYU colour camera
+NYU_SIZE = (480, 640)  # (H, W) the NYU intrinsics belong to
+SATURATION_M = 31000.0 / 255 / 100  # nearer than this (1.22 m) the disparity channel clips at 255
 
 
 def point_cloud(
@@ -119,6 +124,37 @@ def depth_to_hha(
     return np.clip(np.round(hha), 0, 255).astype(np.uint8)
 
 
+def input_warnings(depth_m: np.ndarray, intrinsics=NYU_INTRINSICS) -> list[str]:
+    """What makes the HHA image of this depth (metres, 0 = missing) mislead, though it can be computed:
+    a disparity channel mostly saturated or depths beyond any room (a wrong depth scale: millimetres read
+    with the NYU 1/10000 m default), or intrinsics that do not fit the image (NYU's 640x480 ones on a crop
+    or another camera: the principal point far from the image centre)."""
+    h, w = depth_m.shape
+    valid = depth_m[depth_m > 0]
+    out = []
+    if valid.size:
+        near, median = float((valid < SATURATION_M).mean()), float(np.median(valid))
+        if near > 0.5 or median > 20:
+            what = f"{100 * near:.0f} % nearer than {SATURATION_M:.2f} m, where disparity saturates at 255"
+            out.append(
+                f"depth median {median:.3g} m ({what if near > 0.5 else 'farther than an indoor scene'}): "
+                "is --depth-scale right? It is depth units per metre: 10000 for NYU toolbox PNGs, 1000 for "
+                "millimetres"
+            )
+    fx, fy, cx, cy = intrinsics
+    if tuple(intrinsics) == NYU_INTRINSICS and (h, w) != NYU_SIZE:
+        out.append(
+            f"the intrinsics are NYU's 640x480 colour camera, but this image is {w}x{h}: give --intrinsics of "
+            "its camera (a crop moves cx, cy by its offset; a resize scales all four)"
+        )
+    elif abs(cx - w / 2) > 0.05 * w or abs(cy - h / 2) > 0.05 * h:
+        out.append(
+            f"principal point ({cx:g}, {cy:g}) is far from the centre of this {w}x{h} image: are --intrinsics "
+            "those of this image (not of the uncropped or full-size one)?"
+        )
+    return out
+
+
 def check_depth_scale(depth_scale: float) -> None:
     """Depth units per metre must be a positive finite number (0 divides by zero, < 0 flips the scene)."""
     if not (np.isfinite(depth_scale) and depth_scale > 0):
@@ -143,7 +179,8 @@ def hha_from_files(
     be all zero only with allow_zero. 8-bit depth (256 levels, not metric) or all-zero depth (no data: a mask
     or a wrong file) is refused with DataError unless allowed (common.image_io.read_depth); so is negative
     depth (float files), and a `depth_scale` that is not a positive finite number: either
-    would give an HHA image of clipped garbage.
+    would give an HHA image of clipped garbage. A likely wrong scale or intrinsics is logged as a warning
+    (input_warnings).
     """
     check_depth_scale(depth_scale)
     d = read_depth(depth, allow_8bit=allow_8bit, allow_zero=allow_zero).astype(np.float64)
@@ -157,4 +194,6 @@ def hha_from_files(
         if raw.shape != d.shape:
             raise DataError(raw_depth, f"shape {raw.shape} differs from {depth} {d.shape}")
         missing = raw == 0
+    for message in input_warnings(d / depth_scale, intrinsics):
+        log.warning("%s: %s", depth, message)
     return depth_to_hha(d / depth_scale, missing, intrinsics, mask_mode)

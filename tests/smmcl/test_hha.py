@@ -152,3 +152,31 @@ def test_negative_depth_is_refused(tmp_path):
         hha_from_files(path, None, 1.0)
     with pytest.raises(ValueError, match=">= 0"):
         depth_to_hha(d.astype(np.float64))
+
+
+def test_input_warnings_name_a_wrong_depth_scale_or_intrinsics():
+    """Millimetres read as 1/10000 m saturate disparity; a non-640x480 image with NYU's intrinsics, or a
+    principal point far from the centre, is named; plausible metric NYU input says nothing."""
+    from smmcl.hha import input_warnings
+
+    room = np.full((480, 640), 2.5)
+    assert input_warnings(room) == []
+    (near,) = input_warnings(room / 10)  # 2500 mm / 10000
+    assert "0.25 m (100 % nearer than 1.22 m" in near and "--depth-scale" in near
+    (far,) = input_warnings(room * 10)
+    assert "farther than an indoor scene" in far
+    (crop,) = input_warnings(np.full((425, 560), 2.5))
+    assert "NYU's 640x480" in crop and "560x425" in crop
+    (moved,) = input_warnings(room, (500.0, 500.0, 400.0, 240.0))
+    assert "principal point (400, 240)" in moved
+    assert input_warnings(np.zeros((4, 4)), (5.0, 5.0, 2.0, 2.0)) == []  # no valid depth: nothing to judge
+
+
+def test_nyu_crop_in_millimetres_warns_twice(shared_data, caplog):
+    """The real 560x425 millimetre crop with the defaults (scale 10000, NYU 640x480 intrinsics)."""
+    crop = shared_data / "nyu_depth_v2" / "crop_rgbd"
+    with caplog.at_level("WARNING", logger="smmcl.hha"):
+        hha_from_files(crop / "depth.png", crop / "rawdepth.png", 10000.0)
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 2 and all(m.startswith(str(crop / "depth.png")) for m in messages)
+    assert "--depth-scale" in messages[0] and "560x425" in messages[1]
