@@ -112,10 +112,11 @@ def main() -> None:
     folders = [str(f.resolve()) for f in args.folders]
     with tempfile.TemporaryDirectory() as tmp:
         target = Path(tmp) / "official"
-        from nvs_sqa.weights import WHEEL_SHA256, WHEEL_SPEC
+        from nvs_sqa.weights import OFFICIAL
 
+        wheel = OFFICIAL.package
         install_official(
-            target, WHEEL_SPEC, WHEEL_SHA256, find_links=weights_dir() / "packages", no_index=args.no_index
+            target, wheel.spec, wheel.sha256, find_links=weights_dir() / "packages", no_index=args.no_index
         )
         env = dict(os.environ, PYTHONPATH=str(target))
         t0 = time.time()

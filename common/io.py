@@ -166,7 +166,7 @@ def atomic_torch_save(obj: Any, path: str | Path) -> Path:
     return Path(path)
 
 
-def atomic_savez(path: str | Path, *, compressed: bool = False, **arrays: Any) -> Path:
+def atomic_savez(path: str | Path, /, *, compressed: bool = False, **arrays: Any) -> Path:
     """``np.savez`` (or ``savez_compressed``) of named arrays to ``path`` atomically; returns the path.
 
     The archive is built in memory, so ``path`` keeps the name given (numpy would append ``.npz``).

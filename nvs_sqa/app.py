@@ -43,9 +43,9 @@ from pathlib import Path
 import numpy as np
 
 from common.errors import DataError, TriVisionError
+from common.io import atomic_savez, load_npz
 from nvs_sqa.assessor import QualityAssessor
 from nvs_sqa.frames import VIDEO_EXTS, iter_video, list_frames
-from nvs_sqa.npz import read_npz, write_npz
 from nvs_sqa.ridge import LABEL_RANGE
 
 TASK = "nvs_sqa.app"
@@ -274,7 +274,7 @@ def read_outputs(out: Outputs) -> dict[str, dict]:
             except (KeyError, ValueError) as err:
                 raise DataError(out.csv, f"not a CSV written by nvs_sqa_app ({err})") from err
         sets.append(rows)
-    feats = read_npz(out.features) if out.features is not None else None
+    feats = load_npz(out.features) if out.features is not None else None
     keys = set.intersection(*(set(s) for s in sets))
     if feats is not None:
         keys &= set(feats)
@@ -325,7 +325,9 @@ def write_outputs(
     if out.csv is not None and (out.json is None or not _same(out.csv, out.json.with_suffix(".csv"))):
         atomic_write_text(out.csv, items_csv(rows))
     if out.features is not None:
-        write_npz(out.features, {it.key: np.asarray(results[it.key]["feature"], np.float32) for it in order})
+        atomic_savez(
+            out.features, **{it.key: np.asarray(results[it.key]["feature"], np.float32) for it in order}
+        )
     if plot and out.plot is not None and rows:
         from common.viz import bar_chart
 

@@ -150,12 +150,12 @@ def bank_sha256(bank: Path, keys: list[str]) -> str:
 def features_with_cache(assessor, bank: Path, keys: list[str], cache: Path | None) -> dict[str, np.ndarray]:
     """Features of `keys`, read from `cache` when it was built by the same model weights from the same bank
     contents, else extracted (and the cache written). A cache of another model or bank is refused."""
-    from nvs_sqa.npz import read_npz, write_npz
+    from common.io import atomic_savez, load_npz
 
     model_sha = weights_sha256(assessor.model)
     bank_sha = bank_sha256(bank, keys)
     if cache is not None and Path(cache).is_file():
-        z = read_npz(cache)
+        z = load_npz(cache)
         meta = {k: str(z.pop(k)) for k in ("__model_sha256__", "__bank_sha256__") if k in z}
         if len(meta) != 2:
             raise DataError(cache, "not a features cache of eval_nvs_sqa.py (no model/bank digests)")
@@ -177,10 +177,7 @@ def features_with_cache(assessor, bank: Path, keys: list[str], cache: Path | Non
         return {k: z[k] for k in keys}
     feats = extract_features(assessor, bank, keys)
     if cache is not None:
-        write_npz(
-            Path(cache),
-            {**feats, "__model_sha256__": np.array(model_sha), "__bank_sha256__": np.array(bank_sha)},
-        )
+        atomic_savez(cache, **feats, __model_sha256__=np.array(model_sha), __bank_sha256__=np.array(bank_sha))
     return feats
 
 

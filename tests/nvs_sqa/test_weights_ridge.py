@@ -59,14 +59,14 @@ def test_tampered_official_cache_is_refused(tmp_path, monkeypatch, member: str) 
     import shutil
 
     from nvs_sqa import QualityAssessor
-    from nvs_sqa.weights import FILES, official_paths, official_weights_available
+    from nvs_sqa.weights import OFFICIAL, official_weights_available, weights_dir
 
     if not official_weights_available():
         pytest.skip("official weights not fetched: run python scripts/fetch_weights.py nvs_sqa")
-    for p in official_paths().values():
-        shutil.copy(p, tmp_path / p.name)
+    for f in OFFICIAL.files:
+        shutil.copy(weights_dir() / f.name, tmp_path / f.name)
     monkeypatch.setenv("TRIVISION_WEIGHTS", str(tmp_path))
-    target = tmp_path / FILES[member][0]
+    target = tmp_path / OFFICIAL.files[member == "ridge"].name
     data = bytearray(target.read_bytes())
     if member == "ridge":  # flip one byte inside coef_'s float32 data (the pickle still parses)
         data[-200] ^= 0x40
