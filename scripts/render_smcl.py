@@ -6,9 +6,11 @@ The level (object or scene) comes from the config stored in the checkpoint. Obje
 `--index` of the run's evaluation split, conditioned on its view `--source-view`; orbit = the full circle
 through the source view, spiral = a small circle around it (`--radius-deg`, pixelNeRF's video path),
 interpolate = through the object's dataset views. Scene level: orbit / LLFF spiral / interpolate around
-the training cameras (common.trajectories.camera_path). `--out` ending in .mp4/.avi/.gif writes a video,
-anything else a folder of frame0000000.png ... (the NVS-SQA layout). Frames smaller than NVS-SQA's
-69 px are rendered at an integer `--scale` up (the rays are resampled, not the pixels).
+the training cameras (common.trajectories.camera_path). `--out` ending in .mp4/.mkv/.mov/.avi writes
+H.264 (browsers play .mp4), .gif a GIF, anything else a folder of frame0000000.png ... (lossless; the
+NVS-SQA layout). Frames smaller than NVS-SQA's 69 px are rendered at an integer `--scale` up (the rays
+are resampled, not the pixels). The printed NVS-SQA score is that of the written file, decoded again
+(JOD: 0 = the reference video's quality, higher is better; see `tv-nvs-sqa-app --help`).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from common.checkpoint import load_checkpoint, load_state_dict_strict, read_conf
 from common.cli import run_script
 from common.config import config_from_checkpoint
 from common.distributed import parse_devices
-from common.image_io import write_image
+from common.image_io import iter_video_frames, list_images, read_image, write_image
 from common.io import check_outputs
 from common.runtime import keep_freed_memory
 from common.trajectories import camera_path, orbit_around_pose, orbit_through_pose
@@ -88,7 +90,12 @@ def main() -> None:
     p.add_argument("--checkpoint", type=Path, required=True, help="a checkpoint of train_smcl(_scene).py")
     p.add_argument("--traj", choices=["orbit", "spiral", "interpolate"], default="orbit")
     p.add_argument("--frames", type=int, default=60)
-    p.add_argument("--out", type=Path, required=True, help="video (.mp4/.avi/.gif) or frame folder")
+    p.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="H.264 video (.mp4/.mkv/.mov/.avi), .gif, or a PNG frame folder",
+    )
     p.add_argument("--fps", type=float, default=24.0)
     p.add_argument("-c", "--config", type=Path, default=None, help="YAML overriding the stored config")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
@@ -123,9 +130,16 @@ def main() -> None:
             write_image(a.out / f"frame{i:07d}.png", f)
     t, h, w = frames.shape[:3]
     print(f"{'scene' if is_scene else 'object'} level, {a.traj}: {t} frames {w}x{h} -> {a.out}")
-    if not a.no_score:
-        metric.update(torch.from_numpy(frames).permute(0, 3, 1, 2))
-        print(f"NVS-SQA: {metric.compute()['mean'].item():.4f} JOD (no reference; higher is better)")
+    if not a.no_score:  # the file as written (codec losses included), not the rendered arrays
+        if video:
+            written = np.stack(list(iter_video_frames(a.out)))
+        else:
+            written = np.stack([read_image(p, mode="rgb", dtype="uint8") for p in list_images(a.out)])
+        metric.update(torch.from_numpy(written).permute(0, 3, 1, 2))
+        jod = metric.compute().item()
+        print(
+            f"NVS-SQA of {a.out.name}: {jod:.4f} JOD (no reference; 0 = reference quality, higher is better)"
+        )
 
 
 def cli() -> None:
