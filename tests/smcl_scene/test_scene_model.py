@@ -29,8 +29,12 @@ def test_unet_shapes_and_keys():
     assert sd["up1.up.weight"].shape == (512, 256, 2, 2)
     assert sd["up2.conv.double_conv.0.weight"].shape == (128, 256, 3, 3)
     assert sd["outc.conv.weight"].shape == (3, 128, 1, 1)
-    with pytest.raises(ValueError, match="divisible by 4"):
-        SmallUNet(width=4)(torch.zeros(1, 32, 6, 8))
+    torch.manual_seed(0)
+    net, x = SmallUNet(width=4), torch.randn(1, 32, 6, 10)
+    out = net(x)  # any size: edge-padded to 8x12 and cropped back
+    assert out.shape == (1, 3, 6, 10)
+    padded = torch.nn.functional.pad(x, [0, 2, 0, 2], mode="replicate")
+    assert torch.equal(out, net(padded)[..., :6, :10])
 
 
 def _model(n=200, seed=0):

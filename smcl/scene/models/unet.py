@@ -48,7 +48,11 @@ class _OutConv(nn.Module):
 
 
 class SmallUNet(nn.Module):
-    """(B, 32, H, W) ray features -> (B, 3, H, W) foreground colour, no output activation; H, W % 4 == 0."""
+    """(B, 32, H, W) ray features -> (B, 3, H, W) foreground colour, no output activation; any H, W.
+
+    The two poolings need H and W divisible by 4 (the official sizes are): other sizes (LLFF images_8,
+    504x378) are padded at the bottom and right by edge replication and cropped back, so the official
+    sizes run unchanged."""
 
     def __init__(self, in_ch: int = 32, out_ch: int = 3, width: int = 128) -> None:
         super().__init__()
@@ -60,9 +64,11 @@ class SmallUNet(nn.Module):
         self.outc = _OutConv(width, out_ch)
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.shape[-1] % 4 or x.shape[-2] % 4:
-            raise ValueError(f"SmallUNet needs H and W divisible by 4, got {tuple(x.shape[-2:])}")
+        h, w = x.shape[-2:]
+        ph, pw = -h % 4, -w % 4
+        if ph or pw:
+            x = F.pad(x, [0, pw, 0, ph], mode="replicate")
         x1 = self.inc(x)
         x2 = self.down1(x1)
         x3 = self.down2(x2)
-        return self.outc(self.up2(self.up1(x3, x2), x1))
+        return self.outc(self.up2(self.up1(x3, x2), x1))[..., :h, :w]
