@@ -57,25 +57,13 @@ class ExperimentConfig:
     class_names: tuple[str, ...] = ()
     weights: str | None = None  # a tag of smmcl.list_weights(): mscan_b_in1k, mscan_b_in1k_mmseg, official
     weights_path: str | None = None  # the tag's file (None: its file in the weights cache, if it has one)
-    imagenet_weights: str | None = None  # older configs: the same as weights mscan_b_in1k + weights_path
     train_layer_scale: bool = True  # False: freeze like the official optimizer groups
-
-    def __post_init__(self) -> None:
-        if self.imagenet_weights and self.weights not in (None, "mscan_b_in1k"):
-            raise ValueError("give either weights/weights_path or imagenet_weights, not both")
-
-    @property
-    def init_weights(self) -> tuple[str | None, str | None]:
-        """(tag, path) of the initial weights, with the older `imagenet_weights` path read as mscan_b_in1k."""
-        if self.imagenet_weights:
-            return "mscan_b_in1k", self.imagenet_weights
-        return self.weights, self.weights_path
 
 
 def build_model_from(cfg: ExperimentConfig, *, pretrained: bool = True) -> SegNeXtRGBX:
     """Model with the configured loss, initial weights (unless `pretrained` is False, e.g. before a
     checkpoint is loaded over them) and layer-scale policy."""
-    tag, path = cfg.init_weights if pretrained else (None, None)
+    tag, path = (cfg.weights, cfg.weights_path) if pretrained else (None, None)
     model = build_model(MAIN_MODEL, tag, weights_path=path, cfg=cfg.model)
     model.criterion.cfg = cfg.loss
     model.set_layer_scale_trainable(cfg.train_layer_scale)

@@ -88,7 +88,7 @@ list_weights = REGISTRY.list_weights
 
 
 def build_model(
-    name: str | int = MAIN_MODEL,
+    name: str = MAIN_MODEL,
     weights: str | None = None,
     *,
     weights_path: str | Path | None = None,
@@ -99,10 +99,7 @@ def build_model(
 
     `smmcl.build_model(num_classes=14)` is the paper's model (72,888,722 parameters). `weights` names a tag
     of `list_weights(name)`; `weights_path` is the file (the user-downloaded ones have no cache entry).
-    For compatibility an int first argument is read as num_classes (`build_model(14)`).
     """
-    if isinstance(name, int):
-        overrides["num_classes"], name = name, MAIN_MODEL
     return REGISTRY.build_model(name, weights, weights_path=weights_path, cfg=cfg, **overrides)
 
 

@@ -93,7 +93,7 @@ def test_configs_state_the_global_batch_and_split_it_over_processes(name, monkey
     assert contrast_groups_per_process(4, 2) == 2
     with pytest.raises(ConfigError, match="contrast_groups=4 does not divide into 3"):
         contrast_groups_per_process(4, 3)
-    assert cfg.init_weights == ("mscan_b_in1k", "/weights/mscan_b.pth")
+    assert (cfg.weights, cfg.weights_path) == ("mscan_b_in1k", "/weights/mscan_b.pth")
     assert cfg.eval.day_night == (name == "mfnet")
 
 

@@ -50,7 +50,7 @@ def test_official_state_dict_layout(model14):
 
 
 def test_param_groups_match_official_group_weight():
-    model = build_model(14)
+    model = build_model(num_classes=14)
     decay, no_decay = model.param_groups()
     assert len(decay["params"]) == 595 and len(no_decay["params"]) == 809 + 84  # layer scales trainable
     model.set_layer_scale_trainable(False)  # compat: the official run never updates them
