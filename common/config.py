@@ -10,6 +10,7 @@ import argparse
 import copy
 import dataclasses
 import difflib
+import importlib.util
 import logging
 import os
 import re
@@ -49,7 +50,16 @@ def build_parser(description: str) -> argparse.ArgumentParser:
     itself replaces the shared definition (conflict_handler="resolve").
     """
     parser = argparse.ArgumentParser(description=description, conflict_handler="resolve")
-    parser.add_argument("-c", "--config", type=Path, default=None, help="experiment YAML file")
+    parser.add_argument(
+        "-c",
+        "--config",
+        type=config_arg,
+        default=None,
+        help="experiment YAML file, or the name of a shipped config (e.g. llrgbd, smmcl/llrgbd)",
+    )
+    parser.add_argument(
+        "--list-configs", action=_ListConfigs, help="list the shipped configs (names for -c) and exit"
+    )
     parser.add_argument(
         "-d",
         "--devices",
@@ -94,6 +104,61 @@ def build_parser(description: str) -> argparse.ArgumentParser:
         "--debug", action="store_true", help="show the traceback of errors (also: TRIVISION_DEBUG=1)"
     )
     return parser
+
+
+def config_dir() -> Path:
+    """The shipped conf/ folder: installed as the data package tri_vision_conf, or the checkout's conf/."""
+    spec = importlib.util.find_spec("tri_vision_conf")
+    if spec is not None and spec.origin is not None:
+        return Path(spec.origin).parent
+    return Path(__file__).resolve().parents[1] / "conf"
+
+
+def shipped_configs() -> list[str]:
+    """Names of the shipped configs, relative to conf/ without .yaml ("smmcl/llrgbd", ...)."""
+    root = config_dir()
+    return sorted(p.relative_to(root).with_suffix("").as_posix() for p in root.rglob("*.yaml"))
+
+
+def resolve_config(name: str | Path) -> Path:
+    """An existing file as it is; otherwise a shipped config by name, so that an installed copy (without
+    a checkout) runs `-c llrgbd`, `-c smmcl/llrgbd` or the README's `-c conf/smmcl/llrgbd.yaml`."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    key = path.as_posix().removesuffix(".yaml").removeprefix("conf/")
+    names = shipped_configs()
+    found = [n for n in names if n == key or n.endswith("/" + key)]
+    if len(found) == 1:
+        return config_dir() / f"{found[0]}.yaml"
+    if found:
+        raise ConfigError(f"config {name}: several shipped configs match ({', '.join(found)}); name one")
+    stem = key.rsplit("/", 1)[-1]
+    hint = [n for n in names if difflib.get_close_matches(stem, [n.rsplit("/", 1)[-1]], cutoff=0.8)][:3]
+    raise ConfigError(
+        f"config {name}: no such file or shipped config"
+        + (f" (did you mean {', '.join(hint)}?)" if hint else "; --list-configs lists them")
+    )
+
+
+def config_arg(value: str) -> Path:
+    """argparse type of -c: :func:`resolve_config` with its message as the argument error."""
+    try:
+        return resolve_config(value)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+class _ListConfigs(argparse.Action):
+    """--list-configs: print the shipped config names and exit (like --help, before any other check)."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any) -> None:
+        print(f"shipped configs (in {config_dir()}):")
+        print("\n".join(f"  {n}" for n in shipped_configs()))
+        parser.exit()
 
 
 def cli_overrides(args: argparse.Namespace, out_dir_key: str = "train.out_dir") -> list[str]:

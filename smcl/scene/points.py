@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import struct
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -43,6 +44,17 @@ def read_colmap_points3d(path: Path) -> np.ndarray:
     return out
 
 
+def _open3d(path: Path) -> Any:
+    """open3d, an optional extra (a large wheel) needed only for PLY/PCD files."""
+    try:
+        import open3d
+    except ImportError as err:
+        raise PointCloudError(
+            f"{path}: PLY/PCD point clouds need open3d: pip install 'tri-vision-repro[points]' ({err})"
+        ) from err
+    return open3d
+
+
 def read_points(path: str | Path) -> np.ndarray:
     """Read xyz (N, 3) float64 from .ply/.pcd (open3d), COLMAP points3D.{bin,txt}, .npy or .pt/.pth."""
     path = Path(path)
@@ -50,8 +62,7 @@ def read_points(path: str | Path) -> np.ndarray:
         raise PointCloudError(f"{path}: point cloud file not found")
     suf = path.suffix.lower()
     if suf in (".ply", ".pcd"):
-        import open3d as o3d
-
+        o3d = _open3d(path)
         xyz = np.asarray(o3d.io.read_point_cloud(str(path)).points, dtype=np.float64)
     elif path.name.startswith("points3D") and suf in (".bin", ".txt"):
         xyz = read_colmap_points3d(path)
@@ -136,8 +147,7 @@ def write_points(path: str | Path, xyz: np.ndarray) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix.lower() in (".pcd", ".ply"):
-        import open3d as o3d
-
+        o3d = _open3d(path)
         pc = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(np.asarray(xyz, dtype=np.float64)))
         if not o3d.io.write_point_cloud(str(path), pc):
             raise PointCloudError(f"{path}: open3d failed to write the point cloud")
