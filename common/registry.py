@@ -4,7 +4,7 @@ A package writes out `BUILDERS` (name -> builder accepting keyword overrides), `
 `common.weights.WeightsEntry`) and `MODEL_INFO` (name -> {"params", "parity"}) in its `models/__init__.py`,
 wraps them in one `ModelRegistry`, and re-exports its `list_models`, `list_weights` and `build_model`.
 Weights are chosen by the tag the user names (never guessed from key prefixes) and loaded by
-`common.weights.load_weights` (sha256 checked at every load, strict keys).
+`common.weights.load_weights` (sha256 checked at every load where recorded, strict keys).
 """
 
 from __future__ import annotations
