@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from common.config import ConfigError
 from common.engine import Callback, TrainConfig
 from smcl.scene.data import SceneData, get_rays_papr, load_blender, load_llff, load_nsvf
 from smcl.scene.losses import PhotometricLoss
@@ -23,14 +24,17 @@ from smcl.scene.points import read_points
 log = logging.getLogger(__name__)
 
 TASK = "smcl.scene"
+SCENE_FORMATS = ("blender", "nsvf", "llff")
 
 
 @dataclass(frozen=True)
 class SceneDataConfig:
     format: str = "blender"  # blender | nsvf | llff
     root: str = ""
-    factor: int = 1  # blender/llff: integer down-scale; nsvf: target_size / factor (T&T: 2 -> 1088x640)
-    target_size: tuple[int, int] = (2176, 1280)
+    factor: int = 1  # every format: the native size divided by factor (llff: images_<factor> if present)
+    target_size: tuple[int, int] | None = None  # nsvf (W, H) before factor (official T&T: 2176x1280)
+    image_dir: str | None = None  # llff: image folder (default images_<factor>, else images / factor)
+    llff_hold: int = 8  # llff: every llff_hold-th view is the test split
     patch: tuple[int, int] = (160, 160)
     train_split: str = "train"
     test_split: str = "test"
@@ -84,10 +88,10 @@ def load_scene(cfg: SceneDataConfig, split: str) -> SceneData:
     if cfg.format == "blender":
         return load_blender(cfg.root, split, cfg.factor)
     if cfg.format == "nsvf":
-        return load_nsvf(cfg.root, split, cfg.factor, tuple(cfg.target_size))
+        return load_nsvf(cfg.root, split, cfg.factor, tuple(cfg.target_size) if cfg.target_size else None)
     if cfg.format == "llff":
-        return load_llff(cfg.root, split)
-    raise ValueError(f"data.format must be blender | nsvf | llff, got {cfg.format!r}")
+        return load_llff(cfg.root, split, cfg.factor, cfg.image_dir, cfg.llff_hold)
+    raise ConfigError(f"data.format must be one of {', '.join(SCENE_FORMATS)}, got {cfg.format!r}")
 
 
 def view_rays(scene: SceneData, i: int, cfg: SceneDataConfig, coord_scale: float) -> tuple[Tensor, Tensor]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,3 +63,24 @@ def test_llff_fern_images_8_trains_evaluates_renders(shared_data, tmp_path, one_
     frames = _train_render(cfg)
     assert frames.shape == (1, 378, 504, 3)
     assert torch.load(tmp_path / "run/checkpoints/step-00000001.pth", weights_only=False)["step"] == 1
+
+
+def test_llff_factor_image_dir_and_hold(shared_data):
+    from smcl.scene.data import SceneFormatError, load_llff
+
+    root = shared_data / "llff/fern"
+    full = load_llff(root, "test", factor=8)  # images_8 as shipped
+    half = load_llff(root, "test", factor=2, image_dir="images_8", hold=5)
+    assert full.images.shape[1:3] == (378, 504) and half.images.shape[1:3] == (189, 252)
+    assert half.names == ["image000", "image005", "image010", "image015"]
+    assert half.focal[0].tolist() == pytest.approx((full.focal[0] / 2).tolist(), rel=1e-6)
+    with pytest.raises(SceneFormatError, match="images: image folder not found"):
+        load_llff(root, factor=4)  # neither images_4 nor images: never silently another size
+
+
+def test_unknown_format_is_one_line(tmp_path):
+    from common.config import ConfigError
+    from smcl.scene.experiment import SceneDataConfig, load_scene
+
+    with pytest.raises(ConfigError, match="data.format must be one of blender, nsvf, llff, got 'colmapp'"):
+        load_scene(SceneDataConfig(format="colmapp", root=str(tmp_path)), "train")

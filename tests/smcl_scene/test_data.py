@@ -42,11 +42,15 @@ def test_nsvf_matches_blender_after_opencv_to_opengl(shared_data):
 
 
 def test_nsvf_tt_resize_scales_focal(shared_data):
-    n = load_nsvf(shared_data / "nsvf/lego", "test", factor=2)
+    n = load_nsvf(shared_data / "nsvf/lego", "test", factor=2, target_size=(2176, 1280))
     assert n.images.shape[1:3] == (640, 1088)
     f = 1111.1110311937682
     assert float(n.focal[0, 0]) == pytest.approx(f * 1088 / 800, rel=1e-6)
     assert float(n.focal[0, 1]) == pytest.approx(f * 640 / 800, rel=1e-6)
+    # without a target size, factor divides the native 800x800 as in every format (isotropic focal)
+    n = load_nsvf(shared_data / "nsvf/lego", "test", factor=2)
+    assert n.images.shape[1:3] == (400, 400)
+    assert n.focal[0].tolist() == pytest.approx([f / 2, f / 2], rel=1e-6)
 
 
 def test_intrinsics_forms(tmp_path):

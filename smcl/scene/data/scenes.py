@@ -75,6 +75,14 @@ def _check_same_sizes(files: list[Path]) -> tuple[int, int]:
     return h0, w0
 
 
+def _scaled_size(hw: tuple[int, int], factor: int) -> tuple[int, int] | None:
+    """(H, W) // factor, or None (native size, no resampling) when nothing changes."""
+    if isinstance(factor, bool) or not isinstance(factor, int) or factor < 1:
+        raise SceneFormatError("data.factor", f"must be a positive integer, got {factor!r}")
+    out = (hw[0] // factor, hw[1] // factor)
+    return None if factor == 1 and out == hw else out
+
+
 def _check_pose(m, where: Path, what: str) -> np.ndarray:
     """A finite 4x4 camera-to-world matrix with last row (0, 0, 0, 1) -> float64 array."""
     try:
@@ -133,8 +141,7 @@ def load_blender(root: str | Path, split: str = "train", factor: int = 1) -> Sce
         poses.append(
             _check_pose(fr["transform_matrix"], meta_path, f"frame {i} ({fr['file_path']}) transform_matrix")
         )
-    h0, w0 = _check_same_sizes(files)
-    size = (h0 // factor, w0 // factor) if factor > 1 else None
+    size = _scaled_size(_check_same_sizes(files), factor)
     images = [_load_rgb(p, size) for p in files]
     h, w = images[0].shape[:2]
     f = 0.5 * w / np.tan(0.5 * float(fov))
@@ -183,14 +190,16 @@ def parse_nsvf_intrinsics(path: Path) -> tuple[float, float, float, float, tuple
 def load_nsvf(
     root: str | Path,
     split: str = "train",
-    factor: int = 2,
-    target_size: tuple[int, int] = (2176, 1280),
+    factor: int = 1,
+    target_size: tuple[int, int] | None = None,
     prefixes: dict[str, str] | None = None,
 ) -> SceneData:
     """NSVF layout (T&T): rgb/<p>_XXXX.png, pose/<p>_XXXX.txt (OpenCV 4x4 c2w), intrinsics.txt.
 
-    factor 1 keeps native size; factor > 1 resizes (anisotropic, bicubic) to target_size / factor,
-    e.g. 1088x640, scaling fx by new W / W and fy by new H / H. Split prefixes: train 0_, test/val 1_.
+    As in every format, `factor` divides the native size (bicubic, fx and fy scaled by the new W / W
+    and H / H). `target_size` (W, H) replaces the native size first: the official T&T preprocessing
+    resizes 1920x1080 to 2176x1280 (anisotropic), so T&T factor 2 gives 1088x640. Split prefixes:
+    train 0_, test/val 1_.
     A missing pose or image, a pose that is not a finite 4x4 matrix and frames of different sizes are
     errors naming the file.
     """
@@ -225,7 +234,7 @@ def load_nsvf(
     if hw_ref is not None and hw_ref != (h0, w0):  # intrinsics given for another resolution
         fx, cx = fx * w0 / hw_ref[1], cx * w0 / hw_ref[1]
         fy, cy = fy * h0 / hw_ref[0], cy * h0 / hw_ref[0]
-    size = None if factor == 1 else (target_size[1] // factor, target_size[0] // factor)
+    size = _scaled_size((h0, w0) if target_size is None else (target_size[1], target_size[0]), factor)
     images, poses = [], []
     for p in files:
         pose_file = pose_dir / (p.stem + ".txt")
@@ -251,12 +260,18 @@ def load_nsvf(
 
 
 def load_llff(
-    root: str | Path, split: str = "train", image_dir: str = "images_8", hold: int = 8
+    root: str | Path,
+    split: str = "train",
+    factor: int = 8,
+    image_dir: str | None = None,
+    hold: int = 8,
 ) -> SceneData:
     """LLFF poses_bounds.npy (N x 17: 3x5 [R|t|hwf] in (down, right, back) axes + near/far).
 
-    Poses are converted to OpenGL (right, up, back) and the scene scaled so that the nearest bound is
-    1/0.75 (the NeRF convention); every `hold`-th view is the test split.
+    Images: `image_dir` when given (then divided by `factor`), else `images_<factor>` when that folder
+    exists (as LLFF ships it), else `images` divided by `factor`. Poses are converted to OpenGL (right,
+    up, back) and the scene scaled so that the nearest bound is 1/0.75 (the NeRF convention); every
+    `hold`-th view (0, hold, 2 hold, ...) is the test split, the others train.
     """
     root = Path(root)
     pb_path = root / "poses_bounds.npy"
@@ -271,13 +286,18 @@ def load_llff(
     if not np.isfinite(pb).all():
         bad = sorted({int(i) for i in np.nonzero(~np.isfinite(pb))[0]})
         raise SceneFormatError(pb_path, f"NaN or infinite values in the rows of views {bad[:10]}")
-    img_dir = root / image_dir
+    if isinstance(hold, bool) or not isinstance(hold, int) or hold < 2:
+        raise SceneFormatError(pb_path, f"hold-out step must be an integer >= 2, got {hold!r}")
+    resize = image_dir is not None or not (root / f"images_{factor}").is_dir()
+    img_dir = root / (image_dir or (f"images_{factor}" if not resize else "images"))
     if not img_dir.is_dir():
-        raise SceneFormatError(img_dir, "image folder not found")
+        raise SceneFormatError(
+            img_dir, f"image folder not found (data.factor {factor}: images_{factor} or images)"
+        )
     files = sorted(p for p in img_dir.iterdir() if p.suffix.lower() in {".png", ".jpg", ".jpeg"})
     if len(files) != pb.shape[0]:
         raise SceneFormatError(img_dir, f"{len(files)} images but {pb.shape[0]} poses in {pb_path.name}")
-    _check_same_sizes(files)
+    size = _scaled_size(_check_same_sizes(files), factor if resize else 1)
     poses = pb[:, :15].reshape(-1, 3, 5)
     bounds = pb[:, 15:]
     h_full, w_full, f_full = poses[0, :, 4]
@@ -286,7 +306,7 @@ def load_llff(
     rot[:, :, 3] *= scale
     idx = np.arange(len(files))
     keep = idx[idx % hold == 0] if split == "test" else idx[idx % hold != 0]
-    images = [_load_rgb(files[i]) for i in keep]
+    images = [_load_rgb(files[i], size) for i in keep]
     h, w = images[0].shape[:2]
     f = f_full * w / w_full
     c2w = np.tile(np.eye(4), (len(keep), 1, 1))
