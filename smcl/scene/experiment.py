@@ -234,12 +234,12 @@ def build(cfg: ExperimentConfig, resume: str | Path | None = None) -> dict:
     checkpoint's point count, so that the optimizer built here holds the Parameters the Trainer loads
     the checkpoint into."""
     from common.checkpoint import load_checkpoint
-    from common.engine import resume_path
     from common.evaluation import Evaluator
+    from common.runs import resume_path
 
     train_scene = load_scene(cfg.data, cfg.data.train_split)
     test_scene = load_scene(cfg.data, cfg.data.test_split)
-    path = resume_path(cfg.train.out_dir, resume) if resume is not None else None
+    path = resume_path(cfg.train.out_dir, resume, cfg.train.ckpt_name)
     model = build_model(cfg, state=load_checkpoint(path, mmap=True)["model"] if path else None)
     model.set_loss(PhotometricLoss(cfg.lpips_weight))
     opt, sched = build_optim(model, cfg)
