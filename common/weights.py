@@ -269,12 +269,6 @@ class WeightsEntry:
         return bool(self.files) and self.files[0].convert is not None
 
 
-def _digest(path: Path, converted: bool) -> str:
-    from common.checkpoint import load_checkpoint
-
-    return state_dict_sha256(load_checkpoint(path)) if converted else sha256_file(path)
-
-
 def _refuse(path: Path, got: str, entry: WeightsEntry, want: str, hint: str) -> WeightsError:
     return WeightsError(
         f"{path}: sha256 {got} differs from the recorded {want} of weights {entry.tag!r}; "
@@ -301,9 +295,12 @@ def cached_file(entry: WeightsEntry, name: str | None = None) -> Path:
 
 
 def _cached_ok(f: PackageFile) -> bool:
+    from common.checkpoint import load_checkpoint
+
     path = weights_dir() / f.name
     try:
-        return path.is_file() and _digest(path, f.convert is not None) == f.sha256
+        got = state_dict_sha256(load_checkpoint(path)) if f.convert else sha256_file(path)
+        return got == f.sha256
     except Exception:  # noqa: BLE001 - an unreadable cache file is re-created
         return False
 

