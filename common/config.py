@@ -122,23 +122,24 @@ def shipped_configs() -> list[str]:
 
 def resolve_config(name: str | Path) -> Path:
     """An existing file as it is; otherwise a shipped config by name, so that an installed copy (without
-    a checkout) runs `-c llrgbd`, `-c smmcl/llrgbd` or the README's `-c conf/smmcl/llrgbd.yaml`."""
+    a checkout) runs `-c llrgbd`, `-c smmcl/llrgbd` or the README's `-c conf/smmcl/llrgbd.yaml`. A name
+    that matches nothing comes back unchanged (reading it then fails with :func:`_missing_hint`)."""
     path = Path(name)
     if path.is_file():
         return path
     key = path.as_posix().removesuffix(".yaml").removeprefix("conf/")
-    names = shipped_configs()
-    found = [n for n in names if n == key or n.endswith("/" + key)]
-    if len(found) == 1:
-        return config_dir() / f"{found[0]}.yaml"
-    if found:
+    found = [n for n in shipped_configs() if n == key or n.endswith("/" + key)]
+    if len(found) > 1:
         raise ConfigError(f"config {name}: several shipped configs match ({', '.join(found)}); name one")
-    stem = key.rsplit("/", 1)[-1]
+    return config_dir() / f"{found[0]}.yaml" if found else path
+
+
+def _missing_hint(path: Path) -> str:
+    """' (did you mean smmcl/llrgbd?)' from the shipped names, else where to find them."""
+    stem = path.name.removesuffix(".yaml")
+    names = shipped_configs()
     hint = [n for n in names if difflib.get_close_matches(stem, [n.rsplit("/", 1)[-1]], cutoff=0.8)][:3]
-    raise ConfigError(
-        f"config {name}: no such file or shipped config"
-        + (f" (did you mean {', '.join(hint)}?)" if hint else "; --list-configs lists them")
-    )
+    return f" (did you mean {', '.join(hint)}?)" if hint else " (--list-configs lists the shipped ones)"
 
 
 def config_arg(value: str) -> Path:
@@ -173,7 +174,7 @@ def cli_overrides(args: argparse.Namespace, out_dir_key: str = "train.out_dir") 
 def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist")
+        raise ConfigError(f"config file {path} does not exist{_missing_hint(path)}")
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
