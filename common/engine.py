@@ -3,9 +3,10 @@ evaluation, checkpoints and bit-exact resume (STYLE 2.5).
 
 Paper packages supply a model with `training_step(batch) -> dict[str, Tensor]` (named, already weighted
 loss terms that the engine sums) and optionally `param_groups(cfg) -> list[dict]` (custom optimiser groups).
-Anything that acts on the run from outside the model is a `Callback` (before/after each step, after each
-evaluation, with the trainer, hence the optimizer, at hand; its state goes into the checkpoints). The older
-model-level hooks `before_step(step) -> bool` and `on_step_end(step)` keep working.
+Anything that acts on the run from outside the model is a `common.callbacks.Callback` (hooks around steps,
+Parameter replacement, evaluation and checkpoints, with the trainer at hand; its state is keyed by its
+`name` in checkpoints). Callbacks come from the caller (`callbacks=`) and from the config
+(`train.callbacks`, built through `common.callbacks.CALLBACKS`).
 
 Run folders and the resume policy (one run per folder, refusal or moving aside, config comparison) live in
 `common.runs`. The model state is loaded (from a CPU copy) before the optimizer is built and before the
@@ -47,6 +48,7 @@ from torch.optim import Optimizer
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, IterableDataset, get_worker_info
 from tqdm import tqdm
 
+from common.callbacks import Callback, build_callbacks
 from common.checkpoint import (
     CheckpointError,
     get_rng_state,
@@ -65,13 +67,11 @@ from common.distributed import (
     init_distributed,
     loader_generator,
     maybe_relaunch,
+    move_to,
     parse_devices,
     seed_everything,
 )
 from common.runs import (
-    RESUMABLE_CHANGES,
-    ConfigChangeError,
-    RunFolderError,
     check_ckpt_name,
     check_resume_config,
     checkpoint_pattern,
@@ -88,17 +88,11 @@ __all__ = [
     "Callback",
     "Trainer",
     "prepare_run",
-    "prepare_run_dir",
-    "check_resume_config",
-    "resume_path",
     "swap_parameter",
     "convert_sync_bn",
     "set_tf32",
     "NonFiniteLossError",
     "StoppedBySignal",
-    "RunFolderError",
-    "ConfigChangeError",
-    "RESUMABLE_CHANGES",
 ]
 
 log = logging.getLogger(__name__)
@@ -139,6 +133,7 @@ class TrainConfig:
     tf32: bool = False  # TF32 matmuls / cuDNN convolutions on Ampere+ GPUs (off: full fp32)
     sync_bn: bool = False  # DDP on GPUs: convert BatchNorm layers to SyncBatchNorm
     nccl_timeout_s: int = 1800  # timeout of every collective (NCCL watchdog / gloo)
+    callbacks: tuple[dict[str, Any], ...] = ()  # [{name: ema, decay: 0.999}]: common.callbacks.CALLBACKS
 
     def __post_init__(self) -> None:
         if self.optimizer not in ("adam", "adamw", "sgd"):
@@ -159,6 +154,7 @@ class TrainConfig:
                 "null turns clipping off"
             )
         check_ckpt_name(self.ckpt_name)
+        build_callbacks(self.callbacks)  # a bad name or argument fails at config load
 
     def per_process_batch(self, world_size: int) -> int:
         """Micro-batch of one process: batch_size, or global_batch_size / (world_size * grad_accum)."""
@@ -171,39 +167,6 @@ class TrainConfig:
                 f"process(es) x grad_accum {self.grad_accum}; choose a multiple of {parts}"
             )
         return self.global_batch_size // parts
-
-
-class Callback:
-    """Hooks into the training loop; override what you need (every method is optional).
-
-    `trainer` gives `model` (unwrapped), `optimizer`, `scheduler`, `step`, `cfg`, `info` (DistInfo),
-    `writer` (TensorBoard SummaryWriter or None) and `out_dir`. Steps count optimizer steps done.
-    """
-
-    def on_train_start(self, trainer: Trainer) -> None:
-        """Once, before the first step of this invocation (after a resume has restored state)."""
-
-    def before_step(self, trainer: Trainer, step: int) -> bool:
-        """Before step `step` (0-based), outside the DDP forward. Return True when the callback replaced
-        Parameters of the model (it moves their optimizer state itself, e.g. with `swap_parameter`);
-        the engine then re-wraps DDP and checks that the optimizer holds only current Parameters."""
-        return False
-
-    def after_step(self, trainer: Trainer, step: int, losses: dict[str, float]) -> None:
-        """After optimizer step number `step` (1-based: steps done) with the rank-averaged loss terms."""
-
-    def after_evaluation(self, trainer: Trainer, step: int, metrics: dict[str, float]) -> None:
-        """After each periodic (and the final) evaluation, with the logged metrics (without "eval/")."""
-
-    def on_train_end(self, trainer: Trainer) -> None:
-        """Once, after the last step and the final checkpoint."""
-
-    def state_dict(self) -> dict[str, Any]:
-        """State saved in every checkpoint (tensors and plain types only)."""
-        return {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore what state_dict returned."""
 
 
 def swap_parameter(
@@ -261,8 +224,8 @@ def prepare_run(
     (`prepare_run_dir`), compares the config with the checkpoint's when resuming (a ConfigChangeError
     before anything is built; pass the whole experiment config for that) and seeds python, numpy and
     torch with `train.seed` on every rank, so that two runs with the same seed build the same model and
-    data. Returns the DistInfo. Idempotent: the Trainer repeats what is needed. Takes
-    `**common.cli.run_options(args)`.
+    data. Returns the DistInfo. The Trainer of the same `out_dir` uses it and calls this only when the
+    script did not. Takes `**common.cli.run_options(args)`.
     """
     train = cfg.train if isinstance(getattr(cfg, "train", None), TrainConfig) else cfg
     if not isinstance(train, TrainConfig):
@@ -279,7 +242,11 @@ def prepare_run(
 
         check_resume_config(read_config_from_checkpoint(path), cfg, path, allow=allow_config_change)
     seed_everything(train.seed)
+    _PREPARED[Path(train.out_dir).resolve()] = info
     return info
+
+
+_PREPARED: dict[Path, DistInfo] = {}  # run folders prepare_run has prepared, until their Trainer takes them
 
 
 class TrainableModel(Protocol):
@@ -398,17 +365,6 @@ def _start_workers(loader: DataLoader) -> Iterator:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
-def move_to(obj: Any, device: torch.device) -> Any:
-    """Tensors inside nested dicts / lists / tuples moved to `device`."""
-    if torch.is_tensor(obj):
-        return obj.to(device, non_blocking=True)
-    if isinstance(obj, dict):
-        return {k: move_to(v, device) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(move_to(v, device) for v in obj)
-    return obj
-
-
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> Optimizer:
     """Optimizer from cfg; the model's `param_groups(cfg)` wins over one group of trainable params."""
     if hasattr(model, "param_groups"):
@@ -447,8 +403,8 @@ class Trainer:
     `allow_config_change`: resume although the config differs in keys outside RESUMABLE_CHANGES (the new
     values are applied). `evaluator` + `val_data`: every `eval_every` steps (and at the end)
     `evaluator.run(model, val_data, step=step)` runs on every rank and `result.aggregate` is logged under
-    `eval/`; `evaluate(model, step) -> dict` is the older callable form. `config`: the experiment config
-    stored in checkpoints and config.yaml (default: cfg).
+    `eval/`. `callbacks` run before those of `cfg.callbacks`. `config`: the experiment config stored in
+    checkpoints and config.yaml (default: cfg). Calls `prepare_run` unless the script already did.
 
     A caller-built `optimizer` works, but a model whose `load_state_dict` replaces Parameters then needs
     to update that optimizer itself; let the Trainer build it (`param_groups(cfg)`) where possible.
@@ -460,12 +416,10 @@ class Trainer:
         model: nn.Module,
         train_data: Dataset | Callable[[int], dict],
         *,
-        evaluate: Callable[[nn.Module, int], dict[str, float]] | None = None,
         optimizer: Optimizer | None = None,
         scheduler: Any = None,
         devices: str | list[int] = "cpu",
         collate_fn: Callable | None = None,
-        image_logger: Callable[[nn.Module, int], dict[str, Tensor]] | None = None,
         resume: str | Path | None = None,
         config: Any = None,
         callbacks: Sequence[Callback] = (),
@@ -479,20 +433,25 @@ class Trainer:
         if evaluator is not None and val_data is None:
             raise ValueError("Trainer(evaluator=...) needs val_data")
         self.cfg, self.model, self.train_data = cfg, model, train_data
-        self.evaluate, self.image_logger = evaluate, image_logger
         self.evaluator, self.val_data = evaluator, val_data
-        self.callbacks: list[Callback] = list(callbacks)
+        self.callbacks: list[Callback] = [*callbacks, *build_callbacks(cfg.callbacks)]
         self.resume = str(resume) if resume is not None else None
         self.allow_config_change = allow_config_change
         self.collate_fn = collate_fn
         self.config = config if config is not None else cfg  # what goes into config.yaml / checkpoints
-        self.devices = parse_devices(devices)
-        maybe_relaunch(self.devices)
-        self.info: DistInfo = init_distributed(self.devices, timeout_s=cfg.nccl_timeout_s)
+        key = Path(cfg.out_dir).resolve()
+        if key not in _PREPARED:
+            prepare_run(
+                self.config if getattr(self.config, "train", None) is cfg else cfg,
+                devices,
+                resume=self.resume,
+                overwrite=overwrite,
+                allow_config_change=allow_config_change,
+            )
+        self.info: DistInfo = _PREPARED.pop(key)
         self.main = self.info.rank == 0
         if self.main and not logging.getLogger().handlers:  # a script without logging still sees progress
             logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-        set_tf32(cfg.tf32)
         self.out_dir = Path(cfg.out_dir)
         self.ckpt_dir = self.out_dir / "checkpoints"
         self.batch_size = cfg.per_process_batch(self.info.world_size)
@@ -504,7 +463,6 @@ class Trainer:
                 self.info.world_size,
                 cfg.grad_accum,
             )
-        prepare_run_dir(self.out_dir, resume=self.resume, overwrite=overwrite, ckpt_name=cfg.ckpt_name)
         seed_everything(cfg.seed, self.info.rank)
         self.step = 0
         self.run_id = uuid.uuid4().hex
@@ -649,8 +607,6 @@ class Trainer:
                 self._before_step()
                 terms, grad_norm = self._train_step(batches)
                 self.step += 1
-                if hasattr(self.model, "on_step_end"):  # model-level hook (older form of after_step)
-                    self.model.on_step_end(self.step)
                 for cb in self.callbacks:
                     cb.after_step(self, self.step, terms)
                 bar.update(1)
@@ -664,7 +620,7 @@ class Trainer:
                         scalars["grad_norm"] = grad_norm
                     scalars["time/steps_per_s"] = cfg.log_every / max(time.perf_counter() - t0, 1e-9)
                     t0 = time.perf_counter()
-                    self._log(scalars)
+                    self.log(scalars)
                 if cfg.eval_every and self.step % cfg.eval_every == 0:
                     self._run_eval()
                 if cfg.ckpt_every and self.step % cfg.ckpt_every == 0 and self.step != cfg.max_steps:
@@ -716,17 +672,16 @@ class Trainer:
         return bool(late_flag), int(sig)
 
     def _before_step(self) -> None:
-        """Model-level and callback hooks before a step; re-wrap DDP when Parameters were replaced."""
+        """Callback hooks before a step; re-wrap DDP and tell the callbacks when Parameters were replaced."""
         replaced = False
-        # optional model hook run outside the DDP forward (older form of Callback.before_step)
-        if hasattr(self.model, "before_step") and self.model.before_step(self.step):
-            replaced = True
         for cb in self.callbacks:
             if cb.before_step(self, self.step):
                 replaced = True
                 self._check_optimizer_params(type(cb).__name__)
         if replaced:
             self.step_module = self._wrap_model()
+            for cb in self.callbacks:
+                cb.after_parameters_replaced(self)
 
     def _train_step(self, batches: Iterator[dict]) -> tuple[dict[str, float], float | None]:
         cfg = self.cfg
@@ -795,31 +750,23 @@ class Trainer:
         shifts the training streams, so eval_every does not change the trained model."""
         rng = get_rng_state()
         metrics: dict[str, float] = {}
-        images: dict[str, Tensor] = {}
         try:
+            for cb in self.callbacks:
+                cb.before_evaluation(self, self.step)
             self.model.eval()
-            with torch.no_grad():
-                if self.evaluate is not None:
-                    metrics.update(_flat_floats(self.evaluate(self.model, self.step) or {}))
-                if self.evaluator is not None:
+            if self.evaluator is not None:
+                with torch.no_grad():
                     result = self.evaluator.run(self.model, self.val_data, step=self.step)
-                    metrics.update(_flat_floats(result.aggregate))
-                if self.image_logger is not None and self.main:
-                    images = self.image_logger(self.model, self.step)
+                metrics = _flat_floats(result.aggregate)
+            self.log({f"eval/{k}": v for k, v in metrics.items()})
+            for cb in self.callbacks:
+                cb.after_evaluation(self, self.step, metrics)
         finally:
             self.model.train()
             set_rng_state(rng)
-        if self.evaluate is not None or self.evaluator is not None:
-            self._log({f"eval/{k}": v for k, v in metrics.items()})
-            for cb in self.callbacks:
-                cb.after_evaluation(self, self.step, metrics)
-        if images and self.writer is not None:
-            for tag, img in images.items():
-                img = img.detach().float().cpu().clamp(0, 1)
-                fmt = "CHW" if img.ndim == 3 and img.shape[0] in (1, 3, 4) else "HWC"
-                self.writer.add_image(tag, img, self.step, dataformats=fmt if img.ndim == 3 else "HW")
 
-    def _log(self, scalars: dict[str, float]) -> None:
+    def log(self, scalars: dict[str, float]) -> None:
+        """Log scalars at the current step (main rank): TensorBoard, `<out_dir>/metrics.jsonl`, the log."""
         if not self.main or not scalars:
             return
         if self.writer is not None:
@@ -830,8 +777,13 @@ class Trainer:
         log.info("step %d: %s", self.step, " ".join(f"{k}={v:.4g}" for k, v in scalars.items()))
 
     # ---------------------------------------------------------------------------------- checkpoints
-    def _callback_key(self, i: int, cb: Callback) -> str:
-        return f"{i}:{type(cb).__name__}"
+    def _callback_keys(self) -> list[str]:
+        """Checkpoint key of each callback: its `name` (class name by default), "#2"... on repeats."""
+        keys: list[str] = []
+        for cb in self.callbacks:
+            name = cb.name or type(cb).__name__
+            keys.append(name if name not in keys else f"{name}#{keys.count(name) + 1}")
+        return keys
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue bit-exactly (RNG states of every rank included)."""
@@ -851,7 +803,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else {},
-            "callbacks": {self._callback_key(i, cb): cb.state_dict() for i, cb in enumerate(self.callbacks)},
+            "callbacks": {k: _callback_state(cb) for k, cb in zip(self._callback_keys(), self.callbacks)},
             "rng": rngs,
             "git_sha": git_sha(),
         }
@@ -934,10 +886,10 @@ class Trainer:
             else:
                 log.info("checkpoint %s has no GradScaler state (saved without fp16): a fresh scaler", path)
         saved_cbs = state.get("callbacks") or {}
-        for i, cb in enumerate(self.callbacks):
-            key = self._callback_key(i, cb)
-            if key in saved_cbs:
-                cb.load_state_dict(saved_cbs[key])
+        for i, (key, cb) in enumerate(zip(self._callback_keys(), self.callbacks)):
+            old_key = f"{i}:{type(cb).__name__}"  # checkpoints before callbacks had names
+            if key in saved_cbs or old_key in saved_cbs:
+                cb.on_load_checkpoint(saved_cbs.get(key, saved_cbs.get(old_key)))
             else:
                 log.warning("checkpoint %s holds no state for callback %s", path, key)
         rngs = state["rng"]
@@ -966,3 +918,9 @@ def _flat_floats(metrics: dict[str, Any], prefix: str = "") -> dict[str, float]:
         elif isinstance(v, (int, float)) and not isinstance(v, bool):
             out[name] = float(v)
     return out
+
+
+def _callback_state(cb: Callback) -> dict[str, Any]:
+    state: dict[str, Any] = {}
+    cb.on_save_checkpoint(state)
+    return state

@@ -245,10 +245,10 @@ class OfficialPairSampler(Callback):
                 trainer.info.world_size,
             )
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"remain": list(self.remain), "left": self.left}
+    def on_save_checkpoint(self, state: dict[str, Any]) -> None:
+        state.update(remain=list(self.remain), left=self.left)
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def on_load_checkpoint(self, state: dict[str, Any]) -> None:
         self.remain, self.left = list(state["remain"]), int(state["left"])
 
     def _frame(self, scene: str, method: str, t: int, key: int, box: tuple[int, ...]) -> Tensor:

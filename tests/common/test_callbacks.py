@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from types import SimpleNamespace
@@ -11,6 +12,7 @@ import torch
 from torch import nn
 
 from common.callbacks import NoReferenceQuality
+from common.engine import Trainer
 
 
 class Recorder:
@@ -26,9 +28,10 @@ class Recorder:
 
 def make_trainer(tmp_path: Path, rank: int = 0, writer=None) -> SimpleNamespace:
     model = nn.Sequential(nn.Linear(2, 2), nn.Dropout(0.5)).train()
-    return SimpleNamespace(
-        model=model, step=0, writer=writer, out_dir=tmp_path, info=SimpleNamespace(rank=rank)
-    )
+    t = SimpleNamespace(model=model, step=0, writer=writer, out_dir=tmp_path, info=SimpleNamespace(rank=rank))
+    t.main = rank == 0
+    t.log = functools.partial(Trainer.log, t)  # the engine's own logging on this stand-in
+    return t
 
 
 def fake_render(seen: list):
@@ -78,7 +81,9 @@ def test_no_double_score_at_end_and_state_roundtrip(tmp_path: Path) -> None:
     run_steps(cb, trainer, 4)
     assert [s for s, _, _ in seen] == [2, 4]
     other = NoReferenceQuality(fake_render([]), lambda f: 0.0, every=2)
-    other.load_state_dict(json.loads(json.dumps(cb.state_dict())))  # plain types only
+    state: dict = {}
+    cb.on_save_checkpoint(state)
+    other.on_load_checkpoint(json.loads(json.dumps(state)))  # plain types only
     assert other.history == cb.history
 
 

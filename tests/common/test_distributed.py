@@ -215,34 +215,33 @@ GROW_WORKER = textwrap.dedent(
     import torch
     from torch import nn
     from common.distributed import cleanup_distributed
-    from common.engine import TrainConfig, Trainer
+    from common.engine import Callback, TrainConfig, Trainer
 
     torch.set_num_threads(1)
     out = sys.argv[1]
 
     class Grows(nn.Module):
-        # a Parameter replaced by a bigger one before step 2, like point growth
         def __init__(self):
             super().__init__()
             self.w = nn.Parameter(torch.ones(2))
-        def before_step(self, step):
-            if step != 2:
-                return False
-            self.w = nn.Parameter(torch.cat([self.w.detach(), torch.ones(1)]))
-            return True
         def training_step(self, batch):
             return {"l": ((self.w - batch["t"][: self.w.numel()]) ** 2).sum()}
 
-    model = Grows()
+    class Grow(Callback):  # a Parameter replaced by a bigger one before step 2, like point growth
+        def before_step(self, trainer, step):
+            if step != 2:
+                return False
+            m = trainer.model
+            m.w = nn.Parameter(torch.cat([m.w.detach(), torch.ones(1)]))
+            trainer.optimizer.param_groups[0]["params"] = [m.w]  # plain SGD: no state to move
+            return True
 
-    class Opt(torch.optim.SGD):  # follows the current Parameter (real models edit their optimiser)
-        def step(self, closure=None):
-            self.param_groups[0]["params"] = [model.w]
-            return super().step(closure)
+    model = Grows()
 
     cfg = TrainConfig(max_steps=4, batch_size=1, lr=0.1, out_dir=out, tensorboard=False, progress=False,
                       log_every=0, ckpt_every=0, seed=0)
-    trainer = Trainer(cfg, model, lambda s: {}, devices="cpu", optimizer=Opt([model.w], lr=0.1))
+    trainer = Trainer(cfg, model, lambda s: {}, devices="cpu", optimizer=torch.optim.SGD([model.w], lr=0.1),
+                      callbacks=[Grow()])
     rank = trainer.info.rank
     trainer.train_data = lambda step: {"t": torch.full((3,), float(rank * 4 + step))}
     trainer.fit()

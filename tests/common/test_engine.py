@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -22,9 +23,7 @@ from common.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from common.distributed import DistInfo
 from common.engine import (
     Callback,
-    ConfigChangeError,
     NonFiniteLossError,
-    RunFolderError,
     ScheduleConfig,
     TrainConfig,
     Trainer,
@@ -32,6 +31,7 @@ from common.engine import (
     prepare_run,
     swap_parameter,
 )
+from common.runs import ConfigChangeError, RunFolderError
 
 W_TRUE = torch.tensor([1.0, -2.0, 0.5, 3.0])
 
@@ -155,15 +155,18 @@ def test_learns_and_logs(tmp_path: Path) -> None:
     ds = NoisyRegression()
     evals: list[int] = []
 
-    def evaluate(model: nn.Module, step: int) -> dict[str, float]:
-        assert not model.training
-        evals.append(step)
-        return {"mse": float(((model.body(ds.x).squeeze(-1) - ds.y) ** 2).mean())}
+    class MSE:  # an Evaluator's interface: run(model, data, step) -> result with .aggregate
+        def run(self, model: nn.Module, data: Dataset, step: int) -> SimpleNamespace:
+            assert not model.training
+            evals.append(step)
+            return SimpleNamespace(
+                aggregate={"mse": float(((model.body(ds.x).squeeze(-1) - ds.y) ** 2).mean())}
+            )
 
     model = Regressor(dropout=0.0)
     with torch.no_grad():
         before = float(((model.body(ds.x).squeeze(-1) - ds.y) ** 2).mean())
-    Trainer(cfg, model, ds, evaluate=evaluate, image_logger=lambda m, s: {"img": torch.rand(3, 4, 4)}).fit()
+    Trainer(cfg, model, ds, evaluator=MSE(), val_data=ds).fit()
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     final = [r["eval/mse"] for r in rows if "eval/mse" in r]
     assert evals == [50, 100, 150] and len(final) == 3
@@ -210,13 +213,11 @@ def test_param_groups_and_grad_clip(tmp_path: Path) -> None:
             ]
 
     model = Grouped(0.0)
-    model.on_step_end = lambda step: model.seen.append(-step)  # type: ignore[attr-defined]
     last = {k: v.clone() for k, v in model.body[3].state_dict().items()}
     first = model.body[0].weight.detach().clone()
     trainer = Trainer(_cfg(tmp_path, max_steps=3, weight_decay=0.0, grad_clip=1e-3), model, random_batch)
     trainer.fit()
     assert len(trainer.optimizer.param_groups) == 2
-    assert model.seen == [-1, -2, -3]  # the optional hook runs after each optimizer step
     assert all(torch.equal(v, model.body[3].state_dict()[k]) for k, v in last.items())
     assert not torch.equal(first, model.body[0].weight)
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
@@ -417,10 +418,10 @@ class Grow(Callback):
         self.grown += 1
         return True
 
-    def state_dict(self) -> dict:
-        return {"grown": self.grown}
+    def on_save_checkpoint(self, state: dict) -> None:
+        state["grown"] = self.grown
 
-    def load_state_dict(self, state: dict) -> None:
+    def on_load_checkpoint(self, state: dict) -> None:
         self.grown = state["grown"]
 
 

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -25,14 +26,13 @@ from common.config import ConfigError, load_config
 from common.distributed import first_slurm_host, join_slurm_step
 from common.engine import (
     Callback,
-    RunFolderError,
     ScheduleConfig,
     StoppedBySignal,
     TrainConfig,
     Trainer,
 )
 from common.errors import TriVisionError
-from common.runs import checkpoint_pattern
+from common.runs import RunFolderError, checkpoint_pattern
 
 REPO = Path(__file__).resolve().parents[2]
 W_TRUE = torch.tensor([1.0, -2.0, 0.5, 3.0])
@@ -312,16 +312,23 @@ def test_resume_mid_epoch_with_workers_is_bit_exact(tmp_path: Path) -> None:
 
 
 def test_periodic_evaluation_does_not_change_training(tmp_path: Path) -> None:
-    def evaluate(model: nn.Module, step: int) -> dict[str, float]:  # draws from every stream
-        return {"r": float(torch.rand(()) + np.random.rand() + random.random())}
+    def draw() -> float:  # from every stream
+        return float(torch.rand(()) + np.random.rand() + random.random())
 
-    def logger(model: nn.Module, step: int) -> dict[str, Tensor]:
-        return {"noise": torch.rand(3, 4, 4)}
+    class Draws:  # an evaluator and a callback around it, all drawing random numbers
+        def run(self, model: nn.Module, data: object, step: int) -> SimpleNamespace:
+            return SimpleNamespace(aggregate={"r": draw()})
+
+    class Around(Callback):
+        def before_evaluation(self, trainer: object, step: int) -> None:
+            draw()
+
+        def after_evaluation(self, trainer: object, step: int, metrics: dict[str, float]) -> None:
+            draw()
 
     plain = Trainer(_cfg(tmp_path / "plain"), Net(), Augmented()).fit()
-    evaluated = Trainer(
-        _cfg(tmp_path / "eval", eval_every=2), Net(), Augmented(), evaluate=evaluate, image_logger=logger
-    ).fit()
+    cfg = _cfg(tmp_path / "eval", eval_every=2)
+    evaluated = Trainer(cfg, Net(), Augmented(), evaluator=Draws(), val_data=[], callbacks=[Around()]).fit()
     _same_weights(plain, evaluated)
     lines = [json.loads(s) for s in (tmp_path / "eval" / "metrics.jsonl").read_text().splitlines()]
     assert [d["step"] for d in lines if "eval/r" in d] == [2, 4, 6, 8, 10, 12]
