@@ -15,9 +15,10 @@ import os
 import random
 import re
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -218,6 +219,17 @@ def cleanup_distributed() -> None:
     """Destroy the default process group if one exists."""
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def move_to(obj: Any, device: torch.device) -> Any:
+    """Tensors inside nested mappings / lists / tuples moved to `device` (a batch for a step or evaluation)."""
+    if isinstance(obj, Tensor):
+        return obj.to(device, non_blocking=True)
+    if isinstance(obj, Mapping):
+        return {k: move_to(v, device) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(move_to(v, device) for v in obj)
+    return obj
 
 
 def get_rank() -> int:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import hashlib
 import io
 import json
 import math
@@ -34,10 +33,11 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from common.checkpoint import git_sha
-from common.distributed import barrier, get_rank, get_world_size
+from common.distributed import barrier, get_rank, get_world_size, move_to
 from common.errors import DataError
 from common.image_io import natural_sort_key
 from common.io import atomic_write_json, atomic_write_text
+from common.weights import sha256_file
 
 if TYPE_CHECKING:  # torchmetrics is imported when an Evaluator is built: reports alone stay light
     from torchmetrics import Metric
@@ -80,16 +80,6 @@ class EvalResult:
 def shard_indices(n: int, rank: int, world_size: int) -> list[int]:
     """Indices rank ``rank`` evaluates: rank, rank + world, ... (every item exactly once, no padding)."""
     return list(range(rank, n, world_size))
-
-
-def _to_device(batch: Any, device: torch.device) -> Any:
-    if isinstance(batch, Tensor):
-        return batch.to(device, non_blocking=True)
-    if isinstance(batch, Mapping):
-        return {k: _to_device(v, device) for k, v in batch.items()}
-    if isinstance(batch, (list, tuple)) and not isinstance(batch, str):
-        return type(batch)(_to_device(v, device) for v in batch)
-    return batch
 
 
 def _plain(v: Any) -> Any:
@@ -279,7 +269,7 @@ class Evaluator:
         try:
             with torch.no_grad():
                 for batch in batches:
-                    rows = net.validation_step(_to_device(batch, device), metrics)
+                    rows = net.validation_step(move_to(batch, device), metrics)
                     items.extend(_check_items(rows, type(net).__name__))
         finally:
             net.train(was_training)
@@ -316,14 +306,6 @@ def model_info_from_module(model: nn.Module) -> dict:
     return model_info(type(model).__name__)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def model_info(
     name: str,
     weights: str | None = None,
@@ -340,7 +322,7 @@ def model_info(
         p = Path(checkpoint)
         if not p.is_file():
             raise DataError(p, "checkpoint file not found")
-        sha = _sha256(p)
+        sha = sha256_file(p)
     if dataclasses.is_dataclass(config) and not isinstance(config, type):
         from common.config import config_to_dict
 
