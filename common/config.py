@@ -251,12 +251,14 @@ def _apply_override(data: dict[str, Any], item: str, schema: type) -> None:
 
 
 def _is_text_type(tp: Any) -> tuple[bool, bool]:
-    """(str/Path field, optional) for annotations str, Path, str | None, Path | None."""
-    if tp in (str, Path):
+    """(text field, optional) for str, Path, a Literal of strings, and each of them | None."""
+    if tp in (str, Path) or (
+        typing.get_origin(tp) is Literal and all(type(a) is str for a in typing.get_args(tp))
+    ):
         return True, False
     if typing.get_origin(tp) in (Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if len(args) == 1 and args[0] in (str, Path):
+        if len(args) == 1 and _is_text_type(args[0])[0]:
             return True, len(args) < len(typing.get_args(tp))
     return False, False
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import pytest
 import yaml
@@ -148,3 +149,19 @@ def test_config_from_checkpoint(tmp_path: Path, caplog: pytest.LogCaptureFixture
     save_checkpoint({"model": {}}, tmp_path / "bare.pth")
     with pytest.raises(CheckpointError, match="bare.pth holds no config"):
         config_from_checkpoint(tmp_path / "bare.pth", Exp)
+
+
+def test_literal_fields_list_their_choices_and_take_override_text_verbatim(tmp_path: Path) -> None:
+    @dataclass(frozen=True)
+    class Choice:
+        ffl: Literal["shared", "separate_nets", "off"] = "shared"
+        mode: Literal["a", "b"] | None = None
+
+    assert load_config(None, Choice, ["ffl=off", "mode=null"]) == Choice("off", None)  # "off" is not YAML's false
+    assert load_config(_write(tmp_path / "c.yaml", "mode: b\n"), Choice).mode == "b"
+    with pytest.raises(ConfigError) as err:
+        load_config(None, Choice, ["ffl=shard"])
+    assert "ffl" in str(err.value) and "['shared', 'separate_nets', 'off']" in str(err.value)
+    assert "\n" not in str(err.value)
+    with pytest.raises(ConfigError, match="precision"):
+        load_config(None, TrainConfig, ["precision=fp64"])
