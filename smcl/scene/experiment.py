@@ -15,7 +15,15 @@ from torch.utils.data import Dataset
 
 from common.config import ConfigError
 from common.engine import Callback, TrainConfig
-from smcl.scene.data import SceneData, get_rays_papr, load_blender, load_llff, load_nsvf
+from smcl.scene.data import (
+    SceneData,
+    get_rays_papr,
+    load_blender,
+    load_colmap,
+    load_llff,
+    load_nerfstudio,
+    load_nsvf,
+)
 from smcl.scene.losses import PhotometricLoss
 from smcl.scene.models.point_gcl import PointGCL, PointGCLConfig, compat_last_chunk_tiled_features
 from smcl.scene.models.scene_model import SceneModel, SceneModelConfig, init_points, lr_lambda, param_groups
@@ -24,17 +32,17 @@ from smcl.scene.points import read_points
 log = logging.getLogger(__name__)
 
 TASK = "smcl.scene"
-SCENE_FORMATS = ("blender", "nsvf", "llff")
+SCENE_FORMATS = ("blender", "nsvf", "llff", "colmap", "nerfstudio")
 
 
 @dataclass(frozen=True)
 class SceneDataConfig:
-    format: str = "blender"  # blender | nsvf | llff
+    format: str = "blender"  # blender | nsvf | llff | colmap (sparse/0) | nerfstudio (transforms.json)
     root: str = ""
     factor: int = 1  # every format: the native size divided by factor (llff: images_<factor> if present)
     target_size: tuple[int, int] | None = None  # nsvf (W, H) before factor (official T&T: 2176x1280)
     image_dir: str | None = None  # llff: image folder (default images_<factor>, else images / factor)
-    llff_hold: int = 8  # llff: every llff_hold-th view is the test split
+    llff_hold: int = 8  # llff, colmap, nerfstudio: every llff_hold-th view is the test split
     patch: tuple[int, int] = (160, 160)
     train_split: str = "train"
     test_split: str = "test"
@@ -44,7 +52,10 @@ class SceneDataConfig:
 
 @dataclass(frozen=True)
 class PointsConfig:
-    path: str | None = None  # prepared cloud (.npy/.pcd/.ply), unscaled scene units
+    # prepared cloud (.npy/.pcd/.ply) in unscaled scene units (the loader's frame: prepare_points.py
+    # --llff puts a COLMAP cloud into LLFF's); "scene": the capture's own cloud (colmap points3D,
+    # nerfstudio ply_file_path), already in the cameras' frame
+    path: str | None = None
     gcl_weights: str | None = None  # PointGCL state dict; None -> zero features
     gcl: PointGCLConfig = field(default_factory=PointGCLConfig)
     # aligned: one feature per point, in point order (the paper's intent); compat_last_chunk_tiled: the
@@ -91,6 +102,10 @@ def load_scene(cfg: SceneDataConfig, split: str) -> SceneData:
         return load_nsvf(cfg.root, split, cfg.factor, tuple(cfg.target_size) if cfg.target_size else None)
     if cfg.format == "llff":
         return load_llff(cfg.root, split, cfg.factor, cfg.image_dir, cfg.llff_hold)
+    if cfg.format == "colmap":
+        return load_colmap(cfg.root, split, cfg.factor, cfg.image_dir, cfg.llff_hold)
+    if cfg.format == "nerfstudio":
+        return load_nerfstudio(cfg.root, split, cfg.factor, cfg.llff_hold)
     raise ConfigError(f"data.format must be one of {', '.join(SCENE_FORMATS)}, got {cfg.format!r}")
 
 
@@ -143,17 +158,53 @@ class SceneViews(Dataset):
         return {"id": self.scene.names[i], "rays_o": o, "rays_d": d, "rgb": self.scene.images[i]}
 
 
-def build_model(cfg: ExperimentConfig, state: dict[str, Tensor] | None = None) -> SceneModel:
+def scene_cloud(cfg: ExperimentConfig, scene: SceneData | None) -> Tensor | None:
+    """The initial cloud in unscaled scene units: the prepared file, or with points.path "scene" the
+    capture's own cloud down-sampled to model.init_num (official uniform stride + random deletion)."""
+    from smcl.scene.points import downsample_uniform_random
+
+    if cfg.points.path != "scene":
+        return torch.from_numpy(read_points(cfg.points.path)).float() if cfg.points.path else None
+    if scene is None or scene.points is None:
+        raise ConfigError(
+            f"points.path 'scene' needs a capture with its own cloud (colmap, nerfstudio with ply_file_path); "
+            f"{cfg.data.format} {cfg.data.root} has none"
+        )
+    pts = scene.points.double().numpy()
+    n = min(cfg.model.init_num, len(pts))
+    return torch.from_numpy(downsample_uniform_random(pts, n, cfg.train.seed)).float()
+
+
+def check_init_outside_cameras(cfg: ExperimentConfig, scene: SceneData, pts: Tensor) -> None:
+    """Warn when the initial points' box contains every camera (a cube around the origin of a
+    forward-facing LLFF scene surrounds the cameras: most points start behind them)."""
+    lo, hi = pts.min(0).values / cfg.model.coord_scale, pts.max(0).values / cfg.model.coord_scale
+    centres = scene.c2w[:, :3, 3]
+    if bool(((centres >= lo) & (centres <= hi)).all()):
+        log.warning(
+            "every camera of %s lies inside the initial points' box %s..%s: for a forward-facing capture "
+            "use the capture's cloud (points.path) or move the cube in front of the cameras "
+            "(model.init_center, e.g. conf/smcl/llff/fern.yaml)",
+            cfg.data.root, [round(v, 3) for v in lo.tolist()], [round(v, 3) for v in hi.tolist()],
+        )  # fmt: skip
+
+
+def build_model(
+    cfg: ExperimentConfig, state: dict[str, Tensor] | None = None, scene: SceneData | None = None
+) -> SceneModel:
     """Points from the prepared cloud (or cube/sphere), features from the GCL encoder aligned with them.
 
     `state`: a trained model's state dict (a checkpoint's "model"): the model is built with its point
-    count directly (no cloud, no GCL encoder read); load the state into it afterwards."""
+    count directly (no cloud, no GCL encoder read); load the state into it afterwards. `scene`: the
+    training split (its own cloud for points.path "scene"; a camera check of the initial points)."""
     if state is not None:
         model = SceneModel(cfg.model, state["points"].detach().float(), state["pc_feats"].detach().float())
         model.render_tile = cfg.test_tile
         return model
-    cloud = torch.from_numpy(read_points(cfg.points.path)).float() if cfg.points.path else None
+    cloud = scene_cloud(cfg, scene)
     pts = init_points(cfg.model, cloud, seed=cfg.train.seed)
+    if scene is not None:
+        check_init_outside_cameras(cfg, scene, pts)
     feats = None
     if cfg.points.gcl_weights:
         from common.weights import load_weights
@@ -240,7 +291,9 @@ def build(cfg: ExperimentConfig, resume: str | Path | None = None) -> dict:
     train_scene = load_scene(cfg.data, cfg.data.train_split)
     test_scene = load_scene(cfg.data, cfg.data.test_split)
     path = resume_path(cfg.train.out_dir, resume, cfg.train.ckpt_name)
-    model = build_model(cfg, state=load_checkpoint(path, mmap=True)["model"] if path else None)
+    model = build_model(
+        cfg, state=load_checkpoint(path, mmap=True)["model"] if path else None, scene=train_scene
+    )
     model.set_loss(PhotometricLoss(cfg.lpips_weight))
     opt, sched = build_optim(model, cfg)
     idx = min(cfg.data.eval_image, len(test_scene.names) - 1)
@@ -269,7 +322,7 @@ def train(
     from common.engine import Trainer, prepare_run
     from common.io import check_outputs_outside_inputs
 
-    inputs = [p for p in (cfg.data.root, cfg.points.path, cfg.points.gcl_weights) if p]
+    inputs = [p for p in (cfg.data.root, cfg.points.path, cfg.points.gcl_weights) if p and p != "scene"]
     check_outputs_outside_inputs([cfg.train.out_dir], inputs)  # the run folder never inside the data
     opts = dict(resume=resume, overwrite=overwrite, allow_config_change=allow_config_change)
     prepare_run(cfg, devices, **opts)

@@ -127,10 +127,16 @@ def downsample_voxel(xyz: np.ndarray, n: int, seed: int = 0, iters: int = 30) ->
 
 
 def prepare_points(
-    src: str | Path, dst: str | Path, n: int = 10000, method: str = "uniform_random", seed: int = 0
+    src: str | Path,
+    dst: str | Path,
+    n: int = 10000,
+    method: str = "uniform_random",
+    seed: int = 0,
+    scale: float = 1.0,
 ) -> np.ndarray:
-    """Read, down-sample and write a cloud; returns the (n, 3) float32 points."""
-    xyz = read_points(src)
+    """Read, down-sample and write a cloud times `scale` (into a loader's frame, e.g. LLFF's);
+    returns the (n, 3) float32 points."""
+    xyz = read_points(src) * scale
     if method == "uniform_random":
         out = downsample_uniform_random(xyz, n, seed)
     elif method == "voxel":

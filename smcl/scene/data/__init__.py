@@ -1,5 +1,6 @@
-"""Scene loaders (NeRF-Synthetic, NSVF / Tanks&Temples, LLFF) and PAPR-convention rays."""
+"""Scene loaders (NeRF-Synthetic, NSVF / Tanks&Temples, LLFF, COLMAP, nerfstudio) and PAPR-convention rays."""
 
+from smcl.scene.data.captures import load_colmap, load_nerfstudio
 from smcl.scene.data.scenes import (
     SceneData,
     SceneFormatError,
@@ -15,7 +16,9 @@ __all__ = [
     "SceneFormatError",
     "get_rays_papr",
     "load_blender",
+    "load_colmap",
     "load_llff",
+    "load_nerfstudio",
     "load_nsvf",
     "parse_nsvf_intrinsics",
 ]

@@ -36,6 +36,8 @@ class SceneData:
     focal: Tensor
     principal: Tensor  # (N, 2) cx, cy in pixels (ignored unless use_principal_point)
     names: list[str]
+    points: Tensor | None = None  # (M, 3) the capture's own cloud in the cameras' frame (COLMAP, nerfstudio)
+    world_scale: float = 1.0  # scene units per source unit (LLFF / COLMAP: 1 / (0.75 near))
 
     @property
     def hw(self) -> tuple[int, int]:
@@ -259,6 +261,21 @@ def load_nsvf(
     )
 
 
+def _near_scale(near: float) -> float:
+    """The NeRF forward-facing convention: scene units in which the nearest depth is 1 / 0.75."""
+    return float(1.0 / (near * 0.75))
+
+
+def llff_world_scale(root: str | Path) -> float:
+    """Scene units per COLMAP unit of an LLFF scene (what load_llff multiplies positions by): clouds
+    of the same COLMAP model (points3D) need it to meet the cameras (`prepare_points.py --llff`)."""
+    pb_path = Path(root) / "poses_bounds.npy"
+    pb = load_npy(pb_path)
+    if pb.ndim != 2 or pb.shape[1] != 17 or not np.isfinite(pb[:, 15:]).all() or pb[:, 15:].min() <= 0:
+        raise SceneFormatError(pb_path, "expected finite (N, 17) rows with positive near/far bounds")
+    return _near_scale(pb[:, 15:].min())
+
+
 def load_llff(
     root: str | Path,
     split: str = "train",
@@ -302,7 +319,7 @@ def load_llff(
     bounds = pb[:, 15:]
     h_full, w_full, f_full = poses[0, :, 4]
     rot = np.concatenate([poses[:, :, 1:2], -poses[:, :, 0:1], poses[:, :, 2:4]], axis=2)
-    scale = 1.0 / (bounds.min() * 0.75)
+    scale = _near_scale(bounds.min())
     rot[:, :, 3] *= scale
     idx = np.arange(len(files))
     keep = idx[idx % hold == 0] if split == "test" else idx[idx % hold != 0]
@@ -318,6 +335,7 @@ def load_llff(
         focal=torch.tensor([[f, f * (h / h_full) / (w / w_full)]] * n, dtype=torch.float32),
         principal=torch.tensor([[w / 2, h / 2]] * n, dtype=torch.float32),
         names=[files[i].stem for i in keep],
+        world_scale=float(scale),
     )
 
 

@@ -27,6 +27,7 @@ class SceneModelConfig:
     init_type: str = "cloud"  # cloud (the prepared point file) | cube (official) | sphere
     init_num: int = 10000
     init_scale: float = 1.2  # cube half-size in unscaled scene units
+    init_center: tuple[float, float, float] = (0.0, 0.0, 0.0)  # cube / sphere centre, unscaled units
     coord_scale: float = 10.0
     max_num_pts: int = 30000
     prune_every: int = 500
@@ -54,6 +55,7 @@ def init_points(cfg: SceneModelConfig, cloud: Tensor | None = None, seed: int = 
     """Initial positions in the scaled scene. cube: floor(n^(1/3))^3 grid + random rest (9261 + 739)."""
     g = torch.Generator().manual_seed(seed)
     s = cfg.init_scale * cfg.coord_scale
+    c = torch.tensor(cfg.init_center, dtype=torch.float32) * cfg.coord_scale
     if cfg.init_type == "cloud":
         if cloud is None or cloud.shape[0] < cfg.select_k:
             raise ValueError("init_type 'cloud' needs a point cloud with at least select_k points")
@@ -63,12 +65,14 @@ def init_points(cfg: SceneModelConfig, cloud: Tensor | None = None, seed: int = 
         lin = torch.linspace(-s, s, n)
         grid = torch.stack(torch.meshgrid(lin, lin, lin, indexing="ij"), -1).reshape(-1, 3)
         rest = (torch.rand(cfg.init_num - grid.shape[0], 3, generator=g) * 2 - 1) * s
-        return torch.cat([grid, rest])
+        return torch.cat([grid, rest]) + c
     if cfg.init_type == "sphere":  # Fibonacci lattice
         i = torch.arange(cfg.init_num, dtype=torch.float64) + 0.5
         phi = torch.acos(1 - 2 * i / cfg.init_num)
         theta = math.pi * (1 + 5**0.5) * i
-        return (torch.stack([phi.sin() * theta.cos(), phi.sin() * theta.sin(), phi.cos()], -1) * s).float()
+        return (
+            torch.stack([phi.sin() * theta.cos(), phi.sin() * theta.sin(), phi.cos()], -1) * s
+        ).float() + c
     raise ValueError(f"init_type must be cloud | cube | sphere, got {cfg.init_type!r}")
 
 
