@@ -1,6 +1,7 @@
 """Logic of scripts/nvs_sqa_app.py: score a bank of NSS, resumably, on one or several processes.
 
-* Inputs: videos, NSS folders (frames) and folders of NSS sub-folders. Every NSS gets a key: its name, or,
+* Inputs: videos, NSS folders (frames) and banks: folders of NSS sub-folders and/or videos (the ns-render
+  layout, one video per scene or method). Every NSS gets a key: its name, or,
   when two inputs hold NSS of one name, the shortest tail of their paths that tells them apart
   ("bankA/scene", "bankB/scene").
 * One broken NSS is reported by name and the others are still scored; `run_bank` returns the number of
@@ -11,7 +12,7 @@
   NPZ) atomically after each NSS it scores and while it waits for the others. A run killed after k NSS keeps
   them; `resume=True` folds earlier journals into the outputs and scores only the NSS that are missing.
   Results are keyed by content, not by name: each row holds the sha256 of the NSS's frames (names and bytes;
-  a video's bytes) and the report the digest of the model (weights and read-out), so a resumed run rescores
+  a video's bytes: `nvs_sqa.frames.nss_sha256`) and the report the digest of the model (weights and read-out), so a resumed run rescores
   an NSS whose frames changed and refuses a report written by another model.
 * One run at a time per output: rank 0 holds `common.io.hold_lock` on every output (released by the OS
   when the process dies); a second run refuses with one line instead of taking the live run's journal.
@@ -45,7 +46,7 @@ import numpy as np
 from common.errors import DataError, TriVisionError
 from common.io import atomic_savez, load_npz
 from nvs_sqa.assessor import QualityAssessor
-from nvs_sqa.frames import VIDEO_EXTS, iter_video, list_frames
+from nvs_sqa.frames import VIDEO_EXTS, iter_video, list_frames, nss_sha256, source_format
 from nvs_sqa.ridge import LABEL_RANGE
 
 TASK = "nvs_sqa.app"
@@ -74,13 +75,14 @@ def discover(paths: Sequence[Path]) -> list[NSSItem]:
             raise DataError(p, "no such file or folder")
         elif list_frames(p):
             found.append((p, "folder"))
-        else:
+        else:  # a bank: NSS sub-folders and videos (ns-render writes one video per scene/method)
             subs = sorted(
-                (s for s in p.iterdir() if s.is_dir() and not s.name.startswith(".")), key=lambda s: s.name
+                (s for s in p.iterdir() if not s.name.startswith(".") and (s.is_dir() or _is_video(s))),
+                key=lambda s: s.name,
             )
             if not subs:
-                raise DataError(p, "contains neither frames nor NSS sub-folders")
-            found += [(s, "folder") for s in subs]
+                raise DataError(p, "contains neither frames, NSS sub-folders nor videos")
+            found += [(s, "video" if s.is_file() else "folder") for s in subs]
     seen: set[Path] = set()
     unique = []
     for p, kind in found:  # the same NSS given twice is scored once
@@ -90,6 +92,10 @@ def discover(paths: Sequence[Path]) -> list[NSSItem]:
             unique.append((p, kind))
     keys = unique_keys([p for p, _ in unique])
     return [NSSItem(k, p, kind) for k, (p, kind) in zip(keys, unique)]
+
+
+def _is_video(p: Path) -> bool:
+    return p.is_file() and p.suffix.lower() in VIDEO_EXTS
 
 
 def _name(p: Path) -> str:
@@ -114,17 +120,6 @@ def unique_keys(paths: Sequence[Path]) -> list[str]:
         for i, t in zip(idx, tails):
             keys[i] = t
     return keys
-
-
-def content_sha256(item: NSSItem) -> str:
-    """sha256 of what an NSS's score is computed from: each frame's name and bytes, or a video's bytes."""
-    h = hashlib.sha256()
-    for f in [item.path] if item.kind == "video" else list_frames(item.path):
-        h.update(f"{f.name}\n".encode())
-        with open(f, "rb") as fh:
-            for block in iter(lambda fh=fh: fh.read(1 << 20), b""):
-                h.update(block)
-    return h.hexdigest()
 
 
 def assessor_sha256(assessor: QualityAssessor) -> str:
@@ -340,17 +335,50 @@ def write_outputs(
         )
 
 
-def format_table(rows: Sequence[dict]) -> str:
-    """Plain-text table: key, frames, resolution, JOD (flagged when outside the label range)."""
-    table = [("name", "frames", "resolution", "JOD")]
-    for r in rows:
+#: how to read the score: printed under every table and in `--help` (issue 20 §2)
+SCALE_NOTE = (
+    f"JOD (just-objectionable differences), predicted without a reference: 0 = the quality of the scene's "
+    f"reference video, higher is better; 1 JOD apart = 75% of observers prefer the better of two videos. "
+    f"The read-out was fitted on human labels in [{LABEL_RANGE[0]}, {LABEL_RANGE[1]}]. On the published test "
+    f"split the official model agrees with the labels at SRCC 0.91 / 0.70 / 0.70 and PLCC 0.88 / 0.64 / 0.68 "
+    f"(Fieldwork / LLFF / Lab; per scene over 5 methods, averaged): rank methods of one scene, rendered "
+    f"at one resolution and length and stored alike; a mean over scenes mixes their difficulty."
+)
+#: measured on one scene (issue 20): what a storage difference alone moves the score by
+MIX_EFFECTS = (
+    "half resolution +0.27 JOD, mp4v instead of lossless frames +0.16 JOD, vs 0.06 JOD between two methods"
+)
+
+
+def mix_warnings(rows: Sequence[dict], formats: Sequence[str] | None = None) -> list[str]:
+    """One line per storage property the scored NSS do not share (resolution, length, codec/file type)."""
+    props = {
+        "resolutions": {f"{r['width']}x{r['height']}" for r in rows},
+        "lengths": {f"{r['frames']} frames" for r in rows},
+        "codecs/file types": set(formats or ()),
+    }
+    return [
+        f"warning: the NSS mix {what} ({', '.join(sorted(v))}): their scores are not comparable "
+        f"(measured: {MIX_EFFECTS})"
+        for what, v in props.items()
+        if len(v) > 1
+    ]
+
+
+def format_table(rows: Sequence[dict], formats: Sequence[str] | None = None) -> str:
+    """Plain-text table: key, frames, resolution, format, JOD (flagged outside the label range), then the
+    scale note and a warning per storage property the rows do not share. No cross-scene mean."""
+    fmts = list(formats) if formats is not None else ["?"] * len(rows)
+    table = [("name", "frames", "resolution", "format", "JOD")]
+    for r, f in zip(rows, fmts):
         jod = f"{r['jod']:.4f}" + (" (!)" if r["out_of_range"] else "")
-        table.append((r["id"], str(r["frames"]), f"{r['width']}x{r['height']}", jod))
-    widths = [max(len(row[i]) for row in table) for i in range(4)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in table]
+        table.append((r["id"], str(r["frames"]), f"{r['width']}x{r['height']}", f, jod))
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in table]
     lines.insert(1, "  ".join("-" * w for w in widths))
     if any(r["out_of_range"] for r in rows):
         lines.append("(!) outside the JOD range of the training labels: probably not a rendered scene")
+    lines += ["", SCALE_NOTE, *mix_warnings(rows, formats)]
     return "\n".join(lines)
 
 
@@ -436,7 +464,7 @@ def _reusable(results: dict[str, dict], items: Sequence[NSSItem], digests: dict[
             continue
         if k not in digests:
             try:
-                digests[k] = content_sha256(by_key[k])
+                digests[k] = nss_sha256(by_key[k].path)
             except OSError:
                 continue  # unreadable now: scored again (and reported) below
         if v["row"].get("sha256") == digests[k]:
@@ -548,7 +576,7 @@ def _run_locked(
         with tqdm(total=total, unit="frame", disable=not show_progress, leave=False) as bar:
             for i, it in enumerate(mine):
                 try:
-                    digest = content_sha256(it)
+                    digest = nss_sha256(it.path)
                     s = assessor.score_stream(pre.frames(i), it.key, bar.update)
                 except NSS_ERRORS as err:
                     msg = str(err) or type(err).__name__
@@ -589,8 +617,8 @@ def _run_locked(
         time.sleep(poll_s)
     write_outputs(out, items, results, failed, model=model, settings=settings, plot=True)
     _remove_parts(out)
-    rows = [results[it.key]["row"] for it in items if it.key in results]
-    print(format_table(rows))
+    scored = [it for it in items if it.key in results]
+    print(format_table([results[it.key]["row"] for it in scored], [source_format(it.path) for it in scored]))
     if failed:
         _log(f"error: {len(failed)} of {len(items)} NSS failed: " + ", ".join(sorted(failed)))
     return len(failed)

@@ -18,7 +18,7 @@ import numpy as np
 from common.errors import DataError
 from common.metrics.correlation import bootstrap_ci, krcc, plcc, srcc
 from common.weights import state_dict_sha256
-from nvs_sqa.frames import list_frames
+from nvs_sqa.frames import nss_sha256
 from nvs_sqa.ridge import RidgeReadout, fit_ridge
 
 
@@ -137,13 +137,10 @@ def weights_sha256(model) -> str:
 
 
 def bank_sha256(bank: Path, keys: list[str]) -> str:
-    """sha256 over the keys and, per key, every frame's name and bytes (what the features are computed from)."""
+    """sha256 over the keys and each NSS's content digest (`nss_sha256`: what the features are computed from)."""
     h = hashlib.sha256()
     for key in sorted(keys):
-        h.update(f"{key}\n".encode())
-        for f in list_frames(bank_folder(bank, key)):
-            h.update(f"{f.name}\n".encode())
-            h.update(f.read_bytes())
+        h.update(f"{key}\n{nss_sha256(bank_folder(bank, key))}\n".encode())
     return h.hexdigest()
 
 

@@ -10,6 +10,7 @@ Fixes spec nvs_sqa.md §6.2 (1)-(3) without changing pixels of valid 8-bit RGB i
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -128,3 +129,32 @@ def as_sequences(frames, where: str) -> torch.Tensor:
     if not (0.0 <= lo and hi <= 1.0):  # also catches NaN
         raise FrameError(f"{where}: float frames must lie in [0, 1], got [{lo:.4g}, {hi:.4g}]")
     return frames
+
+
+def nss_sha256(path: Path) -> str:
+    """sha256 of what an NSS's score is computed from: a video's bytes, or each frame's name and bytes (the
+    one content digest of resumed app runs and of the evaluation's feature cache)."""
+    path = Path(path)
+    h = hashlib.sha256()
+    for f in [path] if path.is_file() else list_frames(path):
+        h.update(f"{f.name}\n".encode())
+        with open(f, "rb") as fh:
+            for block in iter(lambda fh=fh: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+def source_format(path: Path) -> str:
+    """How an NSS is stored: a video's codec ("h264", "mpeg4", ...) or its frames' file types ("png")."""
+    path = Path(path)
+    if path.is_dir():
+        return "+".join(
+            sorted({f.suffix.lower().lstrip(".").replace("jpeg", "jpg") for f in list_frames(path)})
+        )
+    import av  # lazy: only banks with videos pay for FFmpeg
+
+    try:
+        with av.open(str(path)) as c:
+            return c.streams.video[0].codec_context.name
+    except (av.FFmpegError, IndexError):
+        return "unreadable"

@@ -1,4 +1,5 @@
-"""Score neurally synthesized scenes with NVS-SQA (official weights): folders of NSS, one NSS, or a video.
+"""Score neurally synthesized scenes with NVS-SQA (official weights): a bank (a folder of NSS sub-folders
+and/or videos, e.g. ns-render's output folder), one NSS folder of frames, or a video.
 
 Results are written as they come (JSON report + CSV, NPZ of features); --resume scores only what a killed
 run left out (reusing only unchanged frames scored by the same model); one run per output at a time. -d 0-3 (GPUs) or -d cpu --procs N shard the NSS over processes (torchrun re-launch).
@@ -23,14 +24,16 @@ from common.distributed import (
 )
 from common.io import check_outputs
 from common.runtime import keep_freed_memory
-from nvs_sqa.app import Outputs, run_bank
+from nvs_sqa.app import SCALE_NOTE, Outputs, run_bank
 from nvs_sqa.assessor import QualityAssessor
 
 
 def main() -> int:
     keep_freed_memory()  # reuse large freed CPU buffers instead of page-faulting them in again
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("paths", nargs="+", type=Path, help="folder of NSS sub-folders | NSS folder | video file")
+    p = argparse.ArgumentParser(description=__doc__, epilog=SCALE_NOTE)
+    p.add_argument(
+        "paths", nargs="+", type=Path, help="bank folder (NSS sub-folders, videos) | NSS folder | video file"
+    )
     p.add_argument("--json", type=Path, help="report (schema tri-vision.eval/1; its CSV is written beside)")
     p.add_argument("--csv", type=Path, help="per-NSS CSV")
     p.add_argument("--features", type=Path, help="write {key: 384-d float32} as .npz")

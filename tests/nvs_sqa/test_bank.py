@@ -3,6 +3,7 @@ bounded decoding, output-path checks, device and chunk choice. A random-weights 
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from pathlib import Path
@@ -286,3 +287,48 @@ def test_several_gpus_without_cuda_fail_once_with_a_clear_message(tmp_path: Path
     )
     assert proc.returncode == 2 and "CUDA is not available" in proc.stderr, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr and proc.stderr.count("error:") == 1
+
+
+def test_a_folder_of_videos_is_a_bank_and_the_table_explains_the_scale_and_warns_on_mixes(
+    qa, tmp_path: Path, capsys
+) -> None:
+    """Issue 20 §2: a folder of videos (ns-render layout) was refused; the table said nothing about the scale
+    or about NSS stored at other resolutions, lengths or codecs; app and evaluation hashed NSS separately."""
+    from common.viz import save_video
+    from nvs_sqa.evaluation import bank_sha256
+    from nvs_sqa.frames import nss_sha256
+
+    bank = tmp_path / "renders"
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 256, (72, 80, 3), dtype=np.uint8)
+    save_video([base, base[::-1].copy()], bank / "nerfacto.mp4", fps=24)
+    save_video([base] * 3, bank / "splatfacto.mp4", fps=24)
+    _nss(bank / "frames", 0, n=2, size=(72, 80))
+    items = discover([bank])
+    assert [(it.key, it.kind) for it in items] == [
+        ("frames", "folder"), ("nerfacto", "video"), ("splatfacto", "video")
+    ]  # fmt: skip
+    out = Outputs(json=tmp_path / "r.json")
+    capsys.readouterr()
+    assert run_bank(qa, [bank], out, model=MODEL, show_progress=False) == 0
+    rows = read_report(out.json)["items"]
+    assert [r["id"] for r in rows] == ["frames", "nerfacto", "splatfacto"]
+    assert [r["sha256"] for r in rows] == [nss_sha256(it.path) for it in items]
+    printed = capsys.readouterr().out
+    table = printed.splitlines()
+    assert table[2].split()[:4] == ["frames", "2", "80x72", "png"] and table[3].split()[3] == "h264"
+    assert "0 = the quality of the scene's reference video" in printed and "SRCC 0.91" in printed
+    assert "[-16.24, 1.38]" in printed and "mean" not in table[0]
+    warn = [line for line in table if line.startswith("warning:")]
+    assert len(warn) == 2 and "lengths (2 frames, 3 frames)" in warn[0] and "(h264, png)" in warn[1]
+    assert "+0.27 JOD" in warn[0]
+    # the evaluation's feature-cache key is built from the same per-NSS digest
+    _nss(tmp_path / "ev" / "lab" / "S" / "m" / "frames", 0, n=2, size=(72, 80))  # bank_folder("lab+S+m")
+    key_digest = hashlib.sha256(f"lab+S+m\n{rows[0]['sha256']}\n".encode()).hexdigest()
+    assert bank_sha256(tmp_path / "ev", ["lab+S+m"]) == key_digest
+    from nvs_sqa.app import mix_warnings
+
+    (res,) = mix_warnings(
+        [{"width": 80, "height": 72, "frames": 2}, {"width": 40, "height": 36, "frames": 2}]
+    )
+    assert "resolutions (40x36, 80x72)" in res
