@@ -11,11 +11,14 @@ OpenGL camera axes: x right, y up, the camera looks along -z (as nerf_synthetic'
 * `camera_path(c2ws, "orbit" | "spiral" | "interpolate", n)`: one of the above fitted to training cameras.
 * `orbit_around_pose`: a small circle around one source view, every camera looking at the source view's
   look-at point (the single-image novel-view video of pixelNeRF-style object models).
+* `read_camera_path`: a nerfstudio `camera_path.json` (the viewer's export) as poses, intrinsics, fps.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -31,6 +34,7 @@ __all__ = [
     "orbit",
     "orbit_around_pose",
     "orbit_through_pose",
+    "read_camera_path",
     "spiral",
 ]
 
@@ -250,3 +254,48 @@ def orbit_around_pose(
     d = np.cos(r) * back + np.sin(r) * ring
     eyes = target + focus_distance * d
     return _out(_look_at_np(eyes, np.broadcast_to(target, eyes.shape), np.broadcast_to(up, eyes.shape)))
+
+
+@dataclass
+class CameraPath:
+    """An imported path: OpenGL c2w (T, 4, 4), pinhole K (T, 3, 3) for height x width, frames per second."""
+
+    c2w: Tensor
+    K: Tensor
+    height: int
+    width: int
+    fps: float
+
+
+def read_camera_path(path: str | Path) -> CameraPath:
+    """nerfstudio `camera_path.json`: `camera_path` entries with a row-major 4x4 `camera_to_world`
+    (OpenGL, as nerfstudio) and a vertical `fov` in degrees (focal 0.5 H / tan(fov / 2), square pixels,
+    principal point at the centre), `render_height` / `render_width`, `fps`. Poses are taken as they
+    are: they must be in the frame of the scene being rendered. Only perspective paths are read."""
+    from common.errors import DataError
+    from common.io import read_json
+
+    path = Path(path)
+    meta = read_json(path)  # DataError naming the file on a syntax error
+    if not isinstance(meta, dict) or not isinstance(meta.get("camera_path"), list) or not meta["camera_path"]:
+        raise DataError(
+            path, "expected a nerfstudio camera path: an object with a non-empty 'camera_path' list"
+        )
+    if meta.get("camera_type", "perspective") != "perspective":
+        raise DataError(path, f"camera_type {meta['camera_type']!r} is not supported (perspective only)")
+    try:
+        h, w = int(meta["render_height"]), int(meta["render_width"])
+        fps = float(meta.get("fps", 24.0))
+        c2w = np.array(
+            [np.asarray(c["camera_to_world"], dtype=np.float64).reshape(4, 4) for c in meta["camera_path"]]
+        )
+        fov = np.array([float(c["fov"]) for c in meta["camera_path"]])
+    except (KeyError, TypeError, ValueError) as err:
+        raise DataError(path, f"needs render_height, render_width and per camera a 16-number "
+                        f"camera_to_world and a fov ({type(err).__name__}: {err})") from err  # fmt: skip
+    if h < 1 or w < 1 or not np.isfinite(c2w).all() or not ((fov > 0) & (fov < 180)).all():
+        raise DataError(path, "render size must be positive, poses finite and fov in (0, 180) degrees")
+    f = 0.5 * h / np.tan(np.radians(fov) / 2)
+    K = np.zeros((len(f), 3, 3))
+    K[:, 0, 0], K[:, 1, 1], K[:, 0, 2], K[:, 1, 2], K[:, 2, 2] = f, f, w / 2, h / 2, 1.0
+    return CameraPath(_out(c2w), _out(K), h, w, fps)

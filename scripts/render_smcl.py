@@ -6,10 +6,12 @@ The level (object or scene) comes from the config stored in the checkpoint. Obje
 `--index` of the run's evaluation split, conditioned on its view `--source-view`; orbit = the full circle
 through the source view, spiral = a small circle around it (`--radius-deg`, pixelNeRF's video path),
 interpolate = through the object's dataset views. Scene level: orbit / LLFF spiral / interpolate around
-the training cameras (common.trajectories.camera_path). `--out` ending in .mp4/.mkv/.mov/.avi writes
-H.264 (browsers play .mp4), .gif a GIF, anything else a folder of frame0000000.png ... (lossless; the
-NVS-SQA layout). Frames smaller than NVS-SQA's 69 px are rendered at an integer `--scale` up (the rays
-are resampled, not the pixels). The printed NVS-SQA score is that of the written file, decoded again
+the training cameras (common.trajectories.camera_path), or a nerfstudio camera_path.json
+(`--camera-path`, poses in the scene's frame). `--out` ending in .mp4/.mkv/.mov/.avi writes H.264
+(browsers play .mp4), .gif a GIF, anything else a folder of frame0000000.png ... (lossless; the
+NVS-SQA layout). Frames smaller than NVS-SQA's 69 px are rendered at an integer scale up (the rays
+are resampled, not the pixels); `--scale` sets any factor, up or down (0.5: half size). The printed
+NVS-SQA score is that of the written file, decoded again
 (JOD: 0 = the reference video's quality, higher is better; see `tv-nvs-sqa-app --help`).
 """
 
@@ -30,15 +32,19 @@ from common.distributed import parse_devices
 from common.image_io import iter_video_frames, list_images, read_image, write_image
 from common.io import check_outputs
 from common.runtime import keep_freed_memory
-from common.trajectories import camera_path, orbit_around_pose, orbit_through_pose
+from common.trajectories import camera_path, orbit_around_pose, orbit_through_pose, read_camera_path
 from common.viz import save_gif, save_video
 
 MIN_SIDE = 69  # nvs_sqa.frames.MIN_SIDE
 VIDEO_EXTS = (".gif", ".mp4", ".avi", ".mov", ".mkv")  # a file output; anything else is a frame folder
 
 
-def _scale(a: argparse.Namespace, h: int, w: int) -> int:
+def _scale(a: argparse.Namespace, h: int, w: int) -> float:
     return a.scale or max(1, math.ceil(MIN_SIDE / min(h, w)))
+
+
+def _sized(n: int, s: float) -> int:
+    return max(1, round(n * s))
 
 
 def render_object(a: argparse.Namespace, overrides: list[str], device: torch.device) -> np.ndarray:
@@ -66,7 +72,7 @@ def render_object(a: argparse.Namespace, overrides: list[str], device: torch.dev
     h, w = obj["images"].shape[-2:]
     s = _scale(a, h, w)
     return render_trajectory(model, obj["images"][v : v + 1], obj["poses"][v : v + 1], obj["focal"] * s, path,
-                             h * s, w * s, c=obj["c"] * s, near=float(obj["near"]), far=float(obj["far"]))  # fmt: skip
+                             _sized(h, s), _sized(w, s), c=obj["c"] * s, near=float(obj["near"]), far=float(obj["far"]))  # fmt: skip
 
 
 def render_scene(a: argparse.Namespace, overrides: list[str], device: torch.device) -> np.ndarray:
@@ -75,13 +81,21 @@ def render_scene(a: argparse.Namespace, overrides: list[str], device: torch.devi
 
     model, cfg = from_checkpoint(a.checkpoint, a.config, overrides)
     model.to(device)
+    if a.camera_path is not None:  # nerfstudio camera_path.json, in the scene's own frame
+        cp = read_camera_path(a.camera_path)
+        s = _scale(a, cp.height, cp.width)
+        K = cp.K * torch.tensor([[s], [s], [1.0]])
+        h, w = _sized(cp.height, s), _sized(cp.width, s)
+        return np.concatenate([render_trajectory(model, cp.c2w[i : i + 1], h, w, K[i], tile=cfg.test_tile)
+                               for i in range(len(cp.c2w))])  # fmt: skip
     scene = load_scene(cfg.data, cfg.data.train_split)
     path = camera_path(scene.c2w, a.traj, a.frames)
     h, w = scene.hw
     s = _scale(a, h, w)
     fx, fy = (float(x) * s for x in scene.focal[0])
-    K = intrinsics_matrix(fx, fy, w * s / 2.0, h * s / 2.0)
-    return render_trajectory(model, path, h * s, w * s, K, tile=cfg.test_tile)
+    hs, ws = _sized(h, s), _sized(w, s)
+    K = intrinsics_matrix(fx, fy, ws / 2.0, hs / 2.0)
+    return render_trajectory(model, path, hs, ws, K, tile=cfg.test_tile)
 
 
 def main() -> None:
@@ -104,9 +118,19 @@ def main() -> None:
     p.add_argument("--index", type=int, default=0, help="object level: object of the evaluation split")
     p.add_argument("--source-view", type=int, default=0, help="object level: conditioning view")
     p.add_argument("--radius-deg", type=float, default=15.0, help="object level: spiral radius")
-    p.add_argument("--scale", type=int, default=None, help="render at this multiple of the data size")
+    p.add_argument(
+        "--camera-path",
+        type=Path,
+        default=None,
+        help="scene level: a nerfstudio camera_path.json (poses in the scene's frame) instead of --traj",
+    )
+    p.add_argument(
+        "--scale", type=float, default=None, help="render at this multiple of the size (0.5: half)"
+    )
     p.add_argument("--no-score", action="store_true", help="do not score with NVS-SQA")
     a = p.parse_args()
+    if a.scale is not None and not a.scale > 0:
+        p.error(f"--scale must be positive, got {a.scale}")
     stored = read_config_from_checkpoint(a.checkpoint)
     is_scene = "points" in stored  # scene configs have a point cloud
     roots = [a.datadir, stored.get("data", {}).get("root")]  # the run's dataset is an input too
@@ -129,7 +153,8 @@ def main() -> None:
         for i, f in enumerate(frames):
             write_image(a.out / f"frame{i:07d}.png", f)
     t, h, w = frames.shape[:3]
-    print(f"{'scene' if is_scene else 'object'} level, {a.traj}: {t} frames {w}x{h} -> {a.out}")
+    kind = a.camera_path or a.traj
+    print(f"{'scene' if is_scene else 'object'} level, {kind}: {t} frames {w}x{h} -> {a.out}")
     if not a.no_score:  # the file as written (codec losses included), not the rendered arrays
         if video:
             written = np.stack(list(iter_video_frames(a.out)))

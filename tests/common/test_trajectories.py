@@ -175,3 +175,27 @@ def test_camera_path_around_training_cameras(kind: str) -> None:
         assert steps.max() < 2.5 * steps.median()
     with pytest.raises(ValueError, match="kind"):
         camera_path(cams, "zigzag", 4)
+
+
+def test_read_nerfstudio_camera_path(tmp_path) -> None:
+    import json
+
+    from common.errors import DataError
+    from common.trajectories import read_camera_path
+
+    c2w = np.eye(4)
+    c2w[:3, 3] = (1.0, 2.0, 3.0)
+    meta = {"camera_type": "perspective", "render_height": 20, "render_width": 30, "fps": 12,
+            "camera_path": [{"camera_to_world": c2w.ravel().tolist(), "fov": 90.0, "aspect": 1.5},
+                            {"camera_to_world": np.eye(4).ravel().tolist(), "fov": 60.0}]}  # fmt: skip
+    p = tmp_path / "camera_path.json"
+    p.write_text(json.dumps(meta))
+    cp = read_camera_path(p)
+    assert (cp.height, cp.width, cp.fps) == (20, 30, 12.0) and cp.c2w[0, :3, 3].tolist() == [1.0, 2.0, 3.0]
+    # vertical fov: fy = 0.5 H / tan(fov / 2); 90 deg -> 10 px, 60 deg -> 10 sqrt(3)
+    assert cp.K[0].tolist() == [[10.0, 0.0, 15.0], [0.0, 10.0, 10.0], [0.0, 0.0, 1.0]]
+    assert float(cp.K[1, 0, 0]) == pytest.approx(10 * math.sqrt(3), rel=1e-6)
+    meta["camera_type"] = "fisheye"
+    p.write_text(json.dumps(meta))
+    with pytest.raises(DataError, match="camera_path.json: camera_type 'fisheye' is not supported"):
+        read_camera_path(p)

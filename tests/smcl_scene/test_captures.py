@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +56,20 @@ def test_odd_image_size_trains_evaluates_renders(tmp_path, one_thread):
     model, _ = from_checkpoint(tmp_path / "run/checkpoints/step-00000002.pth")
     agg = evaluate_split(model, cfg, tmp_path / "test", lpips=False)
     assert np.isfinite(agg["psnr"]) and (tmp_path / "test/flythrough.gif").is_file()
+    # render_smcl.py: a nerfstudio camera path (20x30, the test camera twice) rendered at half size
+    from smcl.scene.experiment import load_scene
+
+    pose = load_scene(cfg.data, "test").c2w[0].ravel().tolist()
+    meta = {"render_height": 20, "render_width": 30, "fps": 2,
+            "camera_path": [{"camera_to_world": pose, "fov": 60.0}] * 2}  # fmt: skip
+    (tmp_path / "camera_path.json").write_text(json.dumps(meta))
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
+    args = ["--checkpoint", str(tmp_path / "run/checkpoints/step-00000002.pth"), "--no-score", "--scale", "0.5",
+            "--camera-path", str(tmp_path / "camera_path.json"), "--out", str(tmp_path / "frames")]  # fmt: skip
+    r = subprocess.run([sys.executable, "scripts/render_smcl.py", *args], cwd=ROOT, env=env, capture_output=True,
+                       text=True, timeout=600)  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "2 frames 15x10" in r.stdout and len(list((tmp_path / "frames").glob("frame*.png"))) == 2
     assert (tmp_path / "run/checkpoints/step-00000002.pth").is_file()
 
 
