@@ -8,10 +8,10 @@ from pathlib import Path
 from common.cli import run_script
 from common.io import check_outputs
 from common.runtime import keep_freed_memory
-from smcl.object.metrics import calc_metrics
 
 
 def main() -> None:
+
     keep_freed_memory()  # reuse large freed CPU buffers instead of page-faulting them in again
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("-D", "--datadir", type=Path, required=True, help="NMR-layout root with ground truth")
@@ -25,6 +25,8 @@ def main() -> None:
     p.add_argument("--report", type=Path, default=None, help="JSON report (default: <output>/metrics.json)")
     p.add_argument("--debug", action="store_true", help="show the traceback of errors")
     a = p.parse_args()
+    from smcl.object.metrics import calc_metrics
+
     report = a.report or a.output / "metrics.json"
     check_outputs([report, report.with_suffix(".csv")], [a.datadir])  # the ground truth is never written to
     res = calc_metrics(a.datadir, a.output, a.list_name, lpips=not a.no_lpips, allow_missing=a.allow_missing,

@@ -7,12 +7,13 @@ import argparse
 from pathlib import Path
 
 from common.cli import run_script
-from common.image_io import write_image
 from common.io import check_outputs_outside_inputs, check_writable
-from smmcl.hha import NYU_INTRINSICS, check_depth_scale, hha_from_files
 
 
 def main(argv: list[str] | None = None) -> None:
+
+    from smmcl.hha import NYU_INTRINSICS  # the parser's default (imports smmcl)
+
     p = argparse.ArgumentParser(description="Compute the HHA encoding of a depth image (vectorised).")
     p.add_argument("--depth", type=Path, required=True, help="16-bit depth PNG (filled)")
     p.add_argument("--raw-depth", type=Path, default=None, help="raw depth PNG: zeros mark missing data")
@@ -44,6 +45,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", type=Path, required=True, help="output HHA PNG")
     p.add_argument("--debug", action="store_true", help="show tracebacks of input errors")
     a = p.parse_args(argv)
+    from common.image_io import write_image
+    from smmcl.hha import NYU_INTRINSICS, check_depth_scale, hha_from_files
+
     check_depth_scale(a.depth_scale)
     check_outputs_outside_inputs([a.out], [a.depth, a.raw_depth])
     check_writable(a.out)

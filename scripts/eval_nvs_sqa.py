@@ -9,27 +9,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from common.cli import run_script
 from common.config import build_parser, config_from_checkpoint
-from common.evaluation import model_info, write_report
 from common.io import check_outputs
 from common.runtime import keep_freed_memory
-from nvs_sqa.assessor import QualityAssessor
-from nvs_sqa.evaluation import (
-    evaluate_features,
-    features_with_cache,
-    format_report,
-    load_labels,
-    report_blocks,
-)
-from nvs_sqa.experiment import ExperimentConfig, load_encoder_checkpoint
-from nvs_sqa.models import build_model
-from nvs_sqa.ridge import RidgeReadout
 
 
 def main() -> None:
+
     keep_freed_memory()  # reuse large freed CPU buffers instead of page-faulting them in again
     p = build_parser(__doc__)
     p.add_argument(
@@ -45,6 +32,21 @@ def main() -> None:
     p.add_argument("--save-regressor", type=Path, help="write the refitted read-out (.json)")
     p.add_argument("-d", "--devices", default="cpu", help="cpu or one CUDA index")
     args = p.parse_args()
+    import numpy as np
+
+    from common.evaluation import model_info, write_report
+    from nvs_sqa.assessor import QualityAssessor
+    from nvs_sqa.evaluation import (
+        evaluate_features,
+        features_with_cache,
+        format_report,
+        load_labels,
+        report_blocks,
+    )
+    from nvs_sqa.experiment import ExperimentConfig, load_encoder_checkpoint
+    from nvs_sqa.models import build_model
+    from nvs_sqa.ridge import RidgeReadout
+
     report_path = args.report or Path(args.out_dir or "runs/eval_nvs_sqa") / "report.json"
     outputs = [report_path, report_path.with_suffix(".csv"), args.features_cache, args.save_regressor]
     # distinct (--features-cache X --report X), none over an input (ck.csv and --report ck.json), writable

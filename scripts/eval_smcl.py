@@ -12,22 +12,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from common.checkpoint import load_checkpoint, load_state_dict_strict
 from common.cli import run_script
 from common.config import ConfigError, build_parser, cli_overrides, load_config
 from common.distributed import init_distributed, parse_devices
 from common.errors import TriVisionError
-from common.evaluation import model_info
 from common.io import check_outputs
 from common.runtime import keep_freed_memory
-from smcl import build_model
-from smcl.object.data.nmr import NMRDataset, NMRDatasetConfig
-from smcl.object.experiment import SynthExperiment, synth_config_from_checkpoint
-from smcl.object.metrics import MANIFEST, calc_metrics, no_reference_scores, read_viewlist, render_dataset
-from smcl.object.models.view_synthesizer import ViewSynthesizer
 
 
 def main() -> None:
+
     keep_freed_memory()  # reuse large freed CPU buffers instead of page-faulting them in again
     p = build_parser(__doc__)
     p.add_argument("-D", "--datadir", default=None, help="NMR-layout root (default: the run's data.root)")
@@ -46,6 +40,14 @@ def main() -> None:
     )
     p.add_argument("--allow-missing", action="store_true", help="skip missing renders, counted in the report")
     a = p.parse_args()
+    from common.checkpoint import load_checkpoint, load_state_dict_strict
+    from common.evaluation import model_info
+    from smcl import build_model
+    from smcl.object.data.nmr import NMRDataset, NMRDatasetConfig
+    from smcl.object.experiment import SynthExperiment, synth_config_from_checkpoint
+    from smcl.object.metrics import MANIFEST, calc_metrics, no_reference_scores, read_viewlist, render_dataset
+    from smcl.object.models.view_synthesizer import ViewSynthesizer
+
     sets = [f"data.root={a.datadir}"] if a.datadir else []
     if a.checkpoint is not None:
         cfg, _ = synth_config_from_checkpoint(a.checkpoint, a.config, sets + cli_overrides(a))
@@ -104,6 +106,8 @@ def main() -> None:
 
 def _foreign_files(folder: Path) -> bool:
     """True when `folder` holds anything and is not a previous render_dataset output (its manifest)."""
+    from smcl.object.metrics import MANIFEST
+
     return folder.is_dir() and any(folder.iterdir()) and not (folder / MANIFEST).is_file()
 
 

@@ -10,14 +10,12 @@ from pathlib import Path
 from common.cli import run_script
 from common.config import build_parser, cli_overrides, load_config
 from common.distributed import init_distributed, maybe_relaunch, parse_devices
-from common.evaluation import model_info
 from common.io import check_outputs
 from common.runtime import keep_freed_memory
-from smmcl.experiment import from_checkpoint, iou_table, run_evaluation, test_dataset
-from smmcl.models import MAIN_MODEL
 
 
 def main(argv: list[str] | None = None) -> None:
+
     keep_freed_memory()  # reuse large freed CPU buffers instead of page-faulting them in again
     parser = build_parser(
         "Evaluate an SMMCL checkpoint (mIoU, per-class/per-image IoU, confusion, overlays)."
@@ -26,6 +24,10 @@ def main(argv: list[str] | None = None) -> None:
         "-e", "--epoch", type=int, default=None, help="evaluate <out_dir>/checkpoints/epoch-N.pth"
     )
     args = parser.parse_args(argv)
+    from common.evaluation import model_info
+    from smmcl.experiment import from_checkpoint, iou_table, run_evaluation, test_dataset
+    from smmcl.models import MAIN_MODEL
+
     ckpt = args.checkpoint
     if ckpt is None:
         if args.epoch is None:

@@ -7,7 +7,6 @@ from pathlib import Path
 
 from common.cli import run_script
 from common.io import check_outputs_outside_inputs
-from smcl.object.data.mir180 import build_mir180
 
 # ShapeNet synset ids of the categories the official pretraining script lists.
 SYNSETS = {"bench": "02828884", "car": "02958343", "chair": "03001627", "display": "03211117",
@@ -15,6 +14,8 @@ SYNSETS = {"bench": "02828884", "car": "02958343", "chair": "03001627", "display
 
 
 def main() -> None:
+    from smcl.object.data.mir180 import build_mir180
+
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--nmr", type=Path, required=True, help="NMR_Dataset root (<synset>/<obj>/...)")
     p.add_argument("--category", required=True, help=f"name ({', '.join(SYNSETS)}) or a synset id")

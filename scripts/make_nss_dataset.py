@@ -11,10 +11,12 @@ from pathlib import Path
 from common.cli import run_script
 from common.errors import TriVisionError
 from common.io import check_outputs_outside_inputs
-from nvs_sqa.data.nerfstudio import METHODS, SCENES, dataset_commands
 
 
 def main() -> None:
+
+    from nvs_sqa.data.nerfstudio import METHODS, SCENES  # the parser's choices (imports nvs_sqa)
+
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--data", type=Path, required=True, help="nerfstudio captures: <data>/<scene>/")
     p.add_argument("--outputs", type=Path, required=True, help="ns-train output folder")
@@ -23,6 +25,8 @@ def main() -> None:
     p.add_argument("--methods", nargs="*", default=list(METHODS))
     p.add_argument("--dry-run", action="store_true", help="print the commands only")
     args = p.parse_args()
+    from nvs_sqa.data.nerfstudio import METHODS, SCENES, dataset_commands
+
     check_outputs_outside_inputs([args.outputs, args.renders], [args.data])
     cmds = dataset_commands(args.data, args.outputs, args.renders, args.scenes, args.methods)
     if not args.dry_run and shutil.which("ns-train") is None:

@@ -7,20 +7,21 @@ import time
 from pathlib import Path
 
 from common.cli import run_script
-from common.synthetic import (
-    write_nerf_synthetic,
-    write_nmr_dataset,
-    write_nss_bank,
-    write_nss_renders,
-    write_nsvf,
-    write_rgbx_scenes,
-    write_srn_dataset,
-)
 
 KINDS = ("nmr", "srn", "nerf_synthetic", "nsvf", "rgbx", "nss", "nss_bank")
 
 
 def main() -> None:
+    from common.synthetic import (
+        write_nerf_synthetic,
+        write_nmr_dataset,
+        write_nss_bank,
+        write_nss_renders,
+        write_nsvf,
+        write_rgbx_scenes,
+        write_srn_dataset,
+    )
+
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("kind", choices=(*KINDS, "all"), help="which dataset layout to write")
     p.add_argument("--out", required=True, type=Path, help="output folder (one sub-folder per kind)")

@@ -14,11 +14,12 @@ from pathlib import Path
 from common.cli import run_script
 from common.io import check_outputs
 from common.runtime import keep_freed_memory
-from nvs_sqa.assessor import QualityAssessor
-from nvs_sqa.stress import ARTEFACTS, length_sweep, load_sequence, run_stress, write_report
 
 
 def main(argv: list[str] | None = None) -> None:
+
+    from nvs_sqa.stress import ARTEFACTS  # the parser's choices (imports nvs_sqa)
+
     keep_freed_memory()  # reuse large freed CPU buffers instead of page-faulting them in again
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("nss_folder", type=Path, help="one NSS: a folder of frames")
@@ -31,6 +32,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
+    from nvs_sqa.assessor import QualityAssessor
+    from nvs_sqa.stress import ARTEFACTS, length_sweep, load_sequence, run_stress, write_report
+
     check_outputs(inputs=[args.nss_folder], dirs=[args.out])  # before loading and scoring
 
     frames = load_sequence(args.nss_folder, frames=args.frames, scale=args.scale)

@@ -13,11 +13,10 @@ from common.config import build_parser, cli_overrides
 from common.distributed import init_distributed, parse_devices
 from common.io import check_outputs_outside_inputs, check_writable
 from common.runtime import keep_freed_memory
-from smmcl.experiment import from_checkpoint
-from smmcl.inference import pair_inputs, predict_files
 
 
 def main(argv: list[str] | None = None) -> None:
+
     keep_freed_memory()  # reuse large freed CPU buffers instead of page-faulting them in again
     parser = build_parser(
         "Predict SMMCL segmentations for user images (index masks, overlays, probabilities)."
@@ -36,6 +35,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--alpha", type=float, default=0.5, help="overlay opacity in [0, 1]")
     args = parser.parse_args(argv)
+    from smmcl.experiment import from_checkpoint
+    from smmcl.inference import pair_inputs, predict_files
+
     if args.checkpoint is None:
         parser.error("--checkpoint PATH is required")
     if not 0.0 <= args.alpha <= 1.0:

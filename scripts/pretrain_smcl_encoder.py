@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from common.cli import run_options, run_script
 from common.config import build_parser, cli_overrides, load_config
-from common.engine import Trainer, prepare_run
 from common.runtime import keep_freed_memory
-from smcl.object.experiment import PretrainExperiment, build_pretrain
 
 
 def main() -> None:
+    from common.engine import Trainer, prepare_run
+    from smcl.object.experiment import PretrainExperiment, build_pretrain
+
     keep_freed_memory()  # reuse large freed CPU buffers instead of page-faulting them in again
     parser = build_parser(__doc__)
     parser.add_argument("-D", "--datadir", default=None, help="NMR-layout root holding the Mir-180 objects")

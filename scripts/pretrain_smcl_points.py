@@ -12,10 +12,11 @@ from common.cli import run_options, run_script
 from common.config import build_parser, cli_overrides, load_config
 from common.io import check_outputs_outside_inputs
 from common.runtime import keep_freed_memory
-from smcl.scene.pretrain import ENCODER_FILE, PointPretrainConfig, run
 
 
 def main() -> None:
+    from smcl.scene.pretrain import ENCODER_FILE, PointPretrainConfig, run
+
     keep_freed_memory()  # reuse large freed CPU buffers instead of page-faulting them in again
     args = build_parser(__doc__).parse_args()
     cfg = load_config(args.config, PointPretrainConfig, cli_overrides(args))

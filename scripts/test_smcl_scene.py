@@ -15,13 +15,14 @@ from common.cli import run_script
 from common.config import build_parser, cli_overrides, load_config
 from common.distributed import init_distributed, maybe_relaunch, parse_devices
 from common.errors import TriVisionError
-from common.evaluation import model_info
 from common.io import check_outputs
 from common.runtime import keep_freed_memory
-from smcl.scene.experiment import ExperimentConfig, evaluate_split, from_checkpoint
 
 
 def main() -> None:
+    from common.evaluation import model_info
+    from smcl.scene.experiment import ExperimentConfig, evaluate_split, from_checkpoint
+
     keep_freed_memory()  # reuse large freed CPU buffers instead of page-faulting them in again
     parser = build_parser(__doc__)
     parser.add_argument("--official", type=Path, help="an official / PAPR scene file (needs -c for the data)")

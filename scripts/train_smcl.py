@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from common.cli import run_options, run_script
 from common.config import build_parser, cli_overrides, load_config
-from common.engine import Trainer, prepare_run
 from common.runtime import keep_freed_memory
-from smcl.object.experiment import SynthExperiment, build_synth
 
 
 def main() -> None:
+    import numpy as np
+
+    from common.engine import Trainer, prepare_run
+    from smcl.object.experiment import SynthExperiment, build_synth
+
     keep_freed_memory()  # reuse large freed CPU buffers instead of page-faulting them in again
     parser = build_parser(__doc__)
     parser.add_argument(

@@ -5,10 +5,14 @@ Runs through common.engine: checkpoints in <out_dir>/checkpoints, --resume auto 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from common.cli import run_options, run_script
 from common.config import build_parser, cli_overrides, load_config
 from common.runtime import keep_freed_memory
-from smcl.scene.experiment import ExperimentConfig, train, trajectory_render_fn
+
+if TYPE_CHECKING:
+    from smcl.scene.experiment import ExperimentConfig
 
 
 def nvs_sqa_callback(cfg: ExperimentConfig, devices: str):
@@ -16,6 +20,7 @@ def nvs_sqa_callback(cfg: ExperimentConfig, devices: str):
     from common.callbacks import NoReferenceQuality
     from common.distributed import parse_devices
     from nvs_sqa import QualityAssessor
+    from smcl.scene.experiment import trajectory_render_fn
 
     cpu = parse_devices(devices) == "cpu"
     qa: list = []  # built at the first event, on the main training process (after any relaunch)
@@ -29,6 +34,8 @@ def nvs_sqa_callback(cfg: ExperimentConfig, devices: str):
 
 
 def main() -> None:
+    from smcl.scene.experiment import ExperimentConfig, train
+
     keep_freed_memory()  # reuse large freed CPU buffers instead of page-faulting them in again
     args = build_parser(__doc__).parse_args()
     cfg = load_config(args.config, ExperimentConfig, cli_overrides(args))

@@ -7,16 +7,18 @@ from __future__ import annotations
 
 from common.cli import run_options, run_script
 from common.config import build_parser, cli_overrides, load_config
-from common.engine import Trainer, prepare_run
 from common.runtime import keep_freed_memory
-from smmcl.experiment import ExperimentConfig, build
 
 
 def main(argv: list[str] | None = None) -> None:
+
     keep_freed_memory()  # reuse large freed CPU buffers instead of page-faulting them in again
     args = build_parser(
         "Train SMMCL (dual-branch MSCAN + multi-modal contrast) on an RGB-X dataset."
     ).parse_args(argv)
+    from common.engine import Trainer, prepare_run
+    from smmcl.experiment import ExperimentConfig, build
+
     cfg = load_config(args.config, ExperimentConfig, cli_overrides(args))
     opts = run_options(args)
     info = prepare_run(cfg, **opts)  # relaunch, run folder, config check on resume, seed: before building
