@@ -17,17 +17,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
-SCHEDULES = ("constant", "cosine", "cosine_half", "warmup_poly")
-
 
 @dataclass(frozen=True)
 class ScheduleConfig:
-    name: str = "constant"  # constant | cosine | cosine_half | warmup_poly
+    name: Literal["constant", "cosine", "cosine_half", "warmup_poly"] = "constant"
     warmup_steps: int = 0
     power: float = 0.9  # warmup_poly exponent
     min_lr: float = 0.0  # absolute LR reached at the end of cosine schedules (and poly floor)
@@ -35,8 +33,6 @@ class ScheduleConfig:
     legacy_first_step: bool = True  # warmup_poly: SMMCL's step-0-at-base-LR off-by-one
 
     def __post_init__(self) -> None:
-        if self.name not in SCHEDULES:
-            raise ValueError(f"schedule name {self.name!r} is not one of {SCHEDULES}")
         if self.warmup_steps < 0:
             raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from smmcl.data import RGBXDataset, RGBXDatasetConfig
-from smmcl.experiment import EvalConfig, evaluate
+from smmcl.experiment import EvalConfig, run_evaluation
 from smmcl.losses import SMMCLLossConfig
 from smmcl.models import SegNeXtRGBXConfig, build_segnext_rgbx
 
@@ -129,10 +129,12 @@ def run_demo(out_dir: Path, minutes: float = 3.0, seed: int = 0) -> str:
         model, steps, seconds = _train(
             batches, contrastive, seed, out_dir / f"run_{tag}", steps=steps, seconds=60.0 * minutes / 2.3
         )
-        metrics = evaluate(model, test, ecfg, NUM_CLASSES, overlay_dir=out_dir / f"overlays_{tag}")
-        miou[tag] = 100 * float(metrics["miou"])
+        scores = run_evaluation(
+            model, test, ecfg, NUM_CLASSES, overlay_dir=out_dir / f"overlays_{tag}"
+        ).aggregate
+        miou[tag] = 100 * scores["seg.miou"]
         rows.append(
-            f"| {name} | {steps} | {seconds:.0f} | {miou[tag]:.1f} | {100 * float(metrics['pixel_acc']):.1f} |"
+            f"| {name} | {steps} | {seconds:.0f} | {miou[tag]:.1f} | {100 * scores['seg.pixel_acc']:.1f} |"
         )
         for p in sorted((out_dir / f"overlays_{tag}").glob("*.png")):
             links.append(f"![{name} {p.stem}]({p.relative_to(out_dir.parent).as_posix()})")

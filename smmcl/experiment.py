@@ -7,6 +7,7 @@ import logging
 import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -16,7 +17,6 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from common.checkpoint import load_checkpoint
-from common.distributed import DistInfo
 from common.engine import TrainConfig
 from common.errors import DataError
 from smmcl.data import RGBXDataset, RGBXDatasetConfig
@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 class EvalConfig:
     """Official LLRGBD protocol by default: whole image, scale 1, no flip; NMF bases seeded per image."""
 
-    mode: str = "whole"  # whole | slide
+    mode: Literal["whole", "slide"] = "whole"
     scales: tuple[float, ...] = (1.0,)
     flip: bool = False
     crop: tuple[int, int] = (480, 640)
@@ -38,12 +38,10 @@ class EvalConfig:
     seed: int | None = 0  # None: the official non-deterministic random NMF bases
     exclude: tuple[int, ...] = (0,)  # classes left out of the headline mIoU (LLRGBD: void)
     save_overlays: int = 8  # how many colour overlays to write
-    precision: str = "fp32"  # fp32 | bf16 (autocast on CPU or GPU; NMF2D and the softmax stay fp32)
+    precision: Literal["fp32", "bf16"] = (
+        "fp32"  # bf16: autocast on CPU or GPU; NMF2D and the softmax stay fp32
+    )
     day_night: bool = False  # MFNet: also report day (name suffix D) and night (N) separately
-
-    def __post_init__(self) -> None:
-        if self.precision not in ("fp32", "bf16"):
-            raise ValueError(f"eval.precision must be 'fp32' or 'bf16', got {self.precision!r}")
 
 
 @dataclass(frozen=True)
@@ -365,41 +363,20 @@ def run_evaluation(
     return result
 
 
-def evaluate(
-    model: SegNeXtRGBX,
-    dataset: RGBXDataset,
-    ecfg: EvalConfig,
-    num_classes: int,
-    info: DistInfo | None = None,
-    overlay_dir: Path | None = None,
-) -> dict:
-    """Dataset-level scores (miou, miou_all, iou, pixel_acc, mean_acc, fw_iou, confusion) through the
-    Evaluator; every rank of a distributed run must call it (the confusion matrix is reduced)."""
-    del info  # the Evaluator takes rank and world size from torch.distributed
-    result = run_evaluation(model, dataset, ecfg, num_classes, overlay_dir=overlay_dir)
-    scores = {k.split(".", 1)[1]: v for k, v in result.aggregate.items() if k.startswith("seg.")}
-    scores.update({k: torch.as_tensor(v) for k, v in result.extra["seg"].items()})
-    return scores
-
-
 def save_overlay(item: dict[str, Tensor], pred: Tensor, path: Path, num_classes: int, void0: bool) -> Path:
     """RGB | prediction overlay | ground truth, side by side (class 0 black only when it is void)."""
     from common.image_io import write_image
-    from common.viz import colorize_labels, default_palette, overlay
+    from common.viz import colorize_labels, default_palette, overlay, to_uint8
 
     mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
     rgb = np.clip(item["rgb"].numpy().transpose(1, 2, 0) * std + mean, 0, 1)
     palette = default_palette(max(num_classes, 2), background=void0)
     over = overlay(rgb, pred.numpy(), palette, 0.5)
     gt = colorize_labels(item["label"].numpy(), palette)
-    sheet = np.concatenate([_u8(rgb), _u8(over), _u8(gt)], axis=1)
+    sheet = np.concatenate([to_uint8(x, rounding="half_up") for x in (rgb, over, gt)], axis=1)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_image(path, sheet)
     return path
-
-
-def _u8(img: np.ndarray) -> np.ndarray:
-    return img if img.dtype == np.uint8 else (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
 def iou_table(metrics: dict, class_names: tuple[str, ...]) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
@@ -16,15 +17,12 @@ from torch.utils.checkpoint import checkpoint
 
 from nvs_sqa.models.view_encoder import ViewEncoder, ViewEncoderConfig
 
-FUSIONS = ("last", "mean", "max", "attention")
-MODEL_TYPES = ("TransEncoder", "LSTM")
-
 
 @dataclass(frozen=True)
 class SequenceModelConfig:
     view: ViewEncoderConfig = field(default_factory=ViewEncoderConfig)
-    model_type: str = "TransEncoder"  # TransEncoder | LSTM
-    fusion: str = "last"  # last | mean | max | attention
+    model_type: Literal["TransEncoder", "LSTM"] = "TransEncoder"
+    fusion: Literal["last", "mean", "max", "attention"] = "last"
     angular_feat_size: int = 384
     num_layers: int = 2
     nhead: int = 6
@@ -34,12 +32,6 @@ class SequenceModelConfig:
     # official training runs the view CNN once per frame index on the B crops (BatchNorm statistics over B
     # scenes, L calls per sequence); False: all B x L frames in one call (same numbers in eval mode)
     per_frame_bn: bool = False
-
-    def __post_init__(self) -> None:
-        if self.fusion not in FUSIONS:
-            raise ValueError(f"fusion {self.fusion!r} not in {FUSIONS}")
-        if self.model_type not in MODEL_TYPES:
-            raise ValueError(f"model_type {self.model_type!r} not in {MODEL_TYPES}")
 
 
 def sinusoidal_encoding(n: int, d: int, device: torch.device | None = None) -> Tensor:

@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
@@ -32,11 +33,11 @@ from smcl.object.models.view_synthesizer import ViewSynthesizer, ViewSynthesizer
 # ------------------------------------------------------------------------------------------ pretraining
 @dataclass(frozen=True)
 class PretrainLossConfig:
-    infonce: str = "vector"  # vector (intended) | compat (official per-channel form)
+    infonce: Literal["vector", "compat"] = "vector"  # vector: intended; compat: official per-channel form
     tau: float = 0.05
     in_batch_negatives: bool = True
     proj_dim: int = 0  # >0 adds a projection head (vector form only)
-    ffl: str = "shared"  # shared: FFL on the encoder's spectral branch | separate_nets (official) | off
+    ffl: Literal["shared", "separate_nets", "off"] = "shared"  # shared: on the encoder's spectral branch
     w_infonce: float = 1.0
     w_ffl_pos: float = 1.0
     w_ffl_neg: float = 1.0
@@ -103,12 +104,8 @@ class EncoderPretrainer(nn.Module):
         self.encoder = DualDomainEncoder(enc_cfg)
         if cfg.infonce == "vector":
             self.infonce: nn.Module = InfoNCE(cfg.tau, cfg.in_batch_negatives, cfg.proj_dim)
-        elif cfg.infonce == "compat":
-            self.infonce = InfoNCECompat(cfg.tau)
         else:
-            raise ValueError(f"loss.infonce must be 'vector' or 'compat', got {cfg.infonce!r}")
-        if cfg.ffl not in ("shared", "separate_nets", "off"):
-            raise ValueError(f"loss.ffl must be shared, separate_nets or off, got {cfg.ffl!r}")
+            self.infonce = InfoNCECompat(cfg.tau)
         if cfg.ffl == "separate_nets":
             f, r = enc_cfg.init_features, enc_cfg.ratio
             self.ffc_net1 = FFCOnlyNet(f, r, enc_cfg.se_mode)

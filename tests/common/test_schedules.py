@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from common.config import ConfigError, load_config
 from common.schedules import ScheduleConfig, build_scheduler, lr_at
 
 
@@ -84,5 +85,5 @@ def test_per_group_base_and_state_roundtrip() -> None:
     s2 = build_scheduler(opt2, cfg, 10)
     s2.load_state_dict(state)
     assert [g["lr"] for g in opt2.param_groups] == [g["lr"] for g in opt.param_groups]
-    with pytest.raises(ValueError, match="schedule name"):
-        ScheduleConfig(name="poly")
+    with pytest.raises(ConfigError, match="name: 'poly' is not one of"):
+        load_config(None, ScheduleConfig, ["name=poly"])

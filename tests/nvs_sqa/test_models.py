@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from common.config import ConfigError, load_config
 from nvs_sqa.models import (
     BUILDERS,
     MODEL_INFO,
@@ -76,8 +77,8 @@ def test_last_fusion_uses_last_position_only() -> None:
 
 
 def test_bad_config_is_rejected() -> None:
-    with pytest.raises(ValueError, match="fusion"):
-        SequenceModelConfig(fusion="cls")
+    with pytest.raises(ConfigError, match="fusion: 'cls' is not one of"):
+        load_config(None, SequenceModelConfig, ["fusion=cls"])
 
 
 KEYS = Path(__file__).parent / "data" / "official_keys.json"

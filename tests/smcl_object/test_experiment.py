@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from common.config import load_config
+from common.config import ConfigError, load_config
 from common.engine import TrainConfig, Trainer
 from smcl.object.data.nmr import NMRDataset, NMRDatasetConfig
 from smcl.object.experiment import (
@@ -114,8 +114,8 @@ def test_ray_sampler_batch_layout_and_bbox(root: Path) -> None:
 
 
 def test_bad_loss_mode_is_rejected() -> None:
-    with pytest.raises(ValueError, match="loss.infonce"):
-        EncoderPretrainer(DualDomainEncoderConfig(), PretrainLossConfig(infonce="nope"))
+    with pytest.raises(ConfigError, match="infonce: 'nope' is not one of \\['vector', 'compat'\\]"):
+        load_config(None, PretrainLossConfig, ["infonce=nope"])
 
 
 def test_ray_sampler_bbox_ray_fraction(root: Path) -> None:

@@ -27,7 +27,7 @@ WORKER = textwrap.dedent(
     from common.config import load_config
     from common.distributed import cleanup_distributed, get_rank, get_world_size
     from common.engine import Trainer
-    from smmcl.experiment import ExperimentConfig, build, evaluate, load_trained, test_dataset
+    from smmcl.experiment import ExperimentConfig, build, load_trained, run_evaluation, test_dataset
 
     torch.set_num_threads(1)
     repo, out = Path(sys.argv[1]), Path(sys.argv[2])
@@ -51,8 +51,8 @@ WORKER = textwrap.dedent(
 
     load_trained(model, out / "run" / "checkpoints" / "epoch-3.pth")  # as scripts/eval_smmcl.py does
     ds = Recording(test_dataset(cfg))
-    metrics = evaluate(model, ds, cfg.eval, cfg.model.num_classes, trainer.info)
-    torch.save({"init": init, "params": params, "seen": ds.seen, "confusion": metrics["confusion"]},
+    confusion = torch.as_tensor(run_evaluation(model, ds, cfg.eval, cfg.model.num_classes).extra["seg"]["confusion"])
+    torch.save({"init": init, "params": params, "seen": ds.seen, "confusion": confusion},
                out / f"rank{get_rank()}.pt")
     cleanup_distributed()
     """
@@ -88,12 +88,19 @@ def test_two_process_ddp_training_and_evaluation(tmp_path, monkeypatch):
 
     monkeypatch.setenv("DATA_ROOT", str(tmp_path))
     from common.config import load_config
-    from smmcl.experiment import ExperimentConfig, build_model_from, evaluate, load_trained, test_dataset
+    from smmcl.experiment import (
+        ExperimentConfig,
+        build_model_from,
+        load_trained,
+        run_evaluation,
+        test_dataset,
+    )
 
     cfg = load_config(REPO / "conf/smmcl/tiny.yaml", ExperimentConfig)
     cfg = replace(cfg, train=replace(cfg.train, out_dir=str(tmp_path / "run")))
     model = build_model_from(cfg)
     load_trained(model, tmp_path / "run" / "checkpoints" / "epoch-3.pth")
-    single = evaluate(model, test_dataset(cfg), cfg.eval, cfg.model.num_classes)
-    assert single["confusion"].sum() > 0
-    assert torch.equal(single["confusion"], r0["confusion"])
+    single = run_evaluation(model, test_dataset(cfg), cfg.eval, cfg.model.num_classes)
+    confusion = torch.as_tensor(single.extra["seg"]["confusion"])
+    assert confusion.sum() > 0
+    assert torch.equal(confusion, r0["confusion"])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from common.config import ConfigError, load_config
 from smmcl.experiment import EvalConfig, predict
 from smmcl.models import NMF2D, SegNeXtRGBXConfig, build_segnext_rgbx
 
@@ -117,5 +118,5 @@ def test_bf16_eval_option_is_close_to_fp32():
     assert probs["bf16"].dtype == torch.float32
     diff = (probs["bf16"] - probs["fp32"]).abs().max().item()
     assert 0 < diff < 0.05  # really ran in bf16, and stays close
-    with pytest.raises(ValueError, match="precision"):
-        EvalConfig(precision="fp16")
+    with pytest.raises(ConfigError, match="precision: 'fp16' is not one of"):
+        load_config(None, EvalConfig, ["precision=fp16"])

@@ -10,6 +10,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -60,7 +61,7 @@ def read_object_list(path: Path) -> list[str]:
 @dataclass(frozen=True)
 class NMRDatasetConfig:
     root: str = ""
-    split: str = "train"  # train | val | test -> softras_<split>.lst
+    split: Literal["train", "val", "test"] = "train"  # -> softras_<split>.lst
     synsets: tuple[str, ...] = ()  # empty: every synset folder with a list file
     list_prefix: str = "softras_"
     z_near: float = NMR_NEAR

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from dataclasses import dataclass, replace
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -18,15 +19,13 @@ from torch import Tensor, nn
 
 from smcl.object.models.ffc import FFCBNAct
 
-SE_MODES = ("learned", "random_per_call", "none")
-
 
 @dataclass(frozen=True)
 class DualDomainEncoderConfig:
     in_channels: int = 3
     init_features: int = 8  # official value (Y-Net uses 32)
     ratio: float = 0.5  # global channel ratio of the FFC branch
-    se_mode: str = "learned"  # learned | random_per_call (official defect) | none
+    se_mode: Literal["learned", "random_per_call", "none"] = "learned"  # random_per_call: official defect
     se_seed: int = 0  # generator seed for se_mode=random_per_call
 
 
@@ -99,8 +98,6 @@ class DualDomainEncoder(nn.Module):
 
     def __init__(self, cfg: DualDomainEncoderConfig = DualDomainEncoderConfig()) -> None:
         super().__init__()
-        if cfg.se_mode not in SE_MODES:
-            raise ValueError(f"se_mode must be one of {SE_MODES}, got {cfg.se_mode!r}")
         self.cfg = cfg
         f, r = cfg.init_features, cfg.ratio
         self.encoder1 = conv_block(cfg.in_channels, f, "enc1")

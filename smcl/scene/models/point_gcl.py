@@ -9,6 +9,7 @@ strictly lower-triangular edges under `edge_mode="compat_lower_triangular"`).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -20,8 +21,8 @@ class PointGCLConfig:
     hidden: int = 32
     num_layers: int = 2
     block_size: int = 20
-    blocks: str = "knn"  # knn | file_chunks (official)
-    edge_mode: str = "symmetric"  # symmetric | compat_lower_triangular
+    blocks: Literal["knn", "file_chunks"] = "knn"  # file_chunks: official
+    edge_mode: Literal["symmetric", "compat_lower_triangular"] = "symmetric"
     aug_p: float = 0.1
     tau: float = 0.2
     # official: the GraphCL Encoder also embeds the unaugmented graph (unused by the loss): BatchNorm's

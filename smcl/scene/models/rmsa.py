@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
@@ -33,7 +34,7 @@ class RMSAConfig:
     v_layers: int = 8
     hidden: int = 256
     v_skip_layer: int | None = None  # lego/drums/Family/Ignatius: 5
-    act: str = "relu"  # relu | leakyrelu (0.2, lego)
+    act: Literal["relu", "leakyrelu"] = "relu"  # leakyrelu (0.2): lego
     num_heads: int = 1  # official: 1
     normalize_topk: bool = True
     chunk_rays: int = 4096  # rays per block of the fused path (bounds intermediates; fewer, larger ops)
