@@ -238,3 +238,25 @@ def test_fern_recipe_starts_in_front_of_the_cameras(shared_data, caplog):
     with caplog.at_level("WARNING"):
         build_model(origin, scene=scene)
     assert "every camera of" in caplog.text
+
+
+def test_colmap_cloud_into_the_llff_frame(shared_data, tmp_path):
+    """A COLMAP cloud of an LLFF scene is in COLMAP units; the loader scales the cameras by
+    1 / (0.75 near) (fern: 0.0785, i.e. an unscaled cloud is 12.7x too large)."""
+    from smcl.scene.data import load_llff
+    from smcl.scene.data.scenes import llff_world_scale
+    from smcl.scene.points import prepare_points
+
+    root = shared_data / "llff/fern"
+    s = llff_world_scale(root)
+    pb = np.load(root / "poses_bounds.npy")
+    assert s == pytest.approx(1 / (0.75 * pb[:, 15:].min()), rel=1e-12) and 1 / s == pytest.approx(
+        12.74, abs=0.01
+    )
+    assert load_llff(root, "test").world_scale == s
+    pts = np.random.default_rng(0).uniform(-5, 5, (40, 3))
+    rows = "".join(f"{i} {x!r} {y!r} {z!r} 0 0 0 0.5 1 0\n" for i, (x, y, z) in enumerate(pts.tolist()))
+    (tmp_path / "points3D.txt").write_text("# id x y z r g b error track\n" + rows)
+    out = prepare_points(tmp_path / "points3D.txt", tmp_path / "fern.npy", n=40, scale=s)
+    np.testing.assert_allclose(np.sort(np.load(tmp_path / "fern.npy"), 0), np.sort(pts * s, 0), rtol=1e-6)
+    assert out.shape == (40, 3)
