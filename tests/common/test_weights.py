@@ -163,7 +163,7 @@ def test_tampered_cached_package_file_is_refused_at_every_load(monkeypatch, tmp_
         W.load_weights(lin, entry)
     assert torch.equal(lin.weight, torch.ones(1, 2))  # nothing was loaded
     (tmp_path / "conv.pth").unlink()
-    with pytest.raises(W.WeightsError, match="missing; run `python scripts/fetch_weights.py`"):
+    with pytest.raises(W.WeightsError, match="missing; run `tv-fetch-weights` first"):
         W.load_weights(lin, entry)
     with pytest.raises(ValueError, match="needs its files"):
         _entry(None, None, package=pkg)
