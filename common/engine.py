@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import torch
@@ -105,12 +105,12 @@ class TrainConfig:
     num_workers: int = 0
     lr: float = 1e-4
     weight_decay: float = 0.0
-    optimizer: str = "adam"  # adam | adamw | sgd
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
     amsgrad: bool = False
     betas: tuple[float, float] = (0.9, 0.999)
     momentum: float = 0.9  # sgd only
     schedule: ScheduleConfig = ScheduleConfig()
-    precision: str = "fp32"  # fp32 | bf16 | fp16 (fp16 only on CUDA, with a GradScaler)
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # fp16 only on CUDA, with a GradScaler
     grad_clip: float | None = None  # max global grad norm
     grad_accum: int = 1
     log_every: int = 10

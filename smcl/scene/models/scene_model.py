@@ -8,6 +8,7 @@ import functools
 import math
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
@@ -24,7 +25,7 @@ class SceneModelConfig:
     select_k: int = 20
     bkg_score: float = 5.0
     bkg_color: tuple[float, float, float] = (1.0, 1.0, 1.0)
-    init_type: str = "cloud"  # cloud (the prepared point file) | cube (official) | sphere
+    init_type: Literal["cloud", "cube", "sphere"] = "cloud"  # cloud: the prepared point file; cube: official
     init_num: int = 10000
     init_scale: float = 1.2  # cube half-size in unscaled scene units
     init_center: tuple[float, float, float] = (0.0, 0.0, 0.0)  # cube / sphere centre, unscaled units
