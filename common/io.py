@@ -12,14 +12,17 @@
   :func:`check_outputs` is the one pre-flight check of all of a script's outputs (distinct, none over an
   input, all writable), derived paths (the CSV beside a JSON report) included.
 * :func:`hold_lock` lets one process at a time write an output (``fcntl.flock`` on a sidecar file: the OS
-  releases it when the process dies, so a killed run never leaves it stuck).
+  releases it when the process dies, so a killed run never leaves it stuck); :func:`take_lock` is the
+  same lock held until :func:`release_lock` (run folders, `common.runs`).
 * :func:`path_inside` turns a name read from a data file into a path that stays inside its root.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
+import logging
 import os
 import re
 import shutil
@@ -77,9 +80,10 @@ class OutputCollisionError(TriVisionError, ValueError):
 class LockedError(TriVisionError, OSError):
     """Another live process holds the lock of an output."""
 
-    def __init__(self, path: str | Path, lock: str | Path) -> None:
+    def __init__(self, path: str | Path, lock: str | Path, holder: str = "a process") -> None:
+        self.lock, self.holder = Path(lock), holder
         super().__init__(
-            f"{path}: another process is writing it (lock {lock} held); wait for it or choose another path"
+            f"{path}: another process is writing it ({holder} holds {lock}); wait for it or choose another path"
         )
 
 
@@ -403,27 +407,69 @@ def lock_path(path: str | Path) -> Path:
     return path.with_name(f".{path.name}.lock")
 
 
-@contextlib.contextmanager
-def hold_lock(path: str | Path) -> Iterator[Path]:
-    """Hold an exclusive lock on ``path`` (a file or folder to be written) for the ``with`` block.
+_HELD: dict[Path, int] = {}  # lock file -> descriptor holding its flock (this process)
 
-    ``fcntl.flock`` on the sidecar :func:`lock_path` (created, left in place: removing it would race with a
-    second process opening it); the kernel drops the lock when the process exits or is killed, so no stale
-    lock survives a crash. A second process raises :class:`LockedError` at once instead of waiting.
-    """
+
+def take_lock(lock: str | Path, path: str | Path | None = None) -> bool:
+    """Take the exclusive ``fcntl.flock`` on the file ``lock`` (created, left in place: removing it would
+    race with a second process opening it) for this process, writing its pid into it. True when taken
+    now, False when this process holds it already (re-entrant) or the file system has no locks (NFS
+    without lockd: a warning). A second process raises :class:`LockedError` (naming the holder's pid
+    and ``path``) at once instead of waiting; the kernel drops the lock when the process dies."""
     import fcntl
 
-    lock = lock_path(path)
+    lock = Path(lock)
     lock.parent.mkdir(parents=True, exist_ok=True)
+    key = lock.parent.resolve() / lock.name
+    if key in _HELD:
+        return False
     fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as err:
-            raise LockedError(path, lock) from err
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        busy = exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES)
+        text = os.read(fd, 64).decode(errors="replace").strip() if busy else ""
+        os.close(fd)
+        if not busy:
+            logging.getLogger(__name__).warning("%s: file locks are not supported here (%s)", lock, exc)
+            return False
+        raise LockedError(path or lock, lock, f"pid {text}" if text.isdigit() else "a process") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    _HELD[key] = fd
+    return True
+
+
+def release_lock(lock: str | Path) -> None:
+    """Release this process's :func:`take_lock` on ``lock`` (no-op when not held)."""
+    lock = Path(lock)
+    fd = _HELD.pop(lock.parent.resolve() / lock.name, None)
+    if fd is not None:
+        os.close(fd)  # closing the only descriptor drops the flock
+
+
+def _close_inherited_locks() -> None:
+    """In a forked child (DataLoader workers): close the copies of the lock descriptors, so that only the
+    owning process holds its locks (and a killed run's workers do not keep them)."""
+    for fd in _HELD.values():
+        os.close(fd)
+    _HELD.clear()
+
+
+os.register_at_fork(after_in_child=_close_inherited_locks)
+
+
+@contextlib.contextmanager
+def hold_lock(path: str | Path) -> Iterator[Path]:
+    """Hold the :func:`take_lock` of ``path`` (a file or folder to be written) on its sidecar
+    :func:`lock_path` for the ``with`` block."""
+    lock = lock_path(path)
+    taken = take_lock(lock, path)
+    try:
         yield lock
     finally:
-        os.close(fd)  # closing the descriptor releases the lock
+        if taken:
+            release_lock(lock)
 
 
 def path_inside(root: str | Path, name: str, *, source: str | Path) -> Path:

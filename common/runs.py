@@ -1,9 +1,9 @@
 """Run folders and the resume policy: who may write into `<out_dir>`, which checkpoint a run continues
 from, and which config changes a resume accepts (split out of common.engine, issue 19 section 3).
 
-- One run per folder: rank 0 holds `<out_dir>/.lock` with `fcntl.flock` from `prepare_run_dir` until the
-  Trainer's `fit` ends; the OS drops the lock when the process dies (kill -9 included), so a killed run
-  never leaves the folder stuck. A second run into a held folder stops with a `RunFolderError` naming the
+- One run per folder: rank 0 holds `<out_dir>/.lock` (`common.io.take_lock`, the lock of every output)
+  from `prepare_run_dir` until the Trainer's `fit` ends; the OS drops the lock when the process dies
+  (kill -9 included), so a killed run never leaves the folder stuck. A second run into a held folder stops with a `RunFolderError` naming the
   folder and the holder's pid.
 - A new run in a folder holding checkpoints stops unless it resumes (`--resume auto`) or `--overwrite`
   moves the old files into `<out_dir>/old-<time>/` (nothing is deleted).
@@ -13,8 +13,6 @@ from, and which config changes a resume accepts (split out of common.engine, iss
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import glob
 import logging
 import os
@@ -30,7 +28,7 @@ from common.checkpoint import latest_checkpoint
 from common.config import ABSENT, config_diff, config_to_dict
 from common.distributed import barrier, get_rank, get_world_size
 from common.errors import TriVisionError
-from common.io import clean_stale_temp_files
+from common.io import LockedError, clean_stale_temp_files, release_lock, take_lock
 
 __all__ = [
     "RESUMABLE_CHANGES",
@@ -97,55 +95,23 @@ def checkpoint_pattern(ckpt_name: str) -> str:
 
 
 # ------------------------------------------------------------------------------------- the lock
-_HELD: dict[Path, int] = {}  # run folder -> fd of its locked .lock file (this process)
-
-
 def _lock(out_dir: Path) -> str | None:
-    """Lock `out_dir` for this process (re-entrant): None on success, else why not (one line)."""
-    key = out_dir.resolve()
-    if key in _HELD:
-        return None
+    """Lock `out_dir` for this process (common.io.take_lock, re-entrant): None on success, else why not."""
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(out_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as exc:
-        return f"{out_dir}: cannot create the run folder ({exc.strerror})"
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as exc:
-        busy = exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES)
-        text = os.read(fd, 64).decode(errors="replace").strip() if busy else ""
-        os.close(fd)
-        if not busy:  # e.g. ENOLCK on an NFS mount without locking
-            log.warning("%s: file locks are not supported here (%s); the folder is not held", out_dir, exc)
-            return None
-        holder = f"pid {text}" if text.isdigit() else "a process"
+        take_lock(out_dir / LOCK_NAME, out_dir)
+    except LockedError as exc:
         return (
-            f"{out_dir} is in use by another run ({holder} holds {out_dir / LOCK_NAME}); wait for it, "
+            f"{out_dir} is in use by another run ({exc.holder} holds {exc.lock}); wait for it, "
             "stop it, or choose another -o/--out-dir"
         )
-    os.ftruncate(fd, 0)
-    os.write(fd, f"{os.getpid()}\n".encode())
-    _HELD[key] = fd
+    except OSError as exc:
+        return f"{out_dir}: cannot create the run folder ({exc.strerror})"
     return None
-
-
-def _close_inherited_locks() -> None:
-    """In a forked child (DataLoader workers): close the copies of the lock files, so that only the run's
-    own process holds its folder (and a killed run's workers do not keep it held)."""
-    for fd in _HELD.values():
-        os.close(fd)
-    _HELD.clear()
-
-
-os.register_at_fork(after_in_child=_close_inherited_locks)
 
 
 def release_run_folder(out_dir: str | Path) -> None:
     """Release this process's lock on `out_dir` (no-op when not held)."""
-    fd = _HELD.pop(Path(out_dir).resolve(), None)
-    if fd is not None:
-        os.close(fd)  # closing the only descriptor drops the flock
+    release_lock(Path(out_dir) / LOCK_NAME)
 
 
 def _hold(out_dir: Path) -> None:
