@@ -481,6 +481,25 @@ def config_diff(old: Any, new: Any) -> list[tuple[str, Any, Any]]:
     return [(k, a.get(k, ABSENT), b.get(k, ABSENT)) for k in keys if a.get(k, ABSENT) != b.get(k, ABSENT)]
 
 
+def _drop_removed_keys(schema: type, data: dict, prefix: str) -> list[str]:
+    """Remove (in place) the keys of a stored config that the schema has since dropped; return their
+    dotted names. Only for configs read back from checkpoints: a user's YAML keeps the strict check."""
+    hints = typing.get_type_hints(schema)
+    fields = {f.name for f in dataclasses.fields(schema) if f.init}
+    dropped = []
+    for key in list(data):
+        if key not in fields:
+            dropped.append(prefix + str(key))
+            del data[key]
+            continue
+        sub = next(
+            (t for t in (hints[key], *typing.get_args(hints[key])) if dataclasses.is_dataclass(t)), None
+        )
+        if sub is not None and isinstance(data[key], dict):
+            dropped += _drop_removed_keys(sub, data[key], f"{prefix}{key}.")
+    return dropped
+
+
 def config_from_checkpoint(
     path: str | Path, schema: type[T], config_path: str | Path | None = None, overrides: Iterable[str] = ()
 ) -> tuple[T, list[tuple[str, Any, Any]]]:
@@ -494,6 +513,8 @@ def config_from_checkpoint(
 
     stored = read_config_from_checkpoint(path)
     data = copy.deepcopy(stored)
+    for key in _drop_removed_keys(schema, data, ""):
+        log.warning("%s: config key %r no longer exists in this version: ignored", path, key)
     if config_path is not None:
         data = _deep_merge(data, _read_yaml(Path(config_path)))
     for item in overrides:

@@ -151,6 +151,26 @@ def test_config_from_checkpoint(tmp_path: Path, caplog: pytest.LogCaptureFixture
         config_from_checkpoint(tmp_path / "bare.pth", Exp)
 
 
+def test_checkpoint_config_with_a_key_this_version_removed_still_loads(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A checkpoint written before a config key was deleted (e.g. smmcl's model.imagenet_weights) still
+    rebuilds its config, with a warning; the same key in a user's YAML stays an error."""
+    from common.checkpoint import save_checkpoint
+    from common.config import config_from_checkpoint
+
+    stored = config_to_dict(load_config(None, Exp, ["data.root=/d", "model.num_classes=9"]))
+    stored["model"]["imagenet_weights"] = None
+    stored["old_top_level"] = 1
+    save_checkpoint({"config": stored, "model": {}}, tmp_path / "old.pth")
+    with caplog.at_level("WARNING", logger="common.config"):
+        cfg, _ = config_from_checkpoint(tmp_path / "old.pth", Exp)
+    assert cfg.model.num_classes == 9
+    assert "'model.imagenet_weights' no longer exists" in caplog.text and "'old_top_level'" in caplog.text
+    with pytest.raises(ConfigError, match="unknown key 'model.imagenet_weights'"):
+        load_config(_write(tmp_path / "u.yaml", "data: {root: /d}\nmodel: {imagenet_weights: null}\n"), Exp)
+
+
 def test_literal_fields_list_their_choices_and_take_override_text_verbatim(tmp_path: Path) -> None:
     @dataclass(frozen=True)
     class Choice:
