@@ -15,6 +15,25 @@ if TYPE_CHECKING:
     from smcl.scene.experiment import ExperimentConfig
 
 
+def check_nvs_sqa_inputs(cfg: ExperimentConfig) -> None:
+    """Before the first step: the NVS-SQA weights are fetched and the test views are large enough
+    (a missing file or a small view would otherwise stop the run at its first check, minutes in)."""
+    from common.config import ConfigError
+    from common.weights import cached_file
+    from nvs_sqa.frames import MIN_SIDE
+    from nvs_sqa.weights import OFFICIAL
+    from smcl.scene.experiment import load_scene
+
+    for f in OFFICIAL.files:
+        cached_file(OFFICIAL, f.name)  # WeightsError naming the file and the fetch command
+    h, w = load_scene(cfg.data, cfg.data.test_split).hw
+    if min(h, w) < MIN_SIDE:
+        raise ConfigError(
+            f"nvs_sqa_every: NVS-SQA needs views of at least {MIN_SIDE} px, the {cfg.data.test_split} views "
+            f"are {w}x{h}; use a smaller data.factor or nvs_sqa_every=0"
+        )
+
+
 def nvs_sqa_callback(cfg: ExperimentConfig, devices: str):
     """nvs_sqa_every > 0: NVS-SQA of a rendered novel trajectory, logged as eval/nvs_sqa (off by default)."""
     from common.callbacks import NoReferenceQuality
@@ -23,6 +42,7 @@ def nvs_sqa_callback(cfg: ExperimentConfig, devices: str):
     from smcl.scene.experiment import trajectory_render_fn
 
     cpu = parse_devices(devices) == "cpu"
+    check_nvs_sqa_inputs(cfg)
     qa: list = []  # built at the first event, on the main training process (after any relaunch)
 
     def score(frames) -> float:  # (T, 3, H, W) in [0, 1]

@@ -260,3 +260,23 @@ def test_colmap_cloud_into_the_llff_frame(shared_data, tmp_path):
     out = prepare_points(tmp_path / "points3D.txt", tmp_path / "fern.npy", n=40, scale=s)
     np.testing.assert_allclose(np.sort(np.load(tmp_path / "fern.npy"), 0), np.sort(pts * s, 0), rtol=1e-6)
     assert out.shape == (40, 3)
+
+
+def test_nvs_sqa_inputs_checked_before_the_first_step(tmp_path, monkeypatch):
+    from common.config import ConfigError
+    from common.synthetic import write_nerf_synthetic
+    from common.weights import WeightsError, weights_dir
+    from scripts.train_smcl_scene import check_nvs_sqa_inputs
+
+    root = write_nerf_synthetic(tmp_path / "scene", n_train=1, n_val=1, n_test=1, size=16)
+    cfg = _tiny(root, tmp_path / "run", "data.factor=1", "nvs_sqa_every=10")
+    monkeypatch.setenv("TRIVISION_WEIGHTS", str(tmp_path / "no_weights"))
+    with pytest.raises(WeightsError, match="nvs_sqa_official_v0.0.1.pth .* is missing"):
+        check_nvs_sqa_inputs(cfg)
+    monkeypatch.undo()
+    from nvs_sqa.weights import OFFICIAL
+
+    if not all((weights_dir() / f.name).is_file() for f in OFFICIAL.files):
+        pytest.skip("NVS-SQA weights not fetched on this machine")
+    with pytest.raises(ConfigError, match="at least 69 px, the test views are 16x16"):
+        check_nvs_sqa_inputs(cfg)
