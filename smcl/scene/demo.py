@@ -148,7 +148,7 @@ def _run_demo(out_dir: Path, minutes: float) -> str:
     untrained = build(cfg)["model"].eval()
     hr = 3 * size
     K, K_hr = intrinsics_matrix(f, f, size / 2, size / 2), intrinsics_matrix(3 * f, 3 * f, hr / 2, hr / 2)
-    _save_frames(out_dir / "renders" / "gt" / "test", (test.images.numpy() * 255.0).round().astype(np.uint8))
+    _save_frames(out_dir / "renders" / "gt" / "test", test.images.numpy())
     for name, m in (("trained", model), ("untrained", untrained)):
         views = out_dir / "renders" / name
         _save_frames(views / "test", render_trajectory(m, test.c2w, size, size, K, tile=4096))
@@ -167,7 +167,8 @@ def _run_demo(out_dir: Path, minutes: float) -> str:
 
 
 def _save_frames(folder: Path, frames: np.ndarray) -> None:
-    """(T, H, W, 3) uint8 frames as folder/00000.png ... (the NVS-SQA frame-folder layout)."""
+    """(T, H, W, 3) frames, uint8 or float in [0, 1] (write_image rounds), as folder/00000.png ... (the NVS-SQA
+    frame-folder layout)."""
     from common.image_io import write_image
 
     for i, fr in enumerate(frames):

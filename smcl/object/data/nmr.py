@@ -22,6 +22,7 @@ from common.errors import DataError
 from common.image_io import list_images, read_image, write_image
 from common.io import atomic_savez, atomic_write_text, load_npz, path_inside
 from common.rays import get_rays
+from common.viz import to_uint8
 
 # DVR's y-up world -> our z-up world: (x, y, z) -> (x, -z, y). Camera axes: OpenCV -> OpenGL (common.cameras).
 R_WORLD = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]], dtype=torch.float64)
@@ -252,8 +253,7 @@ def write_nmr_object(
     )
     for i, (img, pose) in enumerate(zip(images, c2w_dvr.numpy())):
         h, w = img.shape[:2]
-        u8 = img if img.dtype == np.uint8 else (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
-        write_image(obj_dir / "image" / f"{i:04d}.png", u8[..., :3])
+        write_image(obj_dir / "image" / f"{i:04d}.png", to_uint8(img, rounding="half_up")[..., :3])
         cams[f"world_mat_{i}"] = np.linalg.inv(pose)[:3, :4]
         cams[f"world_mat_inv_{i}"] = pose
         cm = np.eye(4)
