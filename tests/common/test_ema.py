@@ -205,20 +205,20 @@ def test_tiny_run_of_each_pipeline_with_ema_from_yaml(
         from smmcl.experiment import build
 
         root = write_rgbx_scenes(tmp_path / "rgbx", n_train=4, n_test=2, size=(60, 80), seed=0)
-        yaml, steps = REPO / "conf/smmcl/tiny.yaml", 2
+        yaml, steps = REPO / "conf/smmcl/tiny.yaml", 1
     elif pipeline == "nvs_sqa":
         from common.synthetic import write_nss_renders
         from nvs_sqa.experiment import build
 
         root = tmp_path / "nss"
         write_nss_renders(root, n_scenes=2, n_frames=4, size=(72, 80), seed=0)
-        yaml, steps = REPO / "conf/nvs_sqa/tiny.yaml", 2
+        yaml, steps = REPO / "conf/nvs_sqa/tiny.yaml", 1
     else:
         from smcl.object.experiment import build_synth as build
         from tests.smcl_object.ellipsoids import write_ellipsoid_nmr
 
         root = write_ellipsoid_nmr(tmp_path / "nmr", n_objects=3, image_size=64, seed=5)
-        yaml, steps = REPO / "conf/smcl/object_tiny.yaml", 2
+        yaml, steps = REPO / "conf/smcl/object_tiny.yaml", 1
     over = [f"data.root={root}", f"train.out_dir={run}", f"train.max_steps={steps}", EMA_ON]
     cfg = load_config(yaml, _schema(pipeline), over)
     assert cfg.train.callbacks == ({"name": "ema", "decay": 0.5},)
