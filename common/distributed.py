@@ -135,24 +135,29 @@ def visible_devices_for(devices: list[int], visible: str | None) -> str:
     return ",".join(entries[d] for d in devices)
 
 
-def maybe_relaunch(devices: Devices | str) -> None:
-    """Several GPUs and not under torchrun: re-exec this script via torch.distributed.run (no return).
+def maybe_relaunch(devices: Devices | str, cpu_procs: int = 1) -> None:
+    """Several GPUs (or `cpu_procs` > 1 CPU processes, gloo) and not under torchrun: re-exec this script
+    via torch.distributed.run (no return).
 
     Checks first that CUDA is there (a DeviceError here, once, rather than a traceback in every worker)
-    and maps the indices through an existing CUDA_VISIBLE_DEVICES. Call it first thing in a script,
-    before data and models are built (`common.engine.prepare_run` does).
+    and maps the indices through an existing CUDA_VISIBLE_DEVICES; CPU processes share the cores
+    (OMP_NUM_THREADS unless set). Call it first thing in a script, before data and models are built
+    (`common.engine.prepare_run` does).
     """
     devices = parse_devices(devices) if isinstance(devices, str) else devices
     join_slurm_step()
-    cmd = relaunch_command(devices)
+    cmd = relaunch_command(list(range(cpu_procs)) if devices == "cpu" else devices)
     if cmd is None:
         return
     if os.environ.get(_RELAUNCH_FLAG):
         raise RuntimeError("re-launch loop: torch.distributed.run did not set RANK/WORLD_SIZE")
-    if not torch.cuda.is_available():
-        raise DeviceError(f"GPU devices {devices} requested but CUDA is not available (use -d cpu)")
     env = dict(os.environ)
-    env["CUDA_VISIBLE_DEVICES"] = visible_devices_for(devices, os.environ.get("CUDA_VISIBLE_DEVICES"))
+    if devices == "cpu":
+        env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // cpu_procs)))
+    elif not torch.cuda.is_available():
+        raise DeviceError(f"GPU devices {devices} requested but CUDA is not available (use -d cpu)")
+    else:
+        env["CUDA_VISIBLE_DEVICES"] = visible_devices_for(devices, os.environ.get("CUDA_VISIBLE_DEVICES"))
     env[_RELAUNCH_FLAG] = "1"
     sys.stdout.flush()
     sys.stderr.flush()

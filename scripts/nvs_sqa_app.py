@@ -8,8 +8,6 @@ run left out (reusing only unchanged frames scored by the same model); one run p
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 from pathlib import Path
 
 from common.cli import run_script
@@ -19,8 +17,6 @@ from common.distributed import (
     init_distributed,
     maybe_relaunch,
     parse_devices,
-    relaunch_command,
-    under_torchrun,
 )
 from common.io import check_outputs
 from common.runtime import keep_freed_memory
@@ -51,12 +47,7 @@ def main() -> int:
     out = Outputs(json=args.json, csv=args.csv, features=args.features, plot=args.plot)
     check_outputs(out.files(), args.paths)  # before any process or model is started
     devices = parse_devices(args.devices)
-    if devices == "cpu" and args.procs > 1 and not under_torchrun():
-        env = dict(os.environ, TRIVISION_RELAUNCHED="1")
-        env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // args.procs)))
-        sys.stdout.flush()
-        os.execve(sys.executable, relaunch_command(list(range(args.procs))), env)
-    maybe_relaunch(devices)
+    maybe_relaunch(devices, cpu_procs=args.procs)
     info = init_distributed(devices)
     try:
         qa = QualityAssessor(device=info.device, decode_threads=args.threads, chunk=args.chunk)

@@ -82,6 +82,18 @@ def test_maybe_relaunch_execs_torchrun(monkeypatch: pytest.MonkeyPatch) -> None:
     assert len(calls) == 1
 
 
+def test_maybe_relaunch_cpu_processes_share_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = _fake_execve(monkeypatch, cuda=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(distributed.os, "cpu_count", lambda: 8)
+    monkeypatch.setattr(distributed.sys, "argv", ["scripts/nvs_sqa_app.py", "--procs", "4"])
+    distributed.maybe_relaunch("cpu", cpu_procs=4)
+    ((_, cmd, env),) = calls
+    assert cmd[cmd.index("--nproc_per_node") + 1] == "4" and cmd[-2:] == ["--procs", "4"]
+    assert env["OMP_NUM_THREADS"] == "2" and env["TRIVISION_RELAUNCHED"] == "1"
+    assert "CUDA_VISIBLE_DEVICES" not in env
+
+
 @pytest.mark.parametrize(
     ("visible", "spec", "expected"),
     [
