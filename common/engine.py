@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -84,7 +84,6 @@ from common.schedules import ClosedFormLR, ScheduleConfig, build_scheduler
 __all__ = [
     "ScheduleConfig",
     "TrainConfig",
-    "TrainableModel",
     "Callback",
     "Trainer",
     "prepare_run",
@@ -247,10 +246,6 @@ def prepare_run(
 
 
 _PREPARED: dict[Path, DistInfo] = {}  # run folders prepare_run has prepared, until their Trainer takes them
-
-
-class TrainableModel(Protocol):
-    def training_step(self, batch: dict) -> dict[str, Tensor]: ...
 
 
 class NonFiniteLossError(FloatingPointError):
