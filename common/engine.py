@@ -221,7 +221,7 @@ def prepare_run(
     when several GPUs are named (a DeviceError, once, when CUDA is absent), joins the process group (NCCL
     timeout `train.nccl_timeout_s`), sets the TF32 policy (`train.tf32`), checks the run folder
     (`prepare_run_dir`), compares the config with the checkpoint's when resuming (a ConfigChangeError
-    before anything is built; pass the whole experiment config for that) and seeds python, numpy and
+    before anything is built; a bare TrainConfig with the checkpoint's `train` part) and seeds python, numpy and
     torch with `train.seed` on every rank, so that two runs with the same seed build the same model and
     data. Returns the DistInfo. The Trainer of the same `out_dir` uses it and calls this only when the
     script did not. Takes `**common.cli.run_options(args)`.
@@ -239,7 +239,10 @@ def prepare_run(
     if path is not None:
         from common.checkpoint import read_config_from_checkpoint
 
-        check_resume_config(read_config_from_checkpoint(path), cfg, path, allow=allow_config_change)
+        stored = read_config_from_checkpoint(path)
+        if cfg is train and isinstance(stored, dict) and isinstance(stored.get("train"), dict):
+            stored = stored["train"]
+        check_resume_config(stored, cfg, path, allow=allow_config_change)
     seed_everything(train.seed)
     _PREPARED[Path(train.out_dir).resolve()] = info
     return info
@@ -437,11 +440,7 @@ class Trainer:
         key = Path(cfg.out_dir).resolve()
         if key not in _PREPARED:
             prepare_run(
-                self.config if getattr(self.config, "train", None) is cfg else cfg,
-                devices,
-                resume=self.resume,
-                overwrite=overwrite,
-                allow_config_change=allow_config_change,
+                cfg, devices, resume=self.resume, overwrite=overwrite, allow_config_change=allow_config_change
             )
         self.info: DistInfo = _PREPARED.pop(key)
         self.main = self.info.rank == 0
