@@ -447,6 +447,26 @@ def test_resume_after_parameter_growth_is_bit_exact(tmp_path: Path) -> None:
     assert torch.equal(out.w, full.w) and cb.grown == 2
 
 
+def test_callback_state_is_keyed_by_name_and_old_position_keys_load(tmp_path: Path) -> None:
+    class Named(Grow):
+        name = "grow"
+
+    kw = dict(max_steps=4, grad_accum=1, lr=0.05)
+    Trainer(_cfg(tmp_path / "a", **kw), Growing(), grow_batch, callbacks=[Named(), Named(), Grow()]).fit()
+    saved = load_checkpoint(tmp_path / "a/checkpoints/step-00000004.pth")["callbacks"]
+    assert saved == {"grow": {"grown": 1}, "grow#2": {"grown": 1}, "Grow": {"grown": 1}}
+    # a checkpoint written when callback state was keyed by list position ("0:Grow") still resumes
+    run = tmp_path / "b"
+    Trainer(_cfg(run, **kw), Growing(), grow_batch, callbacks=[Grow()]).fit()
+    ck = run / "checkpoints/step-00000004.pth"
+    state = load_checkpoint(ck)
+    state["callbacks"] = {"0:Grow": {"grown": 7}}
+    save_checkpoint(state, ck)
+    cb = Grow()
+    Trainer(_cfg(run, **{**kw, "max_steps": 5}), Growing(), grow_batch, callbacks=[cb], resume="auto")
+    assert cb.grown == 7
+
+
 def test_stale_parameter_in_optimizer_is_an_error(tmp_path: Path) -> None:
     class Forgets(Grow):
         def before_step(self, trainer: Trainer, step: int) -> bool:
