@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from common.checkpoint import load_checkpoint
+from common.config import ConfigError
 from common.engine import TrainConfig
 from common.errors import DataError
 from smmcl.data import RGBXDataset, RGBXDatasetConfig
@@ -57,6 +58,20 @@ class ExperimentConfig:
     weights_path: str | None = None  # the tag's file (None: its file in the weights cache, if it has one)
     train_layer_scale: bool = True  # False: freeze like the official optimizer groups
 
+    def __post_init__(self) -> None:
+        """The number of classes is written once: class_names, or data.num_classes or model.num_classes;
+        the sections left at their default follow it (two different values are a ConfigError)."""
+        sections = {"data": RGBXDatasetConfig.num_classes, "model": SegNeXtRGBXConfig.num_classes}  # defaults
+        given = {"len(class_names)": len(self.class_names)} if self.class_names else {}
+        given |= {
+            f"{s}.num_classes": n for s, d in sections.items() if (n := getattr(self, s).num_classes) != d
+        }
+        if len(set(given.values())) > 1:
+            raise ConfigError("number of classes: " + " != ".join(f"{k} {v}" for k, v in given.items()))
+        n = next(iter(given.values()), sections["model"])
+        for s in sections:
+            object.__setattr__(self, s, replace(getattr(self, s), num_classes=n))
+
 
 def build_model_from(cfg: ExperimentConfig, *, pretrained: bool = True) -> SegNeXtRGBX:
     """Model with the configured loss, initial weights (unless `pretrained` is False, e.g. before a
@@ -95,8 +110,6 @@ def contrast_groups_per_process(groups: int, world_size: int) -> int:
         )
         return 1
     if groups % world_size:
-        from common.config import ConfigError
-
         raise ConfigError(
             f"loss.contrast_groups={groups} does not divide into {world_size} processes; use a multiple"
         )
@@ -106,10 +119,6 @@ def contrast_groups_per_process(groups: int, world_size: int) -> int:
 def build(cfg: ExperimentConfig, world_size: int = 1) -> dict:
     """Keyword arguments for common.engine.Trainer (besides cfg.train); `world_size` splits the contrast
     groups of the global batch over the processes (train.global_batch_size splits the batch itself)."""
-    if cfg.model.num_classes != cfg.data.num_classes:
-        raise ValueError(
-            f"model.num_classes {cfg.model.num_classes} != data.num_classes {cfg.data.num_classes}"
-        )
     model = build_model_from(cfg)
     groups = contrast_groups_per_process(cfg.loss.contrast_groups, world_size)
     model.criterion.cfg = replace(cfg.loss, contrast_groups=groups)

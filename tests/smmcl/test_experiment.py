@@ -151,3 +151,18 @@ def test_day_night_splits_reported_beside_the_overall(tmp_path):
     assert (
         report.is_file() and (tmp_path / "eval.csv").is_file() and (tmp_path / "eval_confusion.png").is_file()
     )
+
+
+def test_number_of_classes_is_written_once() -> None:
+    """class_names, data.num_classes or model.num_classes: the sections left at their default follow."""
+    from common.config import ConfigError, load_config
+    from smmcl.experiment import ExperimentConfig
+
+    names = "class_names=[a, b, c, d, e, f, g, h, i]"
+    cfg = load_config(None, ExperimentConfig, [names])
+    assert cfg.model.num_classes == cfg.data.num_classes == 9
+    cfg = load_config(None, ExperimentConfig, ["data.num_classes=40"])
+    assert cfg.model.num_classes == 40 and cfg.class_names == ()
+    assert load_config(None, ExperimentConfig).model.num_classes == 14  # LLRGBD, the defaults
+    with pytest.raises(ConfigError, match=r"number of classes: len\(class_names\) 9 != model.num_classes 6"):
+        load_config(None, ExperimentConfig, [names, "model.num_classes=6"])
