@@ -131,11 +131,6 @@ def format_report(report: dict) -> str:
 
 
 # ---- features cache: keyed by the model's weights and the bank's contents --------------------------------
-def weights_sha256(model) -> str:
-    """Content digest of the model's state_dict (common.weights.state_dict_sha256)."""
-    return state_dict_sha256(model.state_dict())
-
-
 def bank_sha256(bank: Path, keys: list[str]) -> str:
     """sha256 over the keys and each NSS's content digest (`nss_sha256`: what the features are computed from)."""
     h = hashlib.sha256()
@@ -149,7 +144,7 @@ def features_with_cache(assessor, bank: Path, keys: list[str], cache: Path | Non
     contents, else extracted (and the cache written). A cache of another model or bank is refused."""
     from common.io import atomic_savez, load_npz
 
-    model_sha = weights_sha256(assessor.model)
+    model_sha = state_dict_sha256(assessor.model.state_dict())
     bank_sha = bank_sha256(bank, keys)
     if cache is not None and Path(cache).is_file():
         z = load_npz(cache)
