@@ -62,6 +62,7 @@ from common.checkpoint import (
 from common.config import config_to_dict, save_config
 from common.distributed import (
     DistInfo,
+    all_gather_objects,
     all_reduce_sum,
     barrier,
     init_distributed,
@@ -781,13 +782,7 @@ class Trainer:
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue bit-exactly (RNG states of every rank included)."""
-        rng = get_rng_state()
-        if self.info.distributed:
-            gathered: list[Any] = [None] * self.info.world_size
-            dist.all_gather_object(gathered, rng)
-            rngs = gathered
-        else:
-            rngs = [rng]
+        rngs = all_gather_objects(get_rng_state())
         return {
             "config": config_to_dict(self.config),
             "step": self.step,

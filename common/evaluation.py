@@ -28,12 +28,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from common.checkpoint import git_sha
-from common.distributed import barrier, get_rank, get_world_size, move_to
+from common.distributed import all_gather_objects, barrier, get_rank, get_world_size, move_to
 from common.errors import DataError
 from common.image_io import natural_sort_key
 from common.io import atomic_write_json, atomic_write_text
@@ -134,15 +133,6 @@ def _sort_items(items: list[dict]) -> list[dict]:
     if dup:
         raise ValueError(f"item ids must be unique; repeated: {sorted(dup)[:10]}")
     return sorted(items, key=lambda r: natural_sort_key(str(r["id"])))
-
-
-def _gather(obj: Any) -> list[Any]:
-    world = get_world_size()
-    if world == 1:
-        return [obj]
-    out: list[Any] = [None] * world
-    dist.all_gather_object(out, obj)
-    return out
 
 
 def _flatten(name: str, value: Any, aggregate: dict[str, float], extra: dict[str, Any]) -> None:
@@ -279,7 +269,7 @@ class Evaluator:
             warnings.filterwarnings("ignore", message=".*compute.*before the ``update``.*")
             for name in self._names:
                 _flatten(name, metrics[name].compute(), aggregate, computed)
-        items = _sort_items([r for part in _gather(items) for r in part])
+        items = _sort_items([r for part in all_gather_objects(items) for r in part])
         blocks = dict(computed)
         if step is not None:
             blocks["step"] = int(step)
