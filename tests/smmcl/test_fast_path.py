@@ -96,8 +96,10 @@ def test_training_step_losses_and_gradients_match_reference(variant):
         _close(l1[k], l0[k], 1e-5, k)
     assert set(g1) == set(g0)
     total = torch.cat([g.flatten() for g in g0.values()]).double().norm().item()
+    # 1e-3: the reference path alone moves backbone.patch_embed1's weight gradient by 3.9e-4 (relative)
+    # between 1 and 2 threads on AMD EPYC (fp32 sums over 49k pixels); a wrong path is off by O(1).
     for n in g0:
-        _close(g1[n], g0[n], 1e-4, n, floor=1e-6 * total)
+        _close(g1[n], g0[n], 1e-3, n, floor=1e-6 * total)
     _close(
         s1, s0, 1e-5, "BN running mean", floor=1e-5 * s0.numel() ** 0.5
     )  # BN statistics updated once, also when recomputing
