@@ -92,7 +92,7 @@ def test_wheel_ships_every_config_usable_by_name(installed: Path) -> None:
         f"assert c.__file__.startswith({str(installed)!r}), c.__file__\n"
         "for name in ('llrgbd', 'smmcl/llrgbd', 'conf/smmcl/llrgbd.yaml'):\n"
         f"    print(c.resolve_config(name).relative_to({str(installed)!r}))\n"
-        "print(c._read_yaml(c.resolve_config('llrgbd'))['model']['num_classes'])\n"
+        "print(len(c._read_yaml(c.resolve_config('llrgbd'))['class_names']))\n"
     )
     code += "import sys; sys.argv = ['tv-train-smmcl', '--list-configs']\n"
     code += "from tri_vision_scripts.train_smmcl import cli; cli()\n"

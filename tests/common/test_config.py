@@ -177,7 +177,9 @@ def test_literal_fields_list_their_choices_and_take_override_text_verbatim(tmp_p
         ffl: Literal["shared", "separate_nets", "off"] = "shared"
         mode: Literal["a", "b"] | None = None
 
-    assert load_config(None, Choice, ["ffl=off", "mode=null"]) == Choice("off", None)  # "off" is not YAML's false
+    assert load_config(None, Choice, ["ffl=off", "mode=null"]) == Choice(
+        "off", None
+    )  # "off" is not YAML's false
     assert load_config(_write(tmp_path / "c.yaml", "mode: b\n"), Choice).mode == "b"
     with pytest.raises(ConfigError) as err:
         load_config(None, Choice, ["ffl=shard"])

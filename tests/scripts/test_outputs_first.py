@@ -44,15 +44,19 @@ def run_main(monkeypatch, mod, *argv: object) -> None:
 
 
 def test_calc_metrics_smcl(monkeypatch, tmp_path: Path, blocked: Path) -> None:
+    import smcl.object.metrics
+
     mod = script("calc_metrics_smcl")
-    monkeypatch.setattr(mod, "calc_metrics", no_work)
+    monkeypatch.setattr(smcl.object.metrics, "calc_metrics", no_work)  # imported by main() (lazy --help)
     with pytest.raises(NotWritableError):
         run_main(monkeypatch, mod, "-D", tmp_path / "d", "-O", tmp_path / "r", "--report", blocked / "m.json")
 
 
 def test_nvs_sqa_stress(monkeypatch, tmp_path: Path, blocked: Path) -> None:
+    import nvs_sqa.stress
+
     mod = script("nvs_sqa_stress")
-    monkeypatch.setattr(mod, "load_sequence", no_work)
+    monkeypatch.setattr(nvs_sqa.stress, "load_sequence", no_work)
     with pytest.raises(NotWritableError):
         mod.main([str(tmp_path / "nss"), "--out", str(blocked)])
 
@@ -64,9 +68,11 @@ def test_eval_smmcl(monkeypatch, tmp_path: Path, blocked: Path) -> None:
     mod = script("eval_smmcl")
     sets = [f"train.out_dir={tmp_path / 'run'}", f"data.root={tmp_path / 'data'}"]
     cfg = load_config(REPO / "conf/smmcl/tiny.yaml", ExperimentConfig, sets)
-    monkeypatch.setattr(mod, "from_checkpoint", lambda *a: (cfg, torch.nn.Identity(), []))
-    monkeypatch.setattr(mod, "test_dataset", lambda c: SimpleNamespace(root=tmp_path / "data"))
-    monkeypatch.setattr(mod, "run_evaluation", no_work)
+    import smmcl.experiment as exp
+
+    monkeypatch.setattr(exp, "from_checkpoint", lambda *a: (cfg, torch.nn.Identity(), []))
+    monkeypatch.setattr(exp, "test_dataset", lambda c: SimpleNamespace(root=tmp_path / "data"))
+    monkeypatch.setattr(exp, "run_evaluation", no_work)
     (tmp_path / "ck.pth").write_bytes(b"")
     with pytest.raises(NotWritableError):
         run_main(monkeypatch, mod, "--checkpoint", tmp_path / "ck.pth", "--report", blocked / "r.json")
@@ -82,8 +88,10 @@ def test_test_smcl_scene(monkeypatch, tmp_path: Path, blocked: Path) -> None:
     mod = script("test_smcl_scene")
     sets = [f"train.out_dir={blocked}", f"data.root={tmp_path / 'data'}"]
     cfg = load_config(REPO / "conf/smcl/scene_tiny.yaml", ExperimentConfig, sets)
-    monkeypatch.setattr(mod, "from_checkpoint", lambda *a: (torch.nn.Identity(), cfg))
-    monkeypatch.setattr(mod, "evaluate_split", no_work)
+    import smcl.scene.experiment as exp
+
+    monkeypatch.setattr(exp, "from_checkpoint", lambda *a: (torch.nn.Identity(), cfg))
+    monkeypatch.setattr(exp, "evaluate_split", no_work)
     (tmp_path / "ck.pth").write_bytes(b"")  # its digest goes into the report's model block
     with pytest.raises(NotWritableError):  # the render folder <out_dir>/test
         run_main(monkeypatch, mod, "--checkpoint", tmp_path / "ck.pth", "--report", tmp_path / "r.json")
@@ -134,8 +142,11 @@ def eval_smcl_patched(monkeypatch, root: Path):
 
     mod = script("eval_smcl")
     cfg = load_config(REPO / "conf/smcl/object_tiny.yaml", SynthExperiment, [f"data.root={root}"])
-    monkeypatch.setattr(mod, "synth_config_from_checkpoint", lambda *a: (cfg, []))
-    monkeypatch.setattr(mod, "load_checkpoint", no_work)
+    import common.checkpoint
+    import smcl.object.experiment as exp
+
+    monkeypatch.setattr(exp, "synth_config_from_checkpoint", lambda *a: (cfg, []))
+    monkeypatch.setattr(common.checkpoint, "load_checkpoint", no_work)
     return mod
 
 
