@@ -19,6 +19,7 @@ from PIL import Image
 from common.config import load_config
 from common.engine import Callback, Trainer
 from nvs_sqa.experiment import ExperimentConfig, build
+from tests.golden import seeded_fill
 
 FVVDP = "the official recipe's fvvdp target needs the optional pyfvvdp package"
 REPO = Path(__file__).resolve().parents[2]
@@ -40,23 +41,6 @@ def write_renders(root: Path) -> None:
                 v = 3 * y + 5 * x + 40 * c + 7 * t + 23 * si + 4 * ((x * y * (mi + 2)) % 17)
                 v = (v + 9 * mi * ((x // 8 + y // 8) % 2)) % 256
                 Image.fromarray(v.astype(np.uint8)).save(d / f"{t:05d}.png")
-
-
-def seeded_fill(model: torch.nn.Module) -> None:
-    """Every float tensor in sorted state_dict-key order (as tests/smmcl/test_models.py's golden fill)."""
-    gen = torch.Generator().manual_seed(0)
-    sd = model.state_dict()
-    with torch.no_grad():
-        for key in sorted(sd):
-            t = sd[key]
-            if not t.is_floating_point():
-                continue
-            if key.endswith("running_var"):
-                t.fill_(1.0)
-            elif key.endswith("running_mean"):
-                t.fill_(0.0)
-            else:
-                t.copy_(0.02 * torch.randn(t.shape, generator=gen))
 
 
 def recipe_config(root: Path, out: Path, **extra: str) -> ExperimentConfig:

@@ -10,7 +10,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from common.config import load_config
 from common.engine import Callback, Trainer
@@ -23,31 +22,10 @@ from smcl.object.experiment import (
     TripletSampler,
     build_synthesizer,
 )
+from tests.golden import seeded_fill
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = Path(__file__).parent / "data"
-
-
-def seeded_fill(model: nn.Module, seed: int = 0) -> None:
-    """The forward golden tests' deterministic state: every float tensor in sorted-key order."""
-    gen = torch.Generator().manual_seed(seed)
-    sd = model.state_dict()
-    params = {n for n, _ in model.named_parameters()}
-    with torch.no_grad():
-        for key in sorted(sd):
-            t = sd[key]
-            if not t.is_floating_point():
-                continue
-            if key.endswith("running_var"):
-                t.fill_(1.0)
-            elif key.endswith("running_mean"):
-                t.fill_(0.0)
-            elif key not in params:  # constant buffers (positional-encoding frequencies) keep their values
-                continue
-            elif key.endswith("weight") and t.dim() == 1:  # normalisation scales around 1
-                t.copy_(1.0 + 0.02 * torch.randn(t.shape, generator=gen))
-            else:
-                t.copy_(0.02 * torch.randn(t.shape, generator=gen))
 
 
 def triplet_images(n: int, size: int) -> torch.Tensor:
@@ -92,7 +70,7 @@ def test_pretrain_official_trajectory(tmp_path: Path) -> None:
     cfg = replace(cfg, train=replace(cfg.train, batch_size=size["batch_size"], max_steps=size["steps"],
                                      out_dir=str(tmp_path / "run"), tensorboard=False, progress=False))  # fmt: skip
     model = EncoderPretrainer(cfg.encoder, cfg.loss)  # as build_pretrain
-    seeded_fill(model)
+    seeded_fill(model, params_only=True, unit_scales=True)
     imgs = triplet_images(size["triplets"], size["image_size"])
     ds = [{"anchor": t[0], "positive": t[1], "negative": t[2]} for t in imgs]
     sampler = TripletSampler(ds, cfg.train, cfg.eval_mode_after_first_epoch)  # as build_pretrain
@@ -155,7 +133,7 @@ def test_view_synthesizer_official_trajectory(tmp_path: Path) -> None:
             "train.progress=false"]  # fmt: skip
     cfg = load_config(REPO / "conf/smcl/mir180.yaml", SynthExperiment, over)
     model = build_synthesizer(cfg)
-    seeded_fill(model)
+    seeded_fill(model, params_only=True, unit_scales=True)
     imgs, poses = synth_scene(sz["objects"], sz["views"], sz["image_size"])
     focal, c, bbox = (
         torch.tensor(70.0),

@@ -18,6 +18,7 @@ from common.config import load_config
 from common.engine import Callback, Trainer
 from smcl.scene.models.point_gcl import PointGCL, make_blocks
 from smcl.scene.pretrain import PointPretrainConfig
+from tests.golden import seeded_fill
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = json.loads((Path(__file__).parent / "data" / "official_point_gcl_trajectory.json").read_text())
@@ -26,21 +27,6 @@ DATA = json.loads((Path(__file__).parent / "data" / "official_point_gcl_trajecto
 def cloud(n: int = 120) -> torch.Tensor:
     i = torch.arange(n, dtype=torch.float64)
     return torch.stack([(i * 37 % 101) / 50 - 1, (i * 53 % 89) / 44 - 1, (i * 71 % 97) / 48 - 1], -1).float()
-
-
-def seeded_fill(model: torch.nn.Module) -> list[str]:
-    gen = torch.Generator().manual_seed(0)
-    sd = model.state_dict()
-    keys = [k for k in sorted(sd) if sd[k].is_floating_point()]
-    with torch.no_grad():
-        for k in keys:
-            if k.endswith("running_var"):
-                sd[k].fill_(1.0)
-            elif k.endswith("running_mean"):
-                sd[k].fill_(0.0)
-            else:
-                sd[k].copy_(0.02 * torch.randn(sd[k].shape, generator=gen))
-    return keys
 
 
 def pin_augmentations(monkeypatch: pytest.MonkeyPatch) -> None:

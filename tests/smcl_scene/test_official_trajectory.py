@@ -16,6 +16,7 @@ from common.engine import Callback, Trainer
 from smcl.scene.experiment import ExperimentConfig, PointScheduleCallback, build_optim
 from smcl.scene.losses import PhotometricLoss
 from smcl.scene.models.scene_model import SceneModel
+from tests.golden import seeded_fill
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = json.loads((Path(__file__).parent / "data" / "official_trajectory.json").read_text())
@@ -38,17 +39,6 @@ GROUPS = {
     "feats": "pc_feats",
     "unet": "renderer",
 }
-
-
-def seeded_fill(model: torch.nn.Module) -> list[str]:
-    """0.02 N(0, 1) from Generator(seed 0) into every float tensor of the state dict, in sorted key order."""
-    gen = torch.Generator().manual_seed(0)
-    sd = model.state_dict()
-    keys = [k for k in sorted(sd) if sd[k].is_floating_point()]
-    with torch.no_grad():
-        for k in keys:
-            sd[k].copy_(0.02 * torch.randn(sd[k].shape, generator=gen))
-    return keys
 
 
 def tiny_batch(h: int = 16, w: int = 16) -> dict[str, torch.Tensor]:
@@ -97,7 +87,9 @@ def run_project(
     monkeypatch.setenv("DATA_ROOT", str(tmp_path))
     cfg = load_config(ROOT / config, ExperimentConfig, [*TINY, f"train.out_dir={tmp_path}"])
     model = SceneModel(cfg.model, torch.zeros(64, 3))
-    assert seeded_fill(model) == DATA["keys_filled"]  # same tensors, same order as the official fill
+    assert (
+        seeded_fill(model, bn_stats=False) == DATA["keys_filled"]
+    )  # same tensors, same order as the official fill
     assert loss.lpips_weight == cfg.lpips_weight
     model.set_loss(loss)
     opt, sched = build_optim(model, cfg)

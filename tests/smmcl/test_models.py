@@ -12,6 +12,7 @@ import smmcl
 from common.checkpoint import CheckpointMismatchError
 from common.weights import WeightsError
 from smmcl.models import NMF2D, SegNeXtRGBXConfig, build_model, build_segnext_rgbx
+from tests.golden import seeded_fill
 
 
 @pytest.fixture(scope="module")
@@ -78,19 +79,8 @@ def test_nmf2d_golden(training, expected):
 @pytest.mark.parametrize("fast", [False, True], ids=["reference", "fast"])
 def test_full_model_golden_seed0_fill(model14, fast):
     model = model14.eval().set_fast(fast)
-    gen = torch.Generator().manual_seed(0)
-    sd = model.state_dict()
+    seeded_fill(model)  # spec 10.6
     with torch.no_grad():
-        for key in sorted(sd):
-            t = sd[key]
-            if not t.is_floating_point():
-                continue
-            if key.endswith("running_var"):
-                t.fill_(1.0)
-            elif key.endswith("running_mean"):
-                t.fill_(0.0)
-            else:
-                t.copy_(0.02 * torch.randn(t.shape, generator=gen))
         g1 = torch.Generator().manual_seed(1)
         rgb = torch.randn(1, 3, 96, 128, generator=g1)
         aux = torch.randn(1, 3, 96, 128, generator=g1)

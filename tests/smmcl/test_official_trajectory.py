@@ -18,6 +18,7 @@ from common.config import load_config
 from common.engine import build_optimizer
 from common.schedules import build_scheduler
 from smmcl.experiment import ExperimentConfig, build_model_from
+from tests.golden import seeded_fill
 
 ROOT = Path(__file__).parents[2]
 OFFICIAL = json.loads((Path(__file__).parent / "data" / "official_training.json").read_text())
@@ -28,24 +29,6 @@ def paper_config(monkeypatch, name: str = "llrgbd", overrides: tuple[str, ...] =
     monkeypatch.setenv("DATA_ROOT", "/data")
     monkeypatch.setenv("WEIGHTS_DIR", "/weights")
     return load_config(ROOT / f"conf/smmcl/{name}.yaml", ExperimentConfig, list(overrides))
-
-
-def seeded_fill(model: torch.nn.Module) -> None:
-    """Every float state_dict tensor in sorted key order: running_var 1, running_mean 0, else 0.02 N(0,1)
-    from one generator seeded 0 (as test_models.py::test_full_model_golden_seed0_fill)."""
-    gen = torch.Generator().manual_seed(0)
-    sd = model.state_dict()
-    with torch.no_grad():
-        for key in sorted(sd):
-            t = sd[key]
-            if not t.is_floating_point():
-                continue
-            if key.endswith("running_var"):
-                t.fill_(1.0)
-            elif key.endswith("running_mean"):
-                t.fill_(0.0)
-            else:
-                t.copy_(0.02 * torch.randn(t.shape, generator=gen))
 
 
 def integer_batch(b: int = 2, h: int = 128, w: int = 128) -> dict[str, torch.Tensor]:
