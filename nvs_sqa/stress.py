@@ -21,6 +21,7 @@ import numpy as np
 from common.io import atomic_write_json, atomic_write_text
 from common.metrics.correlation import krcc
 from common.viz import line_plot
+from nvs_sqa.constants import ARTEFACT_LEVELS
 from nvs_sqa.frames import FrameError, check_size, list_frames, read_frame
 from nvs_sqa.ridge import LABEL_RANGE
 
@@ -169,17 +170,18 @@ class Artefact:
     unit: str
 
 
-ARTEFACTS: dict[str, Artefact] = {
-    "blur": Artefact("blur", gaussian_blur, (0.1, 0.2, 0.4, 0.8, 1.6), "sigma, % of width"),
-    "noise": Artefact("noise", gaussian_noise, (2, 4, 8, 16, 32), "std, 8-bit levels"),
-    "jpeg": Artefact("jpeg", jpeg, (50, 30, 20, 10, 5), "JPEG quality"),
-    "floaters": Artefact("floaters", floaters, (1, 2, 4, 8, 16), "blobs"),
-    "black_holes": Artefact("black_holes", black_holes, (0.5, 1, 2, 4, 8), "% of area"),
-    "ghosting": Artefact("ghosting", ghosting, (0.1, 0.2, 0.3, 0.4, 0.5), "blend weight"),
-    "colour_shift": Artefact("colour_shift", colour_shift, (0.05, 0.1, 0.2, 0.3, 0.45), "R/B gain offset"),
-    "flicker": Artefact("flicker", flicker, (0.02, 0.05, 0.1, 0.2, 0.3), "gain amplitude"),
-    "frozen": Artefact("frozen", frozen_frames, (0.1, 0.25, 0.5, 0.75, 0.9), "fraction dropped"),
+_APPLY = {
+    "blur": gaussian_blur,
+    "noise": gaussian_noise,
+    "jpeg": jpeg,
+    "floaters": floaters,
+    "black_holes": black_holes,
+    "ghosting": ghosting,
+    "colour_shift": colour_shift,
+    "flicker": flicker,
+    "frozen": frozen_frames,
 }
+ARTEFACTS: dict[str, Artefact] = {n: Artefact(n, _APPLY[n], *spec) for n, spec in ARTEFACT_LEVELS.items()}
 
 
 @dataclass(frozen=True)

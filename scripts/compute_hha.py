@@ -11,8 +11,7 @@ from common.io import check_outputs_outside_inputs, check_writable
 
 
 def main(argv: list[str] | None = None) -> None:
-
-    from smmcl.hha import NYU_INTRINSICS  # the parser's default (imports smmcl)
+    from smmcl.hha import NYU_INTRINSICS  # the parser's default (numpy and cv2, not the models)
 
     p = argparse.ArgumentParser(description="Compute the HHA encoding of a depth image (vectorised).")
     p.add_argument("--depth", type=Path, required=True, help="16-bit depth PNG (filled)")
@@ -46,7 +45,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--debug", action="store_true", help="show tracebacks of input errors")
     a = p.parse_args(argv)
     from common.image_io import write_image
-    from smmcl.hha import NYU_INTRINSICS, check_depth_scale, hha_from_files
+    from smmcl.hha import check_depth_scale, hha_from_files
 
     check_depth_scale(a.depth_scale)
     check_outputs_outside_inputs([a.out], [a.depth, a.raw_depth])

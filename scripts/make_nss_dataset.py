@@ -14,8 +14,7 @@ from common.io import check_outputs_outside_inputs
 
 
 def main() -> None:
-
-    from nvs_sqa.data.nerfstudio import METHODS, SCENES  # the parser's choices (imports nvs_sqa)
+    from nvs_sqa.constants import METHODS, SCENES  # the parser's choices (plain data)
 
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--data", type=Path, required=True, help="nerfstudio captures: <data>/<scene>/")
@@ -25,7 +24,7 @@ def main() -> None:
     p.add_argument("--methods", nargs="*", default=list(METHODS))
     p.add_argument("--dry-run", action="store_true", help="print the commands only")
     args = p.parse_args()
-    from nvs_sqa.data.nerfstudio import METHODS, SCENES, dataset_commands
+    from nvs_sqa.data.nerfstudio import dataset_commands
 
     check_outputs_outside_inputs([args.outputs, args.renders], [args.data])
     cmds = dataset_commands(args.data, args.outputs, args.renders, args.scenes, args.methods)

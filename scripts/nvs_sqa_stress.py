@@ -17,8 +17,7 @@ from common.runtime import keep_freed_memory
 
 
 def main(argv: list[str] | None = None) -> None:
-
-    from nvs_sqa.stress import ARTEFACTS  # the parser's choices (imports nvs_sqa)
+    from nvs_sqa.constants import ARTEFACT_LEVELS  # the parser's choices (plain data)
 
     keep_freed_memory()  # reuse large freed CPU buffers instead of page-faulting them in again
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -26,14 +25,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, required=True, help="report folder")
     ap.add_argument("--frames", type=int, default=None, help="pick N frames evenly (default: all)")
     ap.add_argument("--scale", type=float, default=1.0, help="resize frames by this factor (default 1)")
-    ap.add_argument("--artefacts", nargs="+", default=list(ARTEFACTS), choices=list(ARTEFACTS))
+    ap.add_argument("--artefacts", nargs="+", default=list(ARTEFACT_LEVELS), choices=list(ARTEFACT_LEVELS))
     ap.add_argument("--levels", type=int, default=None, help="strengths per artefact (default: all 5)")
     ap.add_argument("--lengths", type=int, nargs="*", default=[8, 15, 30, 60], help="length sweep (T values)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     from nvs_sqa.assessor import QualityAssessor
-    from nvs_sqa.stress import ARTEFACTS, length_sweep, load_sequence, run_stress, write_report
+    from nvs_sqa.stress import length_sweep, load_sequence, run_stress, write_report
 
     check_outputs(inputs=[args.nss_folder], dirs=[args.out])  # before loading and scoring
 

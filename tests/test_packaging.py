@@ -19,8 +19,6 @@ PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 SCRIPTS = sorted(f.stem for f in (ROOT / "scripts").glob("*.py") if f.stem != "__init__")
 #: Modules that --help of a command must not import (each costs seconds, open3d is an extra).
 HEAVY = ("torchmetrics", "matplotlib", "open3d", "torchvision")
-#: Parsers whose choices/defaults still come from a paper package (light once the package import is).
-PARSER_NEEDS_PACKAGE = {"compute_hha", "make_nss_dataset", "nvs_sqa_stress"}
 
 
 def test_every_package_is_listed() -> None:
@@ -108,7 +106,7 @@ def test_help_of_every_command_imports_nothing_heavy() -> None:
     code = f"""
 import os, runpy, sys
 import torch
-for name in {sorted(set(SCRIPTS) - PARSER_NEEDS_PACKAGE)!r}:
+for name in {SCRIPTS!r}:
     pid = os.fork()
     if pid == 0:
         os.dup2(os.open(os.devnull, os.O_WRONLY), 1)

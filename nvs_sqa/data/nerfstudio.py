@@ -8,36 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-SCENES = (
-    "aspen",
-    "bww_entrance",
-    "campanile",
-    "desolation",
-    "dozer",
-    "Egypt",
-    "floating-tree",
-    "Giannini-Hall",
-    "kitchen",
-    "library",
-    "person",
-    "plane",
-    "poster",
-    "redwoods2",
-    "sculpture",
-    "stump",
-    "vegetation",
-)
-# method name in the renders folder -> (ns-train method, extra arguments)
-METHODS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "splatfacto": ("splatfacto", ()),
-    "nerfacto": ("nerfacto", ()),
-    "tensorf": ("tensorf", ()),
-    "instant-ngp": ("instant-ngp", ()),
-    "kplanes-20": ("kplanes", ("--pipeline.model.near-plane", "0", "--pipeline.model.far-plane", "20")),
-    "kplanes-100": ("kplanes", ("--pipeline.model.near-plane", "0", "--pipeline.model.far-plane", "100")),
-    "kplanes-1000": ("kplanes", ("--pipeline.model.near-plane", "0", "--pipeline.model.far-plane", "1000")),
-    "nerfacto-huge": ("nerfacto-huge", ()),
-}
+from nvs_sqa.constants import METHODS, SCENES
 
 
 def train_command(data_root: Path, scene: str, method: str, out_root: Path) -> list[str]:
