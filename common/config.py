@@ -45,8 +45,8 @@ def _default_devices() -> str:
 def build_parser(description: str) -> argparse.ArgumentParser:
     """Parser with the flags every script shares; scripts add their own flags on top.
 
-    -c/--config, -d/--devices, --set KEY=VALUE, --resume [PATH|auto], -o/--out-dir, --overwrite,
-    --allow-config-change, --checkpoint PATH, --report PATH, --debug. A script that defines one of these
+    -c/--config, --list-configs, --print-config, -d/--devices, --set KEY=VALUE, --resume [PATH|auto],
+    -o/--out-dir, --overwrite, --allow-config-change, --checkpoint PATH, --report PATH, --debug. A script that defines one of these
     itself replaces the shared definition (conflict_handler="resolve").
     """
     parser = argparse.ArgumentParser(description=description, conflict_handler="resolve")
@@ -59,6 +59,11 @@ def build_parser(description: str) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--list-configs", action=_ListConfigs, help="list the shipped configs (names for -c) and exit"
+    )
+    parser.add_argument(
+        "--print-config",
+        action=_PrintConfig,
+        help="print the resolved config (YAML: file, --set and -o applied) and exit without running",
     )
     parser.add_argument(
         "-d",
@@ -160,6 +165,29 @@ class _ListConfigs(argparse.Action):
         print(f"shipped configs (in {config_dir()}):")
         print("\n".join(f"  {n}" for n in shipped_configs()))
         parser.exit()
+
+
+_print_requested = False  # set by --print-config; the next config the script resolves is printed
+
+
+class _PrintConfig(argparse.Action):
+    """--print-config: the config is only known once the script has loaded it, so this marks the request
+    and :func:`load_config` / :func:`config_from_checkpoint` print their result and exit."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any) -> None:
+        global _print_requested
+        _print_requested = True
+
+
+def _resolved(cfg: T) -> T:
+    """`cfg`, or (after --print-config) its YAML on stdout and exit 0 before anything runs."""
+    if _print_requested:
+        print(yaml.safe_dump(config_to_dict(cfg), sort_keys=False), end="", flush=True)
+        raise SystemExit(0)
+    return cfg
 
 
 def cli_overrides(args: argparse.Namespace, out_dir_key: str = "train.out_dir") -> list[str]:
@@ -423,7 +451,7 @@ def load_config(path: str | Path | None, schema: type[T], overrides: Iterable[st
         _apply_override(data, item, schema)
     data = _expand_env(data, "")
     try:
-        return _build(schema, data, "")
+        return _resolved(_build(schema, data, ""))
     except ConfigError as exc:
         if path is not None:
             raise ConfigError(f"{path}: {exc}") from exc
@@ -527,4 +555,4 @@ def config_from_checkpoint(
     diffs = config_diff(stored, cfg)
     for key, old, new in diffs:
         log.info("config differs from %s: %s: %r -> %r", path, key, old, new)
-    return cfg, diffs
+    return _resolved(cfg), diffs

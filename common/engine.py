@@ -36,6 +36,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -125,6 +126,7 @@ class TrainConfig:
     shuffle: bool = True
     drop_last: bool = True
     tensorboard: bool = True
+    csv: bool = False  # also append every logged scalar to <out_dir>/metrics.csv (step,name,value rows)
     progress: bool = True
     max_seconds: float | None = None  # wall-clock budget of one invocation: stops, saves, resumable
     # samples per optimizer step over all processes; when set it replaces batch_size:
@@ -167,6 +169,19 @@ class TrainConfig:
                 f"process(es) x grad_accum {self.grad_accum}; choose a multiple of {parts}"
             )
         return self.global_batch_size // parts
+
+
+def _eta_s(cfg: TrainConfig, step: int, steps_per_s: float, elapsed_s: float) -> float:
+    """Seconds left: the remaining steps at the measured rate, capped by what is left of max_seconds."""
+    left = (cfg.max_steps - step) / max(steps_per_s, 1e-9)
+    return max(0.0, min(left, cfg.max_seconds - elapsed_s)) if cfg.max_seconds else left
+
+
+def _fmt_scalar(key: str, value: float) -> str:
+    """`key=value` for the log line; the ETA as H:MM:SS, which a reader takes in at a glance."""
+    if key == "time/eta_s":
+        return f"eta={timedelta(seconds=round(value))}"
+    return f"{key}={value:.4g}"
 
 
 def swap_parameter(
@@ -369,7 +384,7 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> Optimizer:
     if hasattr(model, "param_groups"):
         groups = model.param_groups(cfg)
     else:
-        groups = [{"params": [p for p in model.parameters() if p.requires_grad]}]
+        groups = [{"params": [p for p in model.parameters() if p.requires_grad], "name": "all"}]
     if cfg.optimizer == "adam":
         return torch.optim.Adam(
             groups, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay, amsgrad=cfg.amsgrad
@@ -609,12 +624,15 @@ class Trainer:
                     total = sum(terms.values())
                     bar.set_postfix(loss=f"{total:.4g}")
                     scalars = {f"loss/{k}": v for k, v in terms.items()} | {"loss/total": total}
-                    for i, g in enumerate(self.optimizer.param_groups):
-                        scalars[f"lr/group{i}"] = float(g["lr"])
+                    for i, g in enumerate(self.optimizer.param_groups):  # a group's "name": lr/points
+                        scalars[f"lr/{g.get('name', f'group{i}')}"] = float(g["lr"])
                     if grad_norm is not None:
                         scalars["grad_norm"] = grad_norm
-                    scalars["time/steps_per_s"] = cfg.log_every / max(time.perf_counter() - t0, 1e-9)
-                    t0 = time.perf_counter()
+                    now = time.perf_counter()
+                    rate = cfg.log_every / max(now - t0, 1e-9)
+                    scalars["time/steps_per_s"] = rate
+                    scalars["time/eta_s"] = _eta_s(cfg, self.step, rate, now - start)
+                    t0 = now
                     self.log(scalars)
                 if cfg.eval_every and self.step % cfg.eval_every == 0:
                     self._run_eval()
@@ -769,7 +787,12 @@ class Trainer:
                 self.writer.add_scalar(k, v, self.step)
         with open(self.out_dir / "metrics.jsonl", "a") as fh:
             fh.write(json.dumps({"step": self.step, **scalars}) + "\n")
-        log.info("step %d: %s", self.step, " ".join(f"{k}={v:.4g}" for k, v in scalars.items()))
+        if self.cfg.csv:  # long format: columns never change, so appending (and resuming) stays valid
+            path = self.out_dir / "metrics.csv"
+            head = "" if path.exists() else "step,name,value\n"
+            with open(path, "a") as fh:  # one write per call: a killed run leaves whole rows
+                fh.write(head + "".join(f"{self.step},{k},{v!r}\n" for k, v in scalars.items()))
+        log.info("step %d: %s", self.step, " ".join(_fmt_scalar(k, v) for k, v in scalars.items()))
 
     # ---------------------------------------------------------------------------------- checkpoints
     def _callback_keys(self) -> list[str]:

@@ -59,6 +59,7 @@ RESUMABLE_CHANGES = frozenset(
         "keep_last",
         "progress",
         "tensorboard",
+        "csv",
         "out_dir",
     }
 )

@@ -145,9 +145,9 @@ class EncoderPretrainer(nn.Module):
     def param_groups(self, cfg: TrainConfig) -> list[dict]:
         main = [p for n, p in self.named_parameters() if not n.startswith("ffc_net")]
         aux = [p for n, p in self.named_parameters() if n.startswith("ffc_net")]
-        groups = [{"params": main}]
+        groups = [{"params": main, "name": "main"}]
         if aux:
-            groups.append({"params": aux, "lr": self.cfg.aux_lr})
+            groups.append({"params": aux, "lr": self.cfg.aux_lr, "name": "ffc"})
         return groups
 
 

@@ -248,7 +248,10 @@ class SegNeXtRGBX(nn.Module):
                     decay.append(p)
                 else:
                     no_decay.append(p)
-        return [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
+        return [
+            {"params": decay, "name": "decay"},
+            {"params": no_decay, "weight_decay": 0.0, "name": "no_decay"},
+        ]
 
     def training_step(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """batch rgb/aux (B,3,H,W), label (B,H,W) -> weighted loss terms (ce, cm, vis, aux)."""
