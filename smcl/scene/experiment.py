@@ -5,6 +5,7 @@ spec 5.2 metrics (official-compat and standard); rebuilding a run from its check
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -255,6 +256,13 @@ class PointScheduleCallback(Callback):
         if changed:
             log.info("step %d: %d -> %d points", step, n, model.points.shape[0])
         return changed
+
+    def after_step(self, trainer, step: int, losses: dict[str, float]) -> None:
+        """Point count and training PSNR (from the unweighted patch MSE) beside the engine's log rows."""
+        every = trainer.cfg.log_every
+        if every and (step % every == 0 or step == trainer.cfg.max_steps):
+            psnr = -10.0 * math.log10(max(losses["mse"], 1e-12))
+            trainer.log({"train/points": float(trainer.model.points.shape[0]), "train/psnr": psnr})
 
 
 def scene_metrics(lpips: tuple[str, ...] = ()) -> dict:
