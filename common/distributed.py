@@ -1,6 +1,6 @@
 """Device parsing, torchrun re-launch and process-group set-up (NCCL on GPU, gloo on CPU).
 
-`-d 0-3` in a plain `python script.py` run re-executes the script under `torch.distributed.run` with one
+`-d 0-3` in a plain `python script.py` run re-executes the script under torchrun (`_torchrun`) with one
 process per GPU; under torchrun (RANK/WORLD_SIZE in the environment) nothing is re-launched. Under `srun` with several tasks
 the tasks join one process group from SLURM's variables (`join_slurm_step`). `-d` indices
 count within the GPUs the process may see: with `CUDA_VISIBLE_DEVICES=4,5,6,7` (SLURM, Kubernetes), `-d 0,1`
@@ -100,14 +100,14 @@ def under_torchrun() -> bool:
 
 
 def relaunch_command(devices: Devices, argv: list[str] | None = None) -> list[str] | None:
-    """The torch.distributed.run command `maybe_relaunch` would exec, or None when no re-launch is needed."""
+    """The torchrun command `maybe_relaunch` would exec, or None when no re-launch is needed."""
     if devices == "cpu" or len(devices) < 2 or under_torchrun():
         return None
     argv = list(sys.argv if argv is None else argv)
     return [
         sys.executable,
         "-m",
-        "torch.distributed.run",
+        "common.distributed",  # torch.distributed.run without its failure wall (`_torchrun`)
         "--standalone",
         "--nproc_per_node",
         str(len(devices)),
@@ -293,3 +293,28 @@ def loader_generator(seed: int, epoch: int, rank: int) -> torch.Generator:
     every rank, so DataLoader workers (seeded base_seed + worker id, numpy and random included) draw
     different augmentations on different ranks."""
     return torch.Generator().manual_seed((int(seed) * 100_003 + int(epoch)) * 1_000_003 + int(rank))
+
+
+def _torchrun(argv: list[str]) -> int:
+    """torch.distributed.run's launcher, minus the ChildFailedError traceback and log lines it adds after a
+    rank's one-line error (`common.cli`): the exit status is the first failed rank's (128 + signal when a
+    rank was killed, with one line saying so, since that rank printed nothing)."""
+    import logging
+
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import parse_args, run
+
+    logging.getLogger("torch.distributed.elastic.multiprocessing.api").setLevel(logging.CRITICAL)
+    try:
+        run(parse_args(argv))
+    except ChildFailedError as exc:
+        rank, failure = exc.get_first_failure()
+        if failure.exitcode >= 0:
+            return failure.exitcode
+        print(f"error: rank {rank} was killed by {failure.signal_name()}", file=sys.stderr, flush=True)
+        return 128 - failure.exitcode
+    return 0
+
+
+if __name__ == "__main__":  # the re-launch of `maybe_relaunch` (python -m common.distributed ...)
+    sys.exit(_torchrun(sys.argv[1:]))

@@ -44,7 +44,7 @@ def test_relaunch_command(monkeypatch: pytest.MonkeyPatch) -> None:
     cmd = relaunch_command([0, 1, 2, 3], ["scripts/train_x.py", "-d", "0-3", "--set", "a=1"])
     assert cmd[1:] == [
         "-m",
-        "torch.distributed.run",
+        "common.distributed",
         "--standalone",
         "--nproc_per_node",
         "4",
@@ -59,6 +59,42 @@ def test_relaunch_command(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RANK", "0")
     monkeypatch.setenv("WORLD_SIZE", "4")
     assert relaunch_command([0, 1], ["x.py"]) is None  # already under torchrun
+
+
+RELAUNCHED = textwrap.dedent(
+    """
+    import os, signal, sys
+    from common.cli import run_script
+    from common.distributed import init_distributed, maybe_relaunch
+    from common.errors import TriVisionError
+
+    def main():
+        maybe_relaunch("cpu", cpu_procs=2)
+        init_distributed("cpu")  # the ranks meet, so rank 1 sees rank 0's error within common.cli's wait
+        if sys.argv[1] == "kill":
+            if os.environ["RANK"] == "1":
+                os.kill(os.getpid(), signal.SIGKILL)
+            return 0
+        raise TriVisionError("bad.yaml: no such config")
+
+    run_script(main)
+    """
+)
+
+
+@pytest.mark.parametrize(
+    ("case", "line", "code"),
+    [("error", "error: bad.yaml: no such config", 2), ("kill", "error: rank 1 was killed by SIGKILL", 137)],
+)
+def test_relaunched_failure_is_one_line(tmp_path: Path, case: str, line: str, code: int) -> None:
+    # `-d cpu --procs 2` for real: a user error both ranks hit (or a killed rank) is one line, no torchrun wall
+    (tmp_path / "x.py").write_text(RELAUNCHED)
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "TRIVISION_RELAUNCHED")}
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    env["OMP_NUM_THREADS"] = "1"
+    cmd = [sys.executable, str(tmp_path / "x.py"), case]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert proc.stderr == line + "\n" and proc.returncode == code, proc.stderr[-3000:]
 
 
 def _fake_execve(monkeypatch: pytest.MonkeyPatch, cuda: bool = True) -> list[tuple]:
