@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from common.callbacks import NoReferenceQuality
-from common.engine import Trainer
+from common.engine import TrainConfig, Trainer
 
 
 class Recorder:
@@ -28,7 +28,14 @@ class Recorder:
 
 def make_trainer(tmp_path: Path, rank: int = 0, writer=None) -> SimpleNamespace:
     model = nn.Sequential(nn.Linear(2, 2), nn.Dropout(0.5)).train()
-    t = SimpleNamespace(model=model, step=0, writer=writer, out_dir=tmp_path, info=SimpleNamespace(rank=rank))
+    t = SimpleNamespace(
+        model=model,
+        step=0,
+        writer=writer,
+        out_dir=tmp_path,
+        info=SimpleNamespace(rank=rank),
+        cfg=TrainConfig(),
+    )
     t.main = rank == 0
     t.log = functools.partial(Trainer.log, t)  # the engine's own logging on this stand-in
     return t
