@@ -569,6 +569,7 @@ g = model.weight.grad.detach().cpu().clone()
 # hand-derived: d/dW sum(Wx+b) = sum over rows of x = 3 * (rank + 1) per entry; DDP averages ranks 1 and 2
 ok = torch.allclose(g, torch.full_like(g, 3 * 1.5))
 print("DDP_OK" if ok else f"DDP_BAD {g}", flush=True)
+dist.barrier()  # neither rank tears gloo down while the other still uses it (SIGABRT seen under load)
 dist.destroy_process_group()
 """
 
