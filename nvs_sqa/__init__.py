@@ -6,8 +6,7 @@ kernels does not pay for torchmetrics' stateful classes, matplotlib or torchvisi
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from common.lazy import lazy_exports
 
 _EXPORTS = {
     "assessor": ("NSSScore", "QualityAssessor"),
@@ -20,17 +19,4 @@ _EXPORTS = {
     "ridge": ("RidgeReadout", "fit_ridge"),
     "weights": ("read_ridge_pickle",),
 }  # fmt: skip
-_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
-__all__ = sorted(_WHERE)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module 'nvs_sqa' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"nvs_sqa.{_WHERE[name]}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_WHERE})
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

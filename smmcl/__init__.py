@@ -6,8 +6,7 @@ command's ``--help``) does not pay for the models, torchvision or torchmetrics.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from common.lazy import lazy_exports
 
 _EXPORTS = {
     "data": ("RGBXDataset", "RGBXDatasetConfig"),
@@ -16,17 +15,4 @@ _EXPORTS = {
     "models": ("BUILDERS", "MODEL_INFO", "NMF2D", "WEIGHTS", "DualMSCAN", "LightHamHead", "SegNeXtRGBX",
                "SegNeXtRGBXConfig", "build_model", "build_segnext_rgbx", "list_models", "list_weights"),
 }  # fmt: skip
-_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
-__all__ = sorted(_WHERE)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module 'smmcl' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"smmcl.{_WHERE[name]}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_WHERE})
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
