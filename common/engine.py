@@ -86,7 +86,6 @@ from common.schedules import ClosedFormLR, ScheduleConfig, build_scheduler
 __all__ = [
     "ScheduleConfig",
     "TrainConfig",
-    "Callback",
     "Trainer",
     "prepare_run",
     "swap_parameter",

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from common.engine import Callback
+from common.callbacks import Callback
 from common.errors import TriVisionError
 from common.metrics.image import psnr, ssim
 from nvs_sqa.data.fvvdp_target import FovVideoVDPTarget

@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common.engine import Callback, TrainConfig, Trainer
+from common.callbacks import Callback
+from common.engine import TrainConfig, Trainer
 from common.metrics.image import psnr
 from common.schedules import ScheduleConfig, lr_at
 from common.synthetic import write_nmr_dataset

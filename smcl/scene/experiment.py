@@ -14,8 +14,9 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from common.callbacks import Callback
 from common.config import ConfigError
-from common.engine import Callback, TrainConfig
+from common.engine import TrainConfig
 from smcl.scene.data import (
     SceneData,
     get_rays_papr,

@@ -16,7 +16,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from common.engine import Callback, TrainConfig
+from common.callbacks import Callback
+from common.engine import TrainConfig
 from smcl.scene.models.point_gcl import PointGCL, PointGCLConfig, make_blocks
 
 ENCODER_FILE = "point_gcl.pth"

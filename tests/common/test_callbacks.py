@@ -135,7 +135,8 @@ def test_real_tensorboard_event_file(tmp_path: Path) -> None:
 
 
 def test_with_the_engine(tmp_path: Path) -> None:
-    from common.engine import Callback, TrainConfig, Trainer
+    from common.callbacks import Callback
+    from common.engine import TrainConfig, Trainer
 
     class Model(nn.Module):
         def __init__(self) -> None:

@@ -263,7 +263,8 @@ GROW_WORKER = textwrap.dedent(
     import torch
     from torch import nn
     from common.distributed import cleanup_distributed
-    from common.engine import Callback, TrainConfig, Trainer
+    from common.callbacks import Callback
+    from common.engine import TrainConfig, Trainer
 
     torch.set_num_threads(1)
     out = sys.argv[1]

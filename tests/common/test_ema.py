@@ -13,10 +13,10 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from common.callbacks import EMA, build_callbacks
+from common.callbacks import EMA, Callback, build_callbacks
 from common.checkpoint import load_checkpoint
 from common.config import ConfigError, load_config
-from common.engine import Callback, TrainConfig, Trainer, prepare_run, swap_parameter
+from common.engine import TrainConfig, Trainer, prepare_run, swap_parameter
 
 REPO = Path(__file__).resolve().parents[2]
 EMA_ON = "train.callbacks=[{name: ema, decay: 0.5}]"

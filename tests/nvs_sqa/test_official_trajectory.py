@@ -16,8 +16,9 @@ import pytest
 import torch
 from PIL import Image
 
+from common.callbacks import Callback
 from common.config import load_config
-from common.engine import Callback, Trainer
+from common.engine import Trainer
 from nvs_sqa.experiment import ExperimentConfig, build
 from tests.golden import seeded_fill
 

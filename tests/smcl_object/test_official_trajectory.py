@@ -11,8 +11,9 @@ from pathlib import Path
 
 import torch
 
+from common.callbacks import Callback
 from common.config import load_config
-from common.engine import Callback, Trainer
+from common.engine import Trainer
 from smcl.object.data.nmr import pixelnerf_rays_at
 from smcl.object.experiment import (
     EncoderPretrainer,

@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from common.callbacks import Callback
 from common.config import load_config
-from common.engine import Callback, Trainer
+from common.engine import Trainer
 from smcl.scene.models.point_gcl import PointGCL, make_blocks
 from smcl.scene.pretrain import PointPretrainConfig
 from tests.golden import seeded_fill
